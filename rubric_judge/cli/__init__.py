@@ -1,0 +1,1 @@
+"""The `rubric-judge` command line: one thin command per module."""

@@ -1,0 +1,50 @@
+"""The typer application: registers each command and turns input errors into exit code 2.
+
+Command modules import only light libraries at module level (typer, rich, pydantic); litellm,
+torch and friends are imported inside the commands that need them, so `--help` stays instant.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from rubric_judge.cli import new, plan, validate
+
+app = typer.Typer(
+    name="rubric-judge",
+    help="Judge medical image and text generation against YAML rubrics: cached, reproducible, queryable.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    rich_markup_mode="rich",
+)
+app.command("validate")(validate.command)
+app.command("plan")(plan.command)
+app.command("new")(new.command)
+
+
+def main() -> None:
+    from rubric_judge.errors import UserError
+
+    try:
+        # Without standalone mode click returns a command's exit code instead of exiting.
+        code = app(standalone_mode=False)
+    except UserError as exc:
+        from rubric_judge.cli.output import print_problems
+
+        print_problems(exc.problems)
+        sys.exit(exc.exit_code)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        sys.exit(130)
+    except Exception as exc:  # click usage errors carry their own exit code and message
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise
+    sys.exit(code if isinstance(code, int) else 0)

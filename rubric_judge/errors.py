@@ -1,0 +1,56 @@
+"""User-facing errors: every problem with input data names where it is and how to fix it.
+
+A `UserError` is what the CLI turns into a clear message and exit code 2. It carries one or
+more `Problem`s so a validator can report everything wrong with a file at once instead of
+making the author fix one mistake per run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Location:
+    """A position in a source file; line and column are 1-based, 0 when unknown."""
+
+    file: Path | None
+    line: int = 0
+    column: int = 0
+
+    def __str__(self) -> str:
+        name = str(self.file) if self.file else "<input>"
+        if self.line:
+            return f"{name}:{self.line}:{self.column or 1}"
+        return name
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with an input: where, which field, what was wrong and what to do."""
+
+    location: Location
+    message: str
+    field: str = ""
+    fix: str = ""
+
+    def __str__(self) -> str:
+        where = f"{self.location}: "
+        field = f"{self.field}: " if self.field else ""
+        fix = f"\n    fix: {self.fix}" if self.fix else ""
+        return f"{where}{field}{self.message}{fix}"
+
+
+class UserError(Exception):
+    """Bad input from the user; the CLI prints the problems and exits with code 2."""
+
+    exit_code = 2
+
+    def __init__(self, problems: list[Problem] | Problem | str):
+        if isinstance(problems, str):
+            problems = [Problem(Location(None), problems)]
+        elif isinstance(problems, Problem):
+            problems = [problems]
+        self.problems: tuple[Problem, ...] = tuple(problems)
+        super().__init__("\n".join(str(p) for p in self.problems))

@@ -1,0 +1,1 @@
+"""The judge executor: litellm + instructor calls with retries, rate limits and accounting."""

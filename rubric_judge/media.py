@@ -1,0 +1,144 @@
+"""Images exactly as the judge will receive them: bytes, media type and digest.
+
+The judge must see images at full fidelity, so PNG and JPEG files go out as their original
+bytes; anything else (WebP, BMP, TIFF, ...) is converted losslessly to PNG. The media type comes
+from the bytes, never from the file name (a PNG named .jpg is still a PNG). A grounding label can
+be drawn in a white strip under the image. Everything here is deterministic, so the sha256 of
+the bytes sent is a sound part of the cache key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+SENT_AS_IS = {"image/png", "image/jpeg"}
+MAX_SENT_BYTES = 20 * 1024 * 1024  # providers reject larger images; re-encode instead
+
+
+@dataclass(frozen=True)
+class EncodedImage:
+    data: bytes
+    media_type: str
+    sha256: str
+    width: int
+    height: int
+
+    def data_url(self) -> str:
+        import base64
+
+        return f"data:{self.media_type};base64,{base64.b64encode(self.data).decode('ascii')}"
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """What the cache key and cost estimate need, without holding the bytes."""
+
+    sha256: str
+    media_type: str
+    width: int
+    height: int
+
+
+class ImageError(Exception):
+    """An image that cannot be read or decoded; the message says which and why."""
+
+
+def sniff_media_type(head: bytes) -> str | None:
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "image/png"
+    if head.startswith(b"\xff\xd8\xff"):
+        return "image/jpeg"
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "image/webp"
+    if head[:6] in (b"GIF87a", b"GIF89a"):
+        return "image/gif"
+    if head.startswith(b"BM"):
+        return "image/bmp"
+    if head[:4] in (b"II*\x00", b"MM\x00*"):
+        return "image/tiff"
+    return None
+
+
+def encode_for_judge(path: Path, label: str | None = None, strip: bool = False, max_side: int | None = None) -> EncodedImage:
+    """The exact bytes the judge receives for this image."""
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as exc:
+        raise ImageError(f"cannot read image {path}: {exc.strerror}") from None
+    media_type = sniff_media_type(raw[:16])
+    if media_type is None:
+        raise ImageError(f"{path} is not a recognised image (PNG, JPEG, WebP, GIF, BMP or TIFF)")
+    image = _decode(raw, path)
+    width, height = image.size
+    needs_resize = max_side is not None and max(width, height) > max_side
+    if media_type in SENT_AS_IS and not strip and not needs_resize and len(raw) <= MAX_SENT_BYTES:
+        return EncodedImage(raw, media_type, hashlib.sha256(raw).hexdigest(), width, height)
+    if needs_resize:
+        from PIL import Image
+
+        scale = max_side / max(width, height)
+        image = image.resize((max(1, round(width * scale)), max(1, round(height * scale))), Image.Resampling.LANCZOS)
+    if strip and label:
+        image = with_label_strip(image, label)
+    data = _png_bytes(image)
+    return EncodedImage(data, "image/png", hashlib.sha256(data).hexdigest(), image.size[0], image.size[1])
+
+
+@lru_cache(maxsize=65536)
+def _info_cached(path: Path, mtime_ns: int, size: int, label: str | None, strip: bool, max_side: int | None) -> ImageInfo:
+    del mtime_ns, size  # cache key only: a changed file is re-read
+    encoded = encode_for_judge(path, label, strip, max_side)
+    return ImageInfo(encoded.sha256, encoded.media_type, encoded.width, encoded.height)
+
+
+def image_info(path: Path, label: str | None = None, strip: bool = False, max_side: int | None = None) -> ImageInfo:
+    """Digest and size of what `encode_for_judge` would send, memoised per file version."""
+    try:
+        stat = Path(path).stat()
+    except OSError as exc:
+        raise ImageError(f"cannot read image {path}: {exc.strerror}") from None
+    return _info_cached(Path(path), stat.st_mtime_ns, stat.st_size, label, strip, max_side)
+
+
+def _decode(raw: bytes, path: Path):
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        image = Image.open(io.BytesIO(raw))
+        image.load()
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        raise ImageError(f"{path} cannot be decoded: {exc}") from None
+    if image.size[0] == 0 or image.size[1] == 0:
+        raise ImageError(f"{path} has zero size")
+    return image
+
+
+def _png_bytes(image) -> bytes:
+    if image.mode not in ("RGB", "RGBA", "L", "LA", "I;16", "I"):
+        image = image.convert("RGBA" if "A" in image.getbands() else "RGB")
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", optimize=False)
+    return buffer.getvalue()
+
+
+def with_label_strip(image, label: str):
+    """The image with `label` in black on a white strip beneath it (MedGEN's image grounding)."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    rgb = image.convert("RGB")
+    width, height = rgb.size
+    font_size = max(12, min(48, width // 16))
+    font = ImageFont.load_default(size=font_size)
+    strip_height = int(font_size * 1.8)
+    canvas = Image.new("RGB", (width, height + strip_height), "white")
+    canvas.paste(rgb, (0, 0))
+    draw = ImageDraw.Draw(canvas)
+    left, top, right, bottom = draw.textbbox((0, 0), label, font=font)
+    x = max(0, (width - (right - left)) // 2)
+    y = height + (strip_height - (bottom - top)) // 2 - top
+    draw.text((x, y), label, fill="black", font=font)
+    return canvas

@@ -1,0 +1,238 @@
+"""Compile rubric x sample into `JudgeCall` plans: messages, response model and cache key.
+
+Criteria are grouped into calls by the batching mode (one call per criterion, per dimension or
+per sample); dimensions whose `when` does not match the sample are left out. Images appear in
+the rubric's declared order, each announced by its grounding label. A sample missing a model
+output gets no call: it is reported as missing, and scored by the rubric's explicit policy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rubric_judge.cache.key import cache_key
+from rubric_judge.errors import Location, Problem
+from rubric_judge.media import ImageError, ImageInfo, image_info
+from rubric_judge.rubrics import templates
+from rubric_judge.rubrics.response import response_model, response_schema
+from rubric_judge.rubrics.schema import Batching, Criterion, Dimension, InputKind, Rubric, VerdictSpec
+from rubric_judge.samples import Sample
+
+
+@dataclass(frozen=True)
+class TextPart:
+    text: str
+
+
+@dataclass(frozen=True)
+class ImagePart:
+    field: str
+    label: str | None
+    strip: bool
+    path: Path
+    info: ImageInfo
+
+
+@dataclass(frozen=True)
+class JudgeTarget:
+    """Which judge answers: a litellm model string and, for local servers, its base URL."""
+
+    model: str
+    api_base: str | None = None
+    max_image_side: int | None = None
+
+
+@dataclass(frozen=True)
+class JudgeCall:
+    rubric_id: str
+    rubric_version: str
+    sample_id: str
+    group: str  # the dimension id, criterion id or "all", by batching mode
+    replicate: int
+    criteria: tuple[Criterion, ...]
+    verdict: VerdictSpec
+    system: str | None
+    parts: tuple[TextPart | ImagePart, ...]
+    model: str
+    api_base: str | None
+    temperature: float
+    max_tokens: int | None
+    structured_output: str
+    cache_key: str
+
+    @property
+    def criterion_texts(self) -> tuple[tuple[str, str], ...]:
+        return tuple((c.id, c.text) for c in self.criteria)
+
+    @property
+    def response_model(self):
+        return response_model(self.criterion_texts, self.verdict)
+
+    @property
+    def images(self) -> tuple[ImagePart, ...]:
+        return tuple(p for p in self.parts if isinstance(p, ImagePart))
+
+
+@dataclass(frozen=True)
+class SamplePlan:
+    sample: Sample
+    rubric: Rubric
+    calls: tuple[JudgeCall, ...]
+    # Criteria not judged because the model produced no output for this sample.
+    unjudged: tuple[Criterion, ...] = ()
+
+
+@dataclass(frozen=True)
+class Plan:
+    samples: tuple[SamplePlan, ...]
+    problems: tuple[Problem, ...] = field(default=())
+
+    @property
+    def calls(self) -> list[JudgeCall]:
+        return [call for sample in self.samples for call in sample.calls]
+
+
+def trial_fields(rubric: Rubric) -> dict[str, Any]:
+    """Representative sample values for checking templates at validate time."""
+    return {name: (Path("trial.png") if spec.kind is InputKind.image else f"<{name}>") for name, spec in rubric.inputs.items()}
+
+
+def template_context(rubric: Rubric, sample_id: str, fields: dict[str, Any], criteria: Sequence[Criterion], dimension: Dimension | None) -> dict[str, Any]:
+    labels = image_labels(rubric)
+    context: dict[str, Any] = {}
+    for name, spec in rubric.inputs.items():
+        value = fields.get(name)
+        if spec.kind is InputKind.image:
+            context[name] = labels.get(name, name) if value is not None else None
+        else:
+            context[name] = None if value is None else str(value)
+    context.update(
+        criteria=[
+            {"id": c.id, "text": c.text, "weight": c.weight, "dimension": c.dimension, "number": i}
+            for i, c in enumerate(criteria, start=1)
+        ],
+        dimension=None if dimension is None else {"id": dimension.id, "name": dimension.title, "description": dimension.description or ""},
+        verdict={"kind": rubric.verdict.kind, "min": rubric.verdict.min, "max": rubric.verdict.max},
+        rubric={"id": rubric.rubric, "version": str(rubric.version), "description": rubric.description},
+        sample_id=sample_id,
+        images=[labels.get(slot.field, slot.field) for slot in rubric.images if fields.get(slot.field) is not None],
+    )
+    return context
+
+
+def image_labels(rubric: Rubric) -> dict[str, str]:
+    return {slot.field: slot.label or slot.field for slot in rubric.images}
+
+
+def applicable_criteria(rubric: Rubric, sample: Sample) -> list[Criterion]:
+    dims = {d.id: d for d in rubric.dimensions if d.applies_to(dict(sample.fields))}
+    return [c for c in rubric.criteria if c.dimension in dims]
+
+
+def group_criteria(rubric: Rubric, criteria: list[Criterion], mode: Batching) -> list[tuple[str, Dimension | None, list[Criterion]]]:
+    if mode is Batching.per_criterion:
+        return [(c.id, rubric.dimension(c.dimension), [c]) for c in criteria]
+    if mode is Batching.per_sample:
+        return [("all", None, criteria)] if criteria else []
+    groups = []
+    for dim in rubric.dimensions:
+        members = [c for c in criteria if c.dimension == dim.id]
+        if members:
+            groups.append((dim.id, dim, members))
+    return groups
+
+
+def compile_sample(rubric: Rubric, sample: Sample, target: JudgeTarget, mode: Batching | None = None, replicates: int = 1) -> SamplePlan:
+    criteria = applicable_criteria(rubric, sample)
+    if sample.missing_outputs:
+        return SamplePlan(sample, rubric, (), tuple(criteria))
+    images = _image_parts(rubric, sample, target)
+    calls = []
+    for group, dimension, members in group_criteria(rubric, criteria, mode or rubric.judge.mode):
+        context = template_context(rubric, sample.id, dict(sample.fields), members, dimension)
+        system = templates.render(rubric.system, context) if rubric.system else None
+        prompt = templates.render(rubric.prompt, context)
+        parts: list[TextPart | ImagePart] = [TextPart(prompt)]
+        for number, image in enumerate(images, start=1):
+            parts.append(TextPart(f"Image {number}: {image.label}" if image.label else f"Image {number}"))
+            parts.append(image)
+        for replicate in range(replicates):
+            calls.append(_call(rubric, sample, target, group, replicate, tuple(members), system, tuple(parts)))
+    return SamplePlan(sample, rubric, tuple(calls))
+
+
+def _image_parts(rubric: Rubric, sample: Sample, target: JudgeTarget) -> list[ImagePart]:
+    parts = []
+    for slot in rubric.images:
+        path = sample.fields.get(slot.field)
+        if path is None:
+            continue
+        info = image_info(path, slot.label, slot.strip, target.max_image_side)
+        parts.append(ImagePart(slot.field, slot.label, slot.strip, Path(path), info))
+    return parts
+
+
+def _call(rubric: Rubric, sample: Sample, target: JudgeTarget, group: str, replicate: int, criteria: tuple[Criterion, ...], system: str | None, parts: tuple[TextPart | ImagePart, ...]) -> JudgeCall:
+    judge = rubric.judge
+    texts = tuple((c.id, c.text) for c in criteria)
+    material = {
+        "model": target.model,
+        "api_base": target.api_base,
+        "params": {"temperature": judge.temperature, "max_tokens": judge.max_tokens, "structured_output": judge.structured_output},
+        "system": system,
+        "messages": [{"text": p.text} if isinstance(p, TextPart) else {"image_sha256": p.info.sha256, "media_type": p.info.media_type} for p in parts],
+        "schema": response_schema(texts, rubric.verdict),
+        "rubric": {"id": rubric.rubric, "version": str(rubric.version), "namespace": rubric.cache.namespace},
+        "criteria": [list(t) for t in texts],
+        "replicate": replicate,
+    }
+    return JudgeCall(
+        rubric_id=rubric.rubric,
+        rubric_version=str(rubric.version),
+        sample_id=sample.id,
+        group=group,
+        replicate=replicate,
+        criteria=criteria,
+        verdict=rubric.verdict,
+        system=system,
+        parts=parts,
+        model=target.model,
+        api_base=target.api_base,
+        temperature=judge.temperature,
+        max_tokens=judge.max_tokens,
+        structured_output=judge.structured_output,
+        cache_key=cache_key(material),
+    )
+
+
+def match_rubrics(rubrics: Sequence[Rubric], samples: Iterable[Sample]) -> tuple[list[tuple[Rubric, Sample]], list[Problem]]:
+    """Pair each sample with its rubric: a task rubric (`task: <id>`) or the general one."""
+    by_task = {r.task: r for r in rubrics if r.task is not None}
+    general = [r for r in rubrics if r.task is None]
+    pairs, problems, used = [], [], set()
+    for sample in samples:
+        stem = Path(sample.id).stem
+        rubric = by_task.get(sample.id) or by_task.get(stem) or (general[0] if len(general) == 1 else None)
+        if rubric is None:
+            reason = "several general rubrics match" if len(general) > 1 else "no task rubric has `task: " + sample.id + "`"
+            problems.append(Problem(sample.source, f"sample {sample.id!r} has no rubric: {reason}", fix="add a task rubric for it or remove it from the manifest"))
+            continue
+        used.add(rubric.task)
+        pairs.append((rubric, sample))
+    for task in sorted(set(by_task) - used):
+        problems.append(Problem(Location(None), f"task rubric for {task!r} matches no sample in the manifest", fix="check the `task:` id against the manifest ids"))
+    return pairs, problems
+
+
+def build_plan(rubrics: Sequence[Rubric], samples: Sequence[Sample], target: JudgeTarget, mode: Batching | None = None, replicates: int = 1) -> Plan:
+    pairs, problems = match_rubrics(rubrics, samples)
+    planned = []
+    for rubric, sample in pairs:
+        try:
+            planned.append(compile_sample(rubric, sample, target, mode, replicates))
+        except ImageError as exc:
+            problems.append(Problem(sample.source, str(exc), fix="replace or remove the image"))
+    return Plan(tuple(planned), tuple(problems))

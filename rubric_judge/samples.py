@@ -1,0 +1,206 @@
+"""Datasets and model outputs in, `Sample`s out.
+
+A dataset is a JSONL manifest: one object per line with a unique string `id` plus fields; image
+fields hold paths relative to the manifest, which may not leave the manifest's directory.
+A model's outputs are either a directory (`<id>.png|.jpg|.jpeg|.webp` for the image output,
+`<id>.txt` for the text output, or `<field>/<id>.<ext>` when a rubric has several outputs of a
+kind) or a JSONL file of `{"id": ..., field: value}` with image paths relative to that file.
+An output the model did not produce is recorded as missing, never invented.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rubric_judge.errors import Location, Problem, UserError
+from rubric_judge.rubrics.schema import InputKind, InputSpec
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
+TEXT_SUFFIXES = (".txt",)
+
+
+@dataclass(frozen=True)
+class Sample:
+    id: str
+    fields: Mapping[str, Any]  # text values as str, image values as resolved Paths
+    missing_outputs: tuple[str, ...] = ()
+    source: Location = field(default_factory=lambda: Location(None))
+
+
+def read_jsonl(path: Path) -> list[tuple[int, dict[str, Any]]]:
+    """(line number, object) for each non-blank line; every bad line is reported at once."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise UserError(Problem(Location(path), f"cannot read: {exc.strerror}", fix="check the path")) from None
+    except UnicodeDecodeError:
+        raise UserError(Problem(Location(path), "not UTF-8 text", fix="save the file as UTF-8 JSONL")) from None
+    records, problems = [], []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError as exc:
+            problems.append(Problem(Location(path, number, exc.colno), f"not valid JSON: {exc.msg}", fix="one JSON object per line"))
+            continue
+        if not isinstance(value, dict):
+            problems.append(Problem(Location(path, number, 1), "each line must be a JSON object", fix='write {"id": "...", ...}'))
+            continue
+        ident = value.get("id")
+        if not isinstance(ident, str) or not ident.strip():
+            problems.append(Problem(Location(path, number, 1), "missing or non-string `id`", field="id", fix='give every line a string "id"'))
+            continue
+        records.append((number, value))
+    if problems:
+        raise UserError(problems)
+    return records
+
+
+def load_samples(manifest: Path, outputs: Path | None, inputs: Mapping[str, InputSpec], output_fields: Iterable[str]) -> list[Sample]:
+    """Read the manifest and the model's outputs, resolving image paths safely."""
+    manifest = Path(manifest)
+    root = manifest.parent.resolve()
+    output_fields = tuple(output_fields)
+    records = read_jsonl(manifest)
+    problems: list[Problem] = []
+    seen: dict[str, int] = {}
+    for number, record in records:
+        if record["id"] in seen:
+            problems.append(Problem(Location(manifest, number, 1), f"duplicate id {record['id']!r} (first on line {seen[record['id']]})", field="id", fix="ids must be unique"))
+        seen.setdefault(record["id"], number)
+    if problems:
+        raise UserError(problems)
+    produced = _read_outputs(outputs, [r["id"] for _, r in records], inputs, output_fields) if outputs else {}
+    samples = []
+    for number, record in records:
+        where = Location(manifest, number, 1)
+        values: dict[str, Any] = {}
+        for name, value in record.items():
+            if name == "id":
+                continue
+            spec = inputs.get(name)
+            if spec is not None and spec.kind is InputKind.image and value is not None:
+                resolved = _inside(root, value, where, name, problems)
+                if resolved is not None and not resolved.is_file():
+                    problems.append(Problem(where, f"image not found: {value}", field=name, fix=f"paths are relative to {manifest.parent}"))
+                values[name] = resolved
+            else:
+                values[name] = value
+        values.update(produced.get(record["id"], {}))
+        samples.append(Sample(record["id"], values, _missing_outputs(values, inputs, output_fields), where))
+    if problems:
+        raise UserError(problems)
+    return samples
+
+
+def _missing_outputs(values: Mapping[str, Any], inputs: Mapping[str, InputSpec], output_fields: tuple[str, ...]) -> tuple[str, ...]:
+    """Required outputs that are absent; if every output is optional, absent means all absent."""
+    absent = [f for f in output_fields if values.get(f) in (None, "")]
+    required_absent = tuple(f for f in absent if not inputs[f].optional)
+    if required_absent:
+        return required_absent
+    return tuple(absent) if output_fields and len(absent) == len(output_fields) else ()
+
+
+def _inside(root: Path, value: Any, where: Location, name: str, problems: list[Problem]) -> Path | None:
+    if not isinstance(value, str) or not value:
+        problems.append(Problem(where, "image field must be a relative path string", field=name, fix='write e.g. "images/case-1.png"'))
+        return None
+    resolved = (root / value).resolve()
+    if not resolved.is_relative_to(root):
+        problems.append(Problem(where, f"path {value!r} leaves the dataset directory {root}", field=name, fix="keep images inside the dataset directory"))
+        return None
+    return resolved
+
+
+def _read_outputs(outputs: Path, ids: list[str], inputs: Mapping[str, InputSpec], output_fields: tuple[str, ...]) -> dict[str, dict[str, Any]]:
+    outputs = Path(outputs)
+    if outputs.is_dir():
+        return _outputs_from_directory(outputs, ids, inputs, output_fields)
+    if outputs.is_file():
+        return _outputs_from_jsonl(outputs, inputs)
+    raise UserError(Problem(Location(outputs), "outputs not found", fix="give a directory of <id>.png/<id>.txt files or a JSONL file"))
+
+
+def _outputs_from_jsonl(path: Path, inputs: Mapping[str, InputSpec]) -> dict[str, dict[str, Any]]:
+    root = path.parent.resolve()
+    produced: dict[str, dict[str, Any]] = {}
+    problems: list[Problem] = []
+    for number, record in read_jsonl(path):
+        where = Location(path, number, 1)
+        values = {}
+        for name, value in record.items():
+            if name == "id":
+                continue
+            spec = inputs.get(name)
+            if spec is not None and spec.kind is InputKind.image and value is not None:
+                resolved = _inside(root, value, where, name, problems)
+                # A listed image that does not exist is a missing output, reported as such.
+                values[name] = resolved if resolved is not None and resolved.is_file() else None
+            else:
+                values[name] = value
+        produced[record["id"]] = values
+    if problems:
+        raise UserError(problems)
+    return produced
+
+
+def _outputs_from_directory(directory: Path, ids: list[str], inputs: Mapping[str, InputSpec], output_fields: tuple[str, ...]) -> dict[str, dict[str, Any]]:
+    root = directory.resolve()
+    by_kind: dict[InputKind, list[str]] = {}
+    for name in output_fields:
+        by_kind.setdefault(inputs[name].kind, []).append(name)
+    index = _index_directory(root)
+    produced: dict[str, dict[str, Any]] = {}
+    problems: list[Problem] = []
+    for ident in ids:
+        values: dict[str, Any] = {}
+        for kind, names in by_kind.items():
+            suffixes = IMAGE_SUFFIXES if kind is InputKind.image else TEXT_SUFFIXES
+            for name in names:
+                folder = index.get(name) if isinstance(index.get(name), dict) else None
+                if folder is None and len(names) > 1:
+                    continue
+                found = _find(folder if folder is not None else index, ident, suffixes)
+                if len(found) > 1:
+                    problems.append(Problem(Location(directory), f"several outputs for {ident!r}: {', '.join(p.name for p in found)}", field=name, fix="keep one file per sample"))
+                elif found:
+                    path = found[0].resolve()
+                    if not path.is_relative_to(root):
+                        problems.append(Problem(Location(found[0]), "output leaves the outputs directory (symlink?)", field=name, fix="copy the file into the directory"))
+                    elif kind is InputKind.image:
+                        values[name] = path
+                    else:
+                        values[name] = path.read_text(encoding="utf-8").strip()
+        produced[ident] = values
+    if problems:
+        raise UserError(problems)
+    return produced
+
+
+def _index_directory(root: Path) -> dict[str, Any]:
+    """File name -> path for the top level, and sub-directory name -> its own such index."""
+    index: dict[str, Any] = {}
+    for entry in root.iterdir():
+        if entry.is_dir():
+            index[entry.name] = {child.name: child for child in entry.iterdir() if child.is_file()}
+        elif entry.is_file():
+            index[entry.name] = entry
+    return index
+
+
+def _find(index: Mapping[str, Any], ident: str, suffixes: tuple[str, ...]) -> list[Path]:
+    # IlluGenBench names a task after its reference image (`foo.jpg`) but expects `foo.png`.
+    stems = [ident]
+    if Path(ident).suffix.lower() in IMAGE_SUFFIXES:
+        stems.append(Path(ident).stem)
+    for stem in stems:
+        found = [index[stem + s] for s in suffixes if isinstance(index.get(stem + s), Path)]
+        if found:
+            return found
+    return []
