@@ -10,7 +10,7 @@ import sys
 
 import typer
 
-from rubric_judge.cli import new, plan, validate
+from rubric_judge.cli import cache, new, plan, query, score, validate
 
 app = typer.Typer(
     name="rubric-judge",
@@ -22,6 +22,11 @@ app = typer.Typer(
 )
 app.command("validate")(validate.command)
 app.command("plan")(plan.command)
+app.command("score")(score.command)
+app.command("query")(query.query)
+app.command("export")(query.export)
+app.command("leaderboard")(query.leaderboard)
+app.add_typer(cache.app, name="cache")
 app.command("new")(new.command)
 
 

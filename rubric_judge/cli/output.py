@@ -20,7 +20,8 @@ if not stderr.is_terminal:
 def print_problems(problems: Iterable[Problem]) -> None:
     problems = list(problems)
     for problem in problems:
-        stderr.print(f"[bold red]error[/] {_escape(str(problem.location))}: "
+        where = f"{_escape(str(problem.location))}: " if problem.location.file else ""
+        stderr.print(f"[bold red]error[/] {where}"
                      + (f"[bold]{_escape(problem.field)}[/]: " if problem.field else "")
                      + _escape(problem.message))
         if problem.fix:
@@ -30,7 +31,8 @@ def print_problems(problems: Iterable[Problem]) -> None:
 
 def print_warnings(problems: Iterable[Problem]) -> None:
     for problem in problems:
-        stderr.print(f"[yellow]warning[/] {_escape(str(problem.location))}: {_escape(problem.message)}"
+        where = f"{_escape(str(problem.location))}: " if problem.location.file else ""
+        stderr.print(f"[yellow]warning[/] {where}{_escape(problem.message)}"
                      + (f" [dim](fix: {_escape(problem.fix)})[/]" if problem.fix else ""))
 
 

@@ -22,6 +22,10 @@ from rubric_judge.rubrics.schema import Batching, Criterion, Dimension, InputKin
 from rubric_judge.samples import Sample
 
 
+class TemplateRenderError(Exception):
+    """A rubric template that validated but cannot render for a particular sample or mode."""
+
+
 @dataclass(frozen=True)
 class TextPart:
     text: str
@@ -153,8 +157,11 @@ def compile_sample(rubric: Rubric, sample: Sample, target: JudgeTarget, mode: Ba
     calls = []
     for group, dimension, members in group_criteria(rubric, criteria, mode or rubric.judge.mode):
         context = template_context(rubric, sample.id, dict(sample.fields), members, dimension)
-        system = templates.render(rubric.system, context) if rubric.system else None
-        prompt = templates.render(rubric.prompt, context)
+        try:
+            system = templates.render(rubric.system, context) if rubric.system else None
+            prompt = templates.render(rubric.prompt, context)
+        except Exception as exc:  # e.g. a per_dimension template used in per_sample mode
+            raise TemplateRenderError(f"prompt template fails for sample {sample.id!r} ({group}): {exc}") from None
         parts: list[TextPart | ImagePart] = [TextPart(prompt)]
         for number, image in enumerate(images, start=1):
             parts.append(TextPart(f"Image {number}: {image.label}" if image.label else f"Image {number}"))
@@ -235,4 +242,6 @@ def build_plan(rubrics: Sequence[Rubric], samples: Sequence[Sample], target: Jud
             planned.append(compile_sample(rubric, sample, target, mode, replicates))
         except ImageError as exc:
             problems.append(Problem(sample.source, str(exc), fix="replace or remove the image"))
+        except TemplateRenderError as exc:
+            problems.append(Problem(sample.source, str(exc), fix="guard optional values with {% if ... %} in the template"))
     return Plan(tuple(planned), tuple(problems))

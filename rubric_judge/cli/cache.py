@@ -1,0 +1,54 @@
+"""`rubric-judge cache stats|clear|prune`: look after the verdict cache."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(help="Inspect or clean the verdict cache.", no_args_is_help=True)
+DirOption = Annotated[Path | None, typer.Option("--cache-dir", help="Verdict cache [default: $RUBRIC_JUDGE_CACHE_DIR or ~/.cache/rubric-judge].")]
+
+
+@app.command()
+def stats(cache_dir: DirOption = None) -> None:
+    """Entries, size on disk and what they cost to obtain."""
+    from rubric_judge.cache.store import cache_stats, default_cache_dir
+    from rubric_judge.cli.output import stdout
+
+    info = cache_stats(cache_dir or default_cache_dir())
+    stdout.print(f"{info['directory']}: {info['entries']} verdict(s), {info['bytes'] / 1e6:.1f} MB on disk, "
+                 f"{info['prompt_tokens']:,} prompt + {info['completion_tokens']:,} completion tokens, ${info['cost_usd']:.4f} paid")
+
+
+@app.command()
+def clear(cache_dir: DirOption = None, yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False) -> None:
+    """Delete every cached verdict (the next run pays for every call again)."""
+    from rubric_judge.cache.store import CacheMode, VerdictCache, default_cache_dir
+    from rubric_judge.cli.output import stdout
+
+    directory = cache_dir or default_cache_dir()
+    if not yes and not typer.confirm(f"Delete all cached verdicts in {directory}?"):
+        raise typer.Abort()
+    with VerdictCache(directory, CacheMode.read_write) as cache:
+        removed = cache.clear()
+    stdout.print(f"removed {removed} cached verdict(s)")
+
+
+@app.command()
+def prune(
+    cache_dir: DirOption = None,
+    judge: Annotated[str | None, typer.Option("--judge", help="Remove entries from this judge model.")] = None,
+    older_than_days: Annotated[float | None, typer.Option("--older-than-days", min=0, help="Remove entries older than this.")] = None,
+) -> None:
+    """Remove some cached verdicts: by judge model and/or age."""
+    from rubric_judge.cache.store import CacheMode, VerdictCache, default_cache_dir
+    from rubric_judge.cli.output import stdout
+    from rubric_judge.errors import UserError
+
+    if judge is None and older_than_days is None:
+        raise UserError("say what to prune: --judge MODEL and/or --older-than-days N (or use `cache clear`)")
+    with VerdictCache(cache_dir or default_cache_dir(), CacheMode.read_write) as cache:
+        removed = cache.prune(judge, older_than_days)
+    stdout.print(f"removed {removed} cached verdict(s)")

@@ -1,0 +1,84 @@
+"""`rubric-judge query`, `export` and `leaderboard`: read the results database."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+DbOption = Annotated[Path | None, typer.Option("--db", help="Results database [default: $RUBRIC_JUDGE_DB or ./rubric-judge.duckdb].")]
+
+
+def query(
+    sql: Annotated[str, typer.Argument(help='One read-only SQL statement, e.g. "SELECT * FROM leaderboard".')],
+    db: DbOption = None,
+    format: Annotated[str, typer.Option("--format", help="table | csv | json")] = "table",
+) -> None:
+    """Run read-only SQL on the results (tables: runs, samples, judge_calls, verdicts, metric_values;
+    views: task_scores, dimension_scores, leaderboard, accuracy_rates)."""
+    from rubric_judge.store.db import default_db_path
+    from rubric_judge.store.query import run_query
+
+    names, rows = run_query(db or default_db_path(), sql)
+    _print(names, rows, format)
+
+
+def export(
+    table: Annotated[str, typer.Option("--table", help="Table or view to export.")],
+    out: Annotated[Path, typer.Option("--out", help="Output file: .parquet, .csv, .jsonl or .json.")],
+    db: DbOption = None,
+) -> None:
+    """Export a table or view to Parquet, CSV or JSON Lines."""
+    from rubric_judge.cli.output import stdout
+    from rubric_judge.store.db import default_db_path
+    from rubric_judge.store.query import export_table
+
+    count = export_table(db or default_db_path(), table, out)
+    stdout.print(f"wrote {count} rows of {table} to {out}")
+
+
+def leaderboard(
+    db: DbOption = None,
+    rubric: Annotated[str | None, typer.Option("--rubric", help="Only this rubric id.")] = None,
+) -> None:
+    """Scores of every model per rubric: overall and per dimension, with coverage counts."""
+    from rubric_judge.store.db import default_db_path
+    from rubric_judge.store.query import run_query
+
+    where = " WHERE rubric_id = '" + rubric.replace("'", "''") + "'" if rubric else ""
+    sql = (
+        "SELECT rubric_id, model_name, judge_model, dimension, round(score, 4) AS score, round(accuracy_rate, 4) AS accuracy_rate, "
+        "samples_scored, samples_excluded, missing_outputs, unscored_verdicts FROM leaderboard" + where
+        + " ORDER BY rubric_id, dimension = 'overall' DESC, dimension, score DESC NULLS LAST"
+    )
+    names, rows = run_query(db or default_db_path(), sql)
+    _print(names, rows, "table")
+
+
+def _print(names: list[str], rows: list[tuple], format: str) -> None:
+    import csv
+    import sys
+
+    from rubric_judge.cli.output import stdout
+    from rubric_judge.errors import UserError
+
+    if format == "json":
+        sys.stdout.write(json.dumps([dict(zip(names, row, strict=True)) for row in rows], default=str, indent=1) + "\n")
+    elif format == "csv":
+        writer = csv.writer(sys.stdout)
+        writer.writerow(names)
+        writer.writerows(rows)
+    elif format == "table":
+        from rich.table import Table
+
+        table = Table()
+        for name in names:
+            table.add_column(name, overflow="fold")
+        for row in rows:
+            table.add_row(*("" if v is None else f"{v:.4f}" if isinstance(v, float) else str(v) for v in row))
+        stdout.print(table)
+        stdout.print(f"[dim]{len(rows)} row(s)[/]")
+    else:
+        raise UserError(f"--format must be table, csv or json, not {format!r}")

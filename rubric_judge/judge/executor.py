@@ -1,0 +1,309 @@
+"""Run judge calls: cache first, then litellm + instructor with bounded concurrency and retries.
+
+Transport failures (429, 5xx, timeouts, dropped connections) are retried with exponential
+backoff and jitter, honouring Retry-After; answers that fail validation are re-asked a bounded
+number of times by instructor. Every call ends as an `Outcome` with an explicit status:
+`ok` (validated answer), `unscored` (the judge answered but never validly) or `error` (no
+answer). Only `ok` answers are cached. A cost budget stops new calls once spent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+from rubric_judge.cache.store import CachedAnswer, VerdictCache
+from rubric_judge.judge.estimate import price
+from rubric_judge.judge.llm import litellm_module
+from rubric_judge.media import EncodedImage, encode_for_judge
+from rubric_judge.rubrics.compile import ImagePart, JudgeCall, TextPart
+from rubric_judge.rubrics.response import verdicts_by_id
+
+INSTRUCTOR_MODES = {"tools": "TOOLS", "json": "JSON", "json_schema": "JSON_SCHEMA", "md_json": "MD_JSON"}
+
+
+@dataclass(frozen=True)
+class ExecutorSettings:
+    concurrency: int = 16
+    requests_per_minute: float | None = None
+    timeout_s: float = 120.0
+    max_attempts: int = 6  # transport attempts per call
+    validation_retries: int = 2  # re-asks after an invalid answer
+    backoff_base_s: float = 1.0
+    backoff_max_s: float = 60.0
+    api_key: str | None = None
+    api_base: str | None = None  # where requests go; the cache key holds the judge's identity
+    max_cost_usd: float | None = None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    call: JudgeCall
+    status: str  # ok | unscored | error | skipped (budget reached before it ran)
+    answer: dict[str, Any] | None = None
+    error: str | None = None
+    attempts: int = 0
+    latency_ms: float = 0.0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float | None = None
+    cache_hit: bool = False
+
+
+@dataclass
+class Progress:
+    """Running totals, updated as outcomes arrive (read by the progress display)."""
+
+    done: int = 0
+    cache_hits: int = 0
+    errors: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+    cost_unknown: bool = False
+    budget_reached: bool = False
+    listeners: list[Callable[[Outcome], None]] = field(default_factory=list)
+
+    def record(self, outcome: Outcome) -> None:
+        self.done += 1
+        self.cache_hits += outcome.cache_hit
+        self.errors += outcome.status in ("error", "unscored")
+        if not outcome.cache_hit:
+            self.prompt_tokens += outcome.prompt_tokens
+            self.completion_tokens += outcome.completion_tokens
+            if outcome.cost_usd is None and outcome.status != "skipped" and outcome.attempts:
+                self.cost_unknown = True
+            self.cost_usd += outcome.cost_usd or 0.0
+        for listener in self.listeners:
+            listener(outcome)
+
+
+class RateLimiter:
+    """Spaces request starts evenly to stay under a requests-per-minute limit."""
+
+    def __init__(self, per_minute: float | None):
+        self.interval = 60.0 / per_minute if per_minute else 0.0
+        self._next = 0.0
+        self._lock = asyncio.Lock()
+
+    async def wait(self) -> None:
+        if not self.interval:
+            return
+        async with self._lock:
+            now = time.monotonic()
+            start = max(now, self._next)
+            self._next = start + self.interval
+        await asyncio.sleep(max(0.0, start - now))
+
+
+class Executor:
+    def __init__(self, cache: VerdictCache, settings: ExecutorSettings = ExecutorSettings()):
+        self.cache = cache
+        self.settings = settings
+
+    def run(self, calls: Sequence[JudgeCall], progress: Progress) -> list[Outcome]:
+        return asyncio.run(self.run_async(calls, progress))
+
+    async def run_async(self, calls: Sequence[JudgeCall], progress: Progress) -> list[Outcome]:
+        outcomes: list[Outcome] = []
+        pending: list[JudgeCall] = []
+        for call in calls:
+            hit = self.cache.get(call.cache_key)
+            if hit is None:
+                pending.append(call)
+                continue
+            outcome = Outcome(call, "ok", hit.answer, attempts=0, prompt_tokens=hit.prompt_tokens, completion_tokens=hit.completion_tokens, cost_usd=hit.cost_usd, cache_hit=True)
+            outcomes.append(outcome)
+            progress.record(outcome)
+        if not pending:
+            return outcomes
+        client = _client(pending[0].structured_output)
+        queue: asyncio.Queue[JudgeCall] = asyncio.Queue()
+        for call in pending:
+            queue.put_nowait(call)
+        limiter = RateLimiter(self.settings.requests_per_minute)
+
+        async def worker() -> None:
+            while True:
+                try:
+                    call = queue.get_nowait()
+                except asyncio.QueueEmpty:
+                    return
+                budget = self.settings.max_cost_usd
+                if progress.budget_reached or (budget is not None and progress.cost_usd >= budget):
+                    progress.budget_reached = True
+                    outcome = Outcome(call, "skipped", error=f"not run: the cost budget of ${budget} was reached")
+                else:
+                    outcome = await self._judge(client, call, limiter)
+                    if outcome.status == "ok" and outcome.answer is not None:
+                        self.cache.put(call.cache_key, CachedAnswer(outcome.answer, outcome.prompt_tokens, outcome.completion_tokens, outcome.cost_usd, call.model))
+                outcomes.append(outcome)
+                progress.record(outcome)
+
+        workers = [asyncio.create_task(worker()) for _ in range(min(self.settings.concurrency, len(pending)))]
+        try:
+            await asyncio.gather(*workers)
+        finally:
+            for task in workers:
+                task.cancel()
+        return outcomes
+
+    async def _judge(self, client: Any, call: JudgeCall, limiter: RateLimiter) -> Outcome:
+        litellm = litellm_module()
+        settings = self.settings
+        try:
+            messages = build_messages(call)
+        except Exception as exc:  # an image that vanished or changed since planning
+            return Outcome(call, "error", error=f"cannot prepare the request: {exc}")
+        kwargs: dict[str, Any] = {"temperature": call.temperature}
+        if call.max_tokens:
+            kwargs["max_tokens"] = call.max_tokens
+        if settings.api_base:
+            kwargs["api_base"] = settings.api_base
+        if settings.api_key:
+            kwargs["api_key"] = settings.api_key
+        started = time.perf_counter()
+        last_error = ""
+        for attempt in range(1, settings.max_attempts + 1):
+            await limiter.wait()
+            try:
+                answer, completion = await asyncio.wait_for(
+                    client.chat.completions.create_with_completion(
+                        model=call.model,
+                        messages=messages,
+                        response_model=call.response_model,
+                        max_retries=settings.validation_retries + 1,
+                        timeout=settings.timeout_s,
+                        num_retries=0,
+                        **kwargs,
+                    ),
+                    timeout=settings.timeout_s + 5,
+                )
+            except Exception as exc:
+                kind, retry_after, message = classify(exc, litellm)
+                last_error = message
+                if kind == "invalid":
+                    usage = getattr(exc, "total_usage", None)
+                    prompt, completion_tokens = _usage_tokens(usage)
+                    return Outcome(call, "unscored", error=message, attempts=attempt, latency_ms=_ms(started), prompt_tokens=prompt, completion_tokens=completion_tokens, cost_usd=price(call.model, prompt, completion_tokens))
+                if kind == "fatal" or attempt == settings.max_attempts:
+                    return Outcome(call, "error", error=message, attempts=attempt, latency_ms=_ms(started))
+                delay = retry_after if retry_after is not None else min(settings.backoff_max_s, settings.backoff_base_s * 2 ** (attempt - 1))
+                await asyncio.sleep(delay * random.uniform(1.0, 1.25))
+                continue
+            prompt, completion_tokens = _usage_tokens(getattr(completion, "usage", None))
+            verdicts = {criterion_id: value.model_dump() for criterion_id, value in verdicts_by_id(answer).items()}
+            return Outcome(call, "ok", verdicts, attempts=attempt, latency_ms=_ms(started), prompt_tokens=prompt, completion_tokens=completion_tokens, cost_usd=price(call.model, prompt, completion_tokens))
+        return Outcome(call, "error", error=last_error, attempts=settings.max_attempts, latency_ms=_ms(started))
+
+
+def classify(exc: BaseException, litellm: Any) -> tuple[str, float | None, str]:
+    """(transient | invalid | fatal, Retry-After seconds, message) for a failed attempt."""
+    from instructor.core import InstructorRetryException
+
+    if isinstance(exc, InstructorRetryException):
+        cause = exc.__cause__ or exc.__context__
+        inner = _unwrap(cause)
+        if inner is not None and not _is_validation(inner):
+            return classify(inner, litellm)
+        return "invalid", None, f"invalid answer after {exc.n_attempts} attempt(s): {_short(exc)}"
+    if isinstance(exc, asyncio.TimeoutError | litellm.Timeout):
+        return "transient", None, "timed out"
+    if isinstance(exc, litellm.RateLimitError):
+        return "transient", _retry_after(exc), f"rate limited (429): {_short(exc)}"
+    transient = (litellm.InternalServerError, litellm.ServiceUnavailableError, litellm.APIConnectionError, litellm.BadGatewayError)
+    if isinstance(exc, transient):
+        return "transient", _retry_after(exc), f"server error: {_short(exc)}"
+    status = getattr(exc, "status_code", None)
+    if isinstance(status, int) and (status == 429 or status >= 500):
+        return "transient", _retry_after(exc), f"HTTP {status}: {_short(exc)}"
+    return "fatal", None, f"{type(exc).__name__}: {_short(exc)}"
+
+
+def _unwrap(exc: BaseException | None) -> BaseException | None:
+    seen = 0
+    while exc is not None and seen < 5:
+        if not _is_retry_wrapper(exc):
+            return exc
+        exc = exc.__cause__ or exc.__context__
+        seen += 1
+    return exc
+
+
+def _is_retry_wrapper(exc: BaseException) -> bool:
+    return type(exc).__name__ in ("RetryError", "InstructorRetryException")
+
+
+def _is_validation(exc: BaseException) -> bool:
+    import json
+
+    from pydantic import ValidationError
+
+    return isinstance(exc, ValidationError | json.JSONDecodeError) or type(exc).__name__ in ("IncompleteOutputException", "ValidationError")
+
+
+def _retry_after(exc: BaseException) -> float | None:
+    # litellm keeps the provider's headers on the exception, not on exc.response.
+    headers = getattr(exc, "litellm_response_headers", None) or getattr(getattr(exc, "response", None), "headers", None) or {}
+    value = headers.get("retry-after") if hasattr(headers, "get") else None
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _short(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text[:500]
+
+
+def _usage_tokens(usage: Any) -> tuple[int, int]:
+    if usage is None:
+        return 0, 0
+    get = usage.get if isinstance(usage, dict) else (lambda k, d=0: getattr(usage, k, d))
+    return int(get("prompt_tokens", 0) or 0), int(get("completion_tokens", 0) or 0)
+
+
+def _ms(started: float) -> float:
+    return (time.perf_counter() - started) * 1000.0
+
+
+@lru_cache(maxsize=4)
+def _client(structured_output: str) -> Any:
+    import functools
+
+    import instructor
+
+    litellm = litellm_module()
+    # The OpenAI SDK under litellm retries 429/5xx on its own; retries belong to this executor
+    # alone, so every attempt is counted and the backoff policy is ours.
+    completion = functools.partial(litellm.acompletion, max_retries=0)
+    return instructor.from_litellm(completion, mode=getattr(instructor.Mode, INSTRUCTOR_MODES[structured_output]))
+
+
+@lru_cache(maxsize=256)
+def _encoded(part: ImagePart, max_side: int | None) -> EncodedImage:
+    encoded = encode_for_judge(part.path, part.label, part.strip, max_side)
+    if encoded.sha256 != part.info.sha256:
+        raise RuntimeError(f"{part.path} changed after the run was planned; re-run to judge the new file")
+    return encoded
+
+
+def build_messages(call: JudgeCall, max_side: int | None = None) -> list[dict[str, Any]]:
+    """OpenAI-style chat messages: the system prompt, then text and image parts in order."""
+    content: list[dict[str, Any]] = []
+    for part in call.parts:
+        if isinstance(part, TextPart):
+            content.append({"type": "text", "text": part.text})
+        else:
+            content.append({"type": "image_url", "image_url": {"url": _encoded(part, max_side).data_url()}})
+    messages: list[dict[str, Any]] = []
+    if call.system:
+        messages.append({"role": "system", "content": call.system})
+    messages.append({"role": "user", "content": content})
+    return messages

@@ -1,0 +1,182 @@
+"""One scoring run end to end: plan -> cache/judge -> DuckDB -> score table.
+
+Outcomes are written to the database as they arrive (in small batches), and every validated
+answer is in the verdict cache before it is written, so a run killed at any point resumes by
+running the same command again: cached calls cost nothing and the run's rows are replaced.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from rubric_judge.cache.store import CacheMode, VerdictCache
+from rubric_judge.errors import UserError
+from rubric_judge.job import load_job
+from rubric_judge.judge.executor import Executor, ExecutorSettings, Outcome, Progress
+from rubric_judge.judge.llm import litellm_module
+from rubric_judge.rubrics.compile import JudgeTarget, build_plan
+
+FLUSH_EVERY = 25
+FLUSH_SECONDS = 1.0
+
+
+@dataclass(frozen=True)
+class ScoreOptions:
+    rubric: Path
+    data: Path
+    outputs: Path
+    model_name: str
+    judge: str | None = None
+    offline: bool = False
+    api_base: str | None = None
+    concurrency: int = 16
+    rpm: float | None = None
+    timeout_s: float = 120.0
+    db: Path = Path("rubric-judge.duckdb")
+    cache_dir: Path = Path(".rubric-judge-cache")
+    cache_mode: CacheMode = CacheMode.read_write
+    max_cost_usd: float | None = None
+    replicates: int = 1
+    max_image_side: int | None = None
+
+
+def score(options: ScoreOptions) -> int:
+    """Run the job; returns the exit code (0 done, 1 stopped by budget or with failed calls)."""
+    from rubric_judge.cli.output import print_problems, stdout
+    from rubric_judge.judge.estimate import estimate_calls
+    from rubric_judge.store.db import ResultStore, RunInfo
+
+    job = load_job(options.rubric, options.data, options.outputs)
+    base = job.rubrics[0]
+    server = None
+    if options.offline:
+        from rubric_judge.judge.offline import OFFLINE_JUDGE_API_KEY, OFFLINE_JUDGE_MODEL, start_offline_judge
+
+        server = start_offline_judge()
+        # The offline judge is free; tell litellm's price map so costs read $0, not "unknown".
+        litellm_module().register_model({OFFLINE_JUDGE_MODEL: {"input_cost_per_token": 0.0, "output_cost_per_token": 0.0, "litellm_provider": "openai", "mode": "chat"}})
+        judge_model, identity_base, transport_base, api_key = OFFLINE_JUDGE_MODEL, "builtin:offline", server.base_url, OFFLINE_JUDGE_API_KEY
+        stdout.print("[bold yellow]Judge: the built-in OFFLINE judge[/] - deterministic image similarity, NOT a vision-language model; for demos and tests only.")
+    else:
+        judge_model = options.judge or base.judge.model
+        identity_base = transport_base = options.api_base
+        api_key = os.environ.get("RUBRIC_JUDGE_API_KEY") or ("not-needed" if options.api_base and not _provider_key_set(judge_model) else None)
+        stdout.print(f"Judge: [bold]{judge_model}[/]" + (f" at {options.api_base}" if options.api_base else ""))
+    try:
+        target = JudgeTarget(judge_model, identity_base, options.max_image_side)
+        plan = build_plan(job.rubrics, job.samples, target, None, options.replicates)
+        if plan.problems:
+            print_problems(plan.problems)
+            raise UserError("fix the problems above before scoring (nothing was judged or written)")
+        cache = VerdictCache(options.cache_dir, options.cache_mode)
+        calls = plan.calls
+        uncached = [c for c in calls if cache.get(c.cache_key) is None]
+        estimate = estimate_calls(uncached, judge_model) if uncached and not options.offline else None
+        if options.max_cost_usd is not None and estimate is not None:
+            if estimate.cost_usd is None:
+                raise UserError(f"--max-cost given but {judge_model} has no price in litellm's map, so the cost cannot be estimated")
+            if estimate.cost_usd > options.max_cost_usd:
+                raise UserError(f"estimated cost ${estimate.cost_usd:.4f} for {len(uncached)} uncached calls exceeds --max-cost ${options.max_cost_usd}")
+        stdout.print(f"{len(calls)} judge calls ({len(calls) - len(uncached)} cached), {len(plan.samples)} samples"
+                     + (f", estimated ${estimate.cost_usd:.4f}" if estimate and estimate.cost_usd is not None else ""))
+        settings = ExecutorSettings(
+            concurrency=options.concurrency, requests_per_minute=options.rpm, timeout_s=options.timeout_s,
+            api_key=api_key, max_cost_usd=options.max_cost_usd, api_base=transport_base,
+        )
+        config = {
+            "data": str(options.data), "outputs": str(options.outputs), "replicates": options.replicates, "judge_api_base": identity_base,
+            "concurrency": options.concurrency, "cache_mode": options.cache_mode.value, "batching": base.judge.mode.value,
+            "temperature": base.judge.temperature, "offline_judge": options.offline,
+        }
+        store = ResultStore(options.db)
+        run_id = store.begin_run(RunInfo(base, options.model_name, judge_model, identity_base, config))
+        store.write_samples(run_id, plan.samples, options.replicates)
+        status = "interrupted"
+        progress = Progress()
+        try:
+            progress = _execute(Executor(cache, settings), calls, store, run_id)
+            status = "stopped" if progress.budget_reached else "finished"
+        finally:
+            store.finish_run(run_id, status)
+            cache.close()
+        _print_summary(store, run_id, progress, judge_model, options.db)
+        store.close()
+        return 0 if status == "finished" and not progress.errors else 1
+    finally:
+        if server is not None:
+            server.stop()
+
+
+def _execute(executor: Executor, calls, store, run_id: str) -> Progress:
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import Progress as Bar
+
+    progress = Progress()
+    buffer: list[Outcome] = []
+    last_flush = [time.monotonic()]
+
+    def flush() -> None:
+        if buffer:
+            store.write_outcomes(run_id, buffer)
+            buffer.clear()
+        last_flush[0] = time.monotonic()
+
+    def on_outcome(outcome: Outcome) -> None:
+        buffer.append(outcome)
+        if len(buffer) >= FLUSH_EVERY or time.monotonic() - last_flush[0] >= FLUSH_SECONDS:
+            flush()
+
+    from rubric_judge.cli.output import stdout
+
+    with Bar(
+        TextColumn("judging"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[stats]}"),
+        TimeElapsedColumn(), TimeRemainingColumn(), console=stdout, transient=False,
+    ) as bar:
+        task = bar.add_task("judging", total=len(calls), stats="")
+
+        def show(_: Outcome) -> None:
+            cost = f"${progress.cost_usd:.4f}" + ("+?" if progress.cost_unknown else "")
+            stats = f"hits {progress.cache_hits}  errors {progress.errors}  tokens {progress.prompt_tokens + progress.completion_tokens:,}  {cost}"
+            bar.update(task, completed=progress.done, stats=stats)
+
+        progress.listeners.extend([on_outcome, show])
+        try:
+            executor.run(calls, progress)
+        finally:
+            flush()
+    return progress
+
+
+def _print_summary(store, run_id: str, progress: Progress, judge_model: str, db: Path) -> None:
+    from rich.table import Table
+
+    from rubric_judge.cli.output import stdout
+
+    rows = [r for r in store.leaderboard() if r["run_id"] == run_id]
+    table = Table(title=f"Scores ({judge_model})", title_justify="left")
+    for column in ("model", "dimension", "score", "accuracy", "samples", "excluded", "missing outputs", "unscored verdicts"):
+        table.add_column(column, justify="left" if column in ("model", "dimension") else "right")
+    for row in rows:
+        table.add_row(
+            row["model_name"], row["dimension"], _fmt(row["score"]), _fmt(row["accuracy_rate"]), str(row["samples_scored"]),
+            str(row["samples_excluded"]), str(row["missing_outputs"]), str(row["unscored_verdicts"]),
+        )
+    stdout.print(table)
+    cost = f"${progress.cost_usd:.4f}" + (" (some calls had no known price)" if progress.cost_unknown else "")
+    stdout.print(f"{progress.done} calls: {progress.cache_hits} from cache, {progress.errors} failed; "
+                 f"{progress.prompt_tokens:,} prompt + {progress.completion_tokens:,} completion tokens paid, {cost}")
+    if progress.budget_reached:
+        stdout.print("[yellow]Stopped: the --max-cost budget was reached; re-run with a higher budget to finish (cached calls are free).[/]")
+    stdout.print(f"Results in {db} (run {run_id}); try: rubric-judge query \"SELECT * FROM task_scores\" --db {db}")
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def _provider_key_set(model: str) -> bool:
+    provider = model.split("/", 1)[0].upper() if "/" in model else "OPENAI"
+    return bool(os.environ.get(f"{provider}_API_KEY"))

@@ -1,0 +1,1 @@
+"""DuckDB results: schema, idempotent writes, scoring views, read-only queries and export."""

@@ -1,0 +1,166 @@
+"""The results database: one DuckDB file with the schema in schema.sql and views in views.sql.
+
+Writes are idempotent: a run's id is derived from (rubric, version, model, judge, api base), a
+new run with the same id first removes that run's rows, and every table has a primary key, so a
+re-run or a resume replaces rows and never duplicates them. Rows are written as outcomes
+arrive, in small transactions, so a crash loses at most the last batch (and the verdict cache
+still holds every paid answer).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from rubric_judge.judge.executor import Outcome
+from rubric_judge.rubrics.compile import SamplePlan, TextPart
+from rubric_judge.rubrics.schema import Rubric
+
+SCHEMA = Path(__file__).with_name("schema.sql")
+VIEWS = Path(__file__).with_name("views.sql")
+TABLES = ("runs", "samples", "judge_calls", "verdicts", "metric_values")
+
+
+def default_db_path() -> Path:
+    return Path(os.environ.get("RUBRIC_JUDGE_DB", "rubric-judge.duckdb"))
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    rubric: Rubric
+    model_name: str
+    judge_model: str
+    api_base: str | None
+    config: dict[str, Any]
+
+    @property
+    def run_id(self) -> str:
+        identity = json.dumps([self.rubric.rubric, str(self.rubric.version), self.model_name, self.judge_model, self.api_base])
+        return hashlib.sha256(identity.encode()).hexdigest()[:16]
+
+
+def connect(path: Path, read_only: bool = False):
+    import duckdb
+
+    if read_only:
+        if not Path(path).exists():
+            from rubric_judge.errors import UserError
+
+            raise UserError(f"database {path} does not exist; run `rubric-judge score` first or pass --db")
+        return duckdb.connect(str(path), read_only=True)
+    con = duckdb.connect(str(path))
+    con.execute(SCHEMA.read_text())
+    con.execute(VIEWS.read_text())
+    return con
+
+
+class ResultStore:
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.con = connect(self.path)
+
+    def close(self) -> None:
+        self.con.close()
+
+    def begin_run(self, run: RunInfo) -> str:
+        rubric = run.rubric
+        run_id = run.run_id
+        with self._transaction():
+            for table in TABLES:
+                self.con.execute(f"DELETE FROM {table} WHERE run_id = ?", [run_id])
+            self.con.execute(
+                "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, 'running', ?)",
+                [
+                    run_id, rubric.rubric, str(rubric.version), run.model_name, run.judge_model,
+                    rubric.scoring.method.value, rubric.scoring.missing_output.value, rubric.scoring.threshold,
+                    rubric.scoring.criterion, rubric.verdict.min if rubric.verdict.kind == "scale" else None,
+                    rubric.verdict.max if rubric.verdict.kind == "scale" else None, _now(), json.dumps(run.config, default=str),
+                ],
+            )
+        return run_id
+
+    def finish_run(self, run_id: str, status: str) -> None:
+        self.con.execute("UPDATE runs SET finished_at = ?, status = ? WHERE run_id = ?", [_now(), status, run_id])
+
+    def write_samples(self, run_id: str, plans: Sequence[SamplePlan], replicates: int) -> None:
+        rows = []
+        for plan in plans:
+            fields = {k: (str(v) if isinstance(v, Path) else v) for k, v in plan.sample.fields.items()}
+            rows.append([run_id, plan.sample.id, _text(fields.get("category")), _text(fields.get("modality")), list(plan.sample.missing_outputs), json.dumps(fields, default=str)])
+        missing = [
+            [run_id, plan.sample.id, c.id, replicate, c.dimension, c.weight, None, None, None, None, "missing_output", None]
+            for plan in plans for c in plan.unjudged for replicate in range(replicates)
+        ]
+        with self._transaction():
+            self._insert("samples", rows)
+            self._insert("verdicts", missing)
+
+    def write_outcomes(self, run_id: str, outcomes: Iterable[Outcome]) -> None:
+        calls, verdicts = [], []
+        for outcome in outcomes:
+            call = outcome.call
+            call_id = f"{call.sample_id}/{call.group}/{call.replicate}"
+            prompt = "\n".join(p.text if isinstance(p, TextPart) else f"[image sha256:{p.info.sha256}]" for p in call.parts)
+            calls.append([
+                run_id, call_id, call.sample_id, call.group, call.replicate, call.cache_key, outcome.cache_hit, outcome.attempts,
+                "error" if outcome.status == "skipped" else outcome.status, outcome.error, outcome.latency_ms,
+                outcome.prompt_tokens, outcome.completion_tokens, outcome.cost_usd, prompt,
+                json.dumps(outcome.answer) if outcome.answer is not None else None,
+            ])
+            for criterion in call.criteria:
+                answer = (outcome.answer or {}).get(criterion.id)
+                if outcome.status == "ok" and answer is not None:
+                    met = answer.get("satisfied")
+                    verdicts.append([run_id, call.sample_id, criterion.id, call.replicate, criterion.dimension, criterion.weight,
+                                     met, answer.get("score"), answer.get("confidence"), answer.get("reasoning"), "ok", call_id])
+                else:
+                    # No valid verdict: never read as "not met". unscored = the judge answered invalidly.
+                    status = "unscored" if outcome.status in ("ok", "unscored") else "error"
+                    verdicts.append([run_id, call.sample_id, criterion.id, call.replicate, criterion.dimension, criterion.weight,
+                                     None, None, None, outcome.error, status, call_id])
+        with self._transaction():
+            self._insert("judge_calls", calls)
+            self._insert("verdicts", verdicts)
+
+    def leaderboard(self, rubric_id: str | None = None) -> list[dict[str, Any]]:
+        return leaderboard(self.con, rubric_id)
+
+    def _insert(self, table: str, rows: list[list[Any]]) -> None:
+        if rows:
+            placeholders = ", ".join("?" * len(rows[0]))
+            self.con.executemany(f"INSERT OR REPLACE INTO {table} VALUES ({placeholders})", rows)
+
+    def _transaction(self):
+        return _Transaction(self.con)
+
+
+class _Transaction:
+    def __init__(self, con):
+        self.con = con
+
+    def __enter__(self):
+        self.con.execute("BEGIN TRANSACTION")
+
+    def __exit__(self, exc_type, exc, tb):
+        self.con.execute("ROLLBACK" if exc_type else "COMMIT")
+
+
+def leaderboard(con, rubric_id: str | None = None) -> list[dict[str, Any]]:
+    sql = "SELECT * FROM leaderboard" + (" WHERE rubric_id = ?" if rubric_id else "") + " ORDER BY rubric_id, dimension = 'overall' DESC, dimension, score DESC NULLS LAST"
+    cursor = con.execute(sql, [rubric_id] if rubric_id else [])
+    names = [d[0] for d in cursor.description]
+    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)

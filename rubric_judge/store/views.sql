@@ -1,0 +1,99 @@
+-- Scoring as SQL views, so every number in a report can be re-derived with a query.
+--
+-- weighted_points (IlluGenBench): S_k = sum(w_i * met_i) / sum(w_i > 0), per task, pooled over
+--   dimensions and per dimension; a task with no positive weight is excluded; no clipping.
+-- mean_scale: the mean of the scale scores of a sample's criteria.
+-- pass_rate: a sample passes when its pass criterion's score (or its mean score) >= threshold.
+-- Verdict statuses: `ok` verdicts count; `missing_output` verdicts count as unmet (score =
+-- scale minimum) under the `fail` policy and exclude the sample under `skip`; `error` and
+-- `unscored` verdicts are left out of both numerator and denominator and counted in
+-- `unscored`, so a judge failure never silently reads as "not met".
+
+CREATE OR REPLACE VIEW _verdicts_scored AS
+SELECT v.*, r.scoring_method, r.missing_output AS policy, r.threshold, r.pass_criterion, r.scale_min,
+       v.status IN ('ok', 'missing_output') AS counted,
+       CASE WHEN v.status = 'ok' THEN v.score WHEN v.status = 'missing_output' THEN r.scale_min END AS scale_value
+FROM verdicts v JOIN runs r USING (run_id);
+
+CREATE OR REPLACE VIEW task_scores AS
+WITH per_sample AS (
+    SELECT run_id, sample_id, replicate,
+           any_value(scoring_method) AS method,
+           any_value(policy) AS policy,
+           any_value(threshold) AS threshold,
+           any_value(pass_criterion) AS pass_criterion,
+           bool_or(status = 'missing_output') AS missing_output,
+           count(*) FILTER (WHERE status IN ('error', 'unscored')) AS unscored,
+           count(*) AS criteria,
+           sum(CASE WHEN status = 'ok' AND met THEN weight ELSE 0 END) FILTER (WHERE counted) AS points,
+           sum(weight) FILTER (WHERE counted AND weight > 0) AS positive_points,
+           avg(scale_value) AS mean_score,
+           avg(scale_value) FILTER (WHERE criterion_id = pass_criterion) AS criterion_score
+    FROM _verdicts_scored
+    GROUP BY run_id, sample_id, replicate
+), scored AS (
+    SELECT *,
+           CASE method
+               WHEN 'weighted_points' THEN points / nullif(positive_points, 0)
+               WHEN 'mean_scale' THEN mean_score
+               ELSE CASE WHEN pass_criterion IS NULL THEN mean_score ELSE criterion_score END
+           END AS score
+    FROM per_sample
+)
+SELECT run_id, sample_id, replicate, method, score,
+       CASE WHEN method = 'pass_rate' AND score IS NOT NULL THEN score >= threshold END AS passed,
+       missing_output, unscored, criteria, points, positive_points,
+       (policy = 'skip' AND missing_output)
+           OR (method = 'weighted_points' AND positive_points IS NULL AND NOT missing_output) AS excluded
+FROM scored;
+
+CREATE OR REPLACE VIEW dimension_scores AS
+WITH per_dimension AS (
+    SELECT run_id, sample_id, replicate, dimension,
+           any_value(scoring_method) AS method,
+           any_value(policy) AS policy,
+           bool_or(status = 'missing_output') AS missing_output,
+           count(*) FILTER (WHERE status IN ('error', 'unscored')) AS unscored,
+           sum(CASE WHEN status = 'ok' AND met THEN weight ELSE 0 END) FILTER (WHERE counted) AS points,
+           sum(weight) FILTER (WHERE counted AND weight > 0) AS positive_points,
+           avg(scale_value) AS mean_score
+    FROM _verdicts_scored
+    GROUP BY run_id, sample_id, replicate, dimension
+)
+SELECT run_id, sample_id, replicate, dimension, method,
+       CASE WHEN method = 'weighted_points' THEN points / nullif(positive_points, 0) ELSE mean_score END AS score,
+       missing_output, unscored,
+       (policy = 'skip' AND missing_output)
+           OR (method = 'weighted_points' AND positive_points IS NULL AND NOT missing_output) AS excluded
+FROM per_dimension;
+
+CREATE OR REPLACE VIEW leaderboard AS
+SELECT r.run_id, r.rubric_id, r.rubric_version, r.model_name, r.judge_model, 'overall' AS dimension,
+       avg(t.score) FILTER (WHERE NOT t.excluded) AS score,
+       CASE WHEN any_value(t.method) = 'pass_rate' THEN avg(t.passed::INTEGER) FILTER (WHERE NOT t.excluded AND t.passed IS NOT NULL) END AS accuracy_rate,
+       count(*) FILTER (WHERE NOT t.excluded AND t.score IS NOT NULL) AS samples_scored,
+       count(*) FILTER (WHERE t.excluded) AS samples_excluded,
+       count(*) FILTER (WHERE t.missing_output) AS missing_outputs,
+       coalesce(sum(t.unscored), 0) AS unscored_verdicts
+FROM runs r JOIN task_scores t USING (run_id)
+GROUP BY ALL
+UNION ALL
+SELECT r.run_id, r.rubric_id, r.rubric_version, r.model_name, r.judge_model, d.dimension,
+       avg(d.score) FILTER (WHERE NOT d.excluded) AS score,
+       NULL AS accuracy_rate,
+       count(*) FILTER (WHERE NOT d.excluded AND d.score IS NOT NULL) AS samples_scored,
+       count(*) FILTER (WHERE d.excluded) AS samples_excluded,
+       count(*) FILTER (WHERE d.missing_output) AS missing_outputs,
+       coalesce(sum(d.unscored), 0) AS unscored_verdicts
+FROM runs r JOIN dimension_scores d USING (run_id)
+GROUP BY ALL;
+
+CREATE OR REPLACE VIEW accuracy_rates AS
+SELECT run_id, 'judge' AS source, 'overall' AS name, accuracy_rate AS rate, samples_scored AS samples
+FROM leaderboard
+WHERE dimension = 'overall' AND accuracy_rate IS NOT NULL
+UNION ALL
+SELECT run_id, 'metric' AS source, metric AS name, avg(passed::INTEGER) AS rate, count(passed) AS samples
+FROM metric_values
+WHERE passed IS NOT NULL
+GROUP BY run_id, metric;
