@@ -15,8 +15,15 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[metrics,dev]'
 	touch $(STAMP)
 
+DEMO := .demo
+JUDGE_DEMO = $(BIN)/rubric-judge score $(EXAMPLE)/tasks --data $(EXAMPLE)/manifest.jsonl --judge offline --db $(DEMO)/rubric-judge.duckdb --cache-dir $(DEMO)/cache
+
 demo: $(STAMP)
+	mkdir -p $(DEMO)
 	$(BIN)/rubric-judge plan $(EXAMPLE)/tasks --data $(EXAMPLE)/manifest.jsonl --outputs $(EXAMPLE)/outputs/good-model
+	$(JUDGE_DEMO) --outputs $(EXAMPLE)/outputs/good-model --model good-model
+	$(JUDGE_DEMO) --outputs $(EXAMPLE)/outputs/weak-model --model weak-model
+	$(BIN)/rubric-judge leaderboard --db $(DEMO)/rubric-judge.duckdb
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

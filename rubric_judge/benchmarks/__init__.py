@@ -1,0 +1,1 @@
+"""Benchmark adapters (IlluGenBench and MedGEN-Bench importers): not implemented yet."""
