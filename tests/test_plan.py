@@ -1,0 +1,110 @@
+"""Compilation and `plan`: call counts per batching mode, samples, outputs and path safety."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from rubric_judge.cli.app import app
+from rubric_judge.errors import UserError
+from rubric_judge.job import load_job
+from rubric_judge.rubrics.compile import JudgeTarget, build_plan
+from rubric_judge.rubrics.schema import Batching
+
+EXAMPLE = Path(__file__).parents[1] / "examples" / "illugenbench"
+TARGET = JudgeTarget("openai/gpt-4.1")
+
+
+def _criteria_count() -> int:
+    return sum(text.count("- {id:") for text in (p.read_text() for p in (EXAMPLE / "tasks").glob("*.yaml")))
+
+
+def test_call_counts_per_batching_mode():
+    job = load_job(EXAMPLE / "tasks", EXAMPLE / "manifest.jsonl", EXAMPLE / "outputs" / "good-model")
+    tasks = len(job.samples)
+    assert tasks == 6
+    counts = {mode: len(build_plan(job.rubrics, job.samples, TARGET, mode).calls) for mode in Batching}
+    assert counts[Batching.per_dimension] == tasks * 3
+    assert counts[Batching.per_criterion] == _criteria_count() == 31
+    assert counts[Batching.per_sample] == tasks
+
+
+def test_missing_output_gets_no_call_and_is_reported():
+    job = load_job(EXAMPLE / "tasks", EXAMPLE / "manifest.jsonl", EXAMPLE / "outputs" / "weak-model")
+    plan = build_plan(job.rubrics, job.samples, TARGET)
+    missing = [sp for sp in plan.samples if sp.unjudged]
+    assert [sp.sample.id for sp in missing] == ["dna-double-helix"]
+    assert missing[0].calls == ()
+    assert len(missing[0].unjudged) == 5
+
+
+def test_messages_put_reference_first_and_cache_keys_are_stable():
+    job = load_job(EXAMPLE / "tasks", EXAMPLE / "manifest.jsonl", EXAMPLE / "outputs" / "good-model")
+    first = build_plan(job.rubrics, job.samples, TARGET).calls
+    again = build_plan(job.rubrics, job.samples, TARGET).calls
+    assert [c.cache_key for c in first] == [c.cache_key for c in again]
+    assert len({c.cache_key for c in first}) == len(first)
+    images = first[0].images
+    assert [i.field for i in images] == ["reference_image", "generated_image"]
+    assert all(i.info.media_type == "image/png" for i in images)
+    other_judge = build_plan(job.rubrics, job.samples, JudgeTarget("openai/gpt-4.1", "http://127.0.0.1:9/v1")).calls
+    assert not {c.cache_key for c in first} & {c.cache_key for c in other_judge}
+
+
+def test_response_model_requires_every_criterion():
+    from pydantic import ValidationError
+
+    job = load_job(EXAMPLE / "tasks", EXAMPLE / "manifest.jsonl", EXAMPLE / "outputs" / "good-model")
+    call = build_plan(job.rubrics, job.samples, TARGET).calls[0]
+    answer = {"reasoning": "r", "satisfied": True, "confidence": 0.5}
+    full = {c.id: answer for c in call.criteria}
+    call.response_model.model_validate(full)
+    partial = dict(list(full.items())[1:]) if len(full) > 1 else {}
+    with pytest.raises(ValidationError):
+        call.response_model.model_validate(partial)
+
+
+def test_manifest_path_escape_is_refused(tmp_path: Path):
+    (tmp_path / "data").mkdir()
+    secret = tmp_path / "secret.png"
+    shutil.copy(EXAMPLE / "references" / "heart-chambers.png", secret)
+    manifest = tmp_path / "data" / "manifest.jsonl"
+    manifest.write_text(json.dumps({"id": "heart-chambers", "prompt": "p", "reference_image": "../secret.png"}) + "\n")
+    with pytest.raises(UserError) as caught:
+        load_job(EXAMPLE / "tasks" / "heart-chambers.yaml", manifest, None)
+    assert "leaves the dataset directory" in str(caught.value)
+    assert "manifest.jsonl:1" in str(caught.value)
+
+
+def test_outputs_jsonl_and_illugenbench_naming(tmp_path: Path):
+    manifest = tmp_path / "manifest.jsonl"
+    shutil.copy(EXAMPLE / "references" / "heart-chambers.png", tmp_path / "heart-chambers.jpg")
+    manifest.write_text(json.dumps({"id": "heart-chambers.jpg", "prompt": "p", "reference_image": "heart-chambers.jpg"}) + "\n")
+    gen = tmp_path / "gen"
+    gen.mkdir()
+    shutil.copy(EXAMPLE / "outputs" / "good-model" / "heart-chambers.png", gen / "heart-chambers.png")
+    rubric = tmp_path / "task.yaml"
+    rubric.write_text((EXAMPLE / "tasks" / "heart-chambers.yaml").read_text().replace("task: heart-chambers", "task: heart-chambers.jpg"))
+    job = load_job(rubric, manifest, gen)
+    assert job.samples[0].missing_outputs == ()
+    assert job.samples[0].fields["generated_image"].name == "heart-chambers.png"
+    # A PNG named .jpg is sent as what it is.
+    call = build_plan(job.rubrics, job.samples, TARGET).calls[0]
+    assert call.images[0].info.media_type == "image/png"
+
+
+def test_plan_cli_shows_all_three_modes():
+    result = CliRunner().invoke(
+        app,
+        ["plan", str(EXAMPLE / "tasks"), "--data", str(EXAMPLE / "manifest.jsonl"), "--outputs", str(EXAMPLE / "outputs" / "good-model")],
+        env={"COLUMNS": "200"},
+    )
+    assert result.exit_code == 0, result.output
+    lines = {line.split("│")[1].strip(): line for line in result.output.splitlines() if line.count("│") > 3}
+    assert " 18 " in lines["per_dimension (rubric's)"]
+    assert " 31 " in lines["per_criterion"]
+    assert " 6 " in lines["per_sample"]
