@@ -104,7 +104,9 @@ def trial_fields(rubric: Rubric) -> dict[str, Any]:
     return {name: (Path("trial.png") if spec.kind is InputKind.image else f"<{name}>") for name, spec in rubric.inputs.items()}
 
 
-def template_context(rubric: Rubric, sample_id: str, fields: dict[str, Any], criteria: Sequence[Criterion], dimension: Dimension | None) -> dict[str, Any]:
+def template_context(
+    rubric: Rubric, sample_id: str, fields: dict[str, Any], criteria: Sequence[Criterion], dimension: Dimension | None
+) -> dict[str, Any]:
     labels = image_labels(rubric)
     context: dict[str, Any] = {}
     for name, spec in rubric.inputs.items():
@@ -115,8 +117,7 @@ def template_context(rubric: Rubric, sample_id: str, fields: dict[str, Any], cri
             context[name] = None if value is None else str(value)
     context.update(
         criteria=[
-            {"id": c.id, "text": c.text, "weight": c.weight, "dimension": c.dimension, "number": i}
-            for i, c in enumerate(criteria, start=1)
+            {"id": c.id, "text": c.text, "weight": c.weight, "dimension": c.dimension, "number": i} for i, c in enumerate(criteria, start=1)
         ],
         dimension=None if dimension is None else {"id": dimension.id, "name": dimension.title, "description": dimension.description or ""},
         verdict={"kind": rubric.verdict.kind, "min": rubric.verdict.min, "max": rubric.verdict.max},
@@ -182,7 +183,16 @@ def _image_parts(rubric: Rubric, sample: Sample, target: JudgeTarget) -> list[Im
     return parts
 
 
-def _call(rubric: Rubric, sample: Sample, target: JudgeTarget, group: str, replicate: int, criteria: tuple[Criterion, ...], system: str | None, parts: tuple[TextPart | ImagePart, ...]) -> JudgeCall:
+def _call(
+    rubric: Rubric,
+    sample: Sample,
+    target: JudgeTarget,
+    group: str,
+    replicate: int,
+    criteria: tuple[Criterion, ...],
+    system: str | None,
+    parts: tuple[TextPart | ImagePart, ...],
+) -> JudgeCall:
     judge = rubric.judge
     texts = tuple((c.id, c.text) for c in criteria)
     material = {
@@ -190,7 +200,9 @@ def _call(rubric: Rubric, sample: Sample, target: JudgeTarget, group: str, repli
         "api_base": target.api_base,
         "params": {"temperature": judge.temperature, "max_tokens": judge.max_tokens, "structured_output": judge.structured_output},
         "system": system,
-        "messages": [{"text": p.text} if isinstance(p, TextPart) else {"image_sha256": p.info.sha256, "media_type": p.info.media_type} for p in parts],
+        "messages": [
+            {"text": p.text} if isinstance(p, TextPart) else {"image_sha256": p.info.sha256, "media_type": p.info.media_type} for p in parts
+        ],
         "schema": response_schema(texts, rubric.verdict),
         "rubric": {"id": rubric.rubric, "version": str(rubric.version), "namespace": rubric.cache.namespace},
         "criteria": [list(t) for t in texts],
@@ -225,16 +237,30 @@ def match_rubrics(rubrics: Sequence[Rubric], samples: Iterable[Sample]) -> tuple
         rubric = by_task.get(sample.id) or by_task.get(stem) or (general[0] if len(general) == 1 else None)
         if rubric is None:
             reason = "several general rubrics match" if len(general) > 1 else "no task rubric has `task: " + sample.id + "`"
-            problems.append(Problem(sample.source, f"sample {sample.id!r} has no rubric: {reason}", fix="add a task rubric for it or remove it from the manifest"))
+            problems.append(
+                Problem(
+                    sample.source,
+                    f"sample {sample.id!r} has no rubric: {reason}",
+                    fix="add a task rubric for it or remove it from the manifest",
+                )
+            )
             continue
         used.add(rubric.task)
         pairs.append((rubric, sample))
     for task in sorted(set(by_task) - used):
-        problems.append(Problem(Location(None), f"task rubric for {task!r} matches no sample in the manifest", fix="check the `task:` id against the manifest ids"))
+        problems.append(
+            Problem(
+                Location(None),
+                f"task rubric for {task!r} matches no sample in the manifest",
+                fix="check the `task:` id against the manifest ids",
+            )
+        )
     return pairs, problems
 
 
-def build_plan(rubrics: Sequence[Rubric], samples: Sequence[Sample], target: JudgeTarget, mode: Batching | None = None, replicates: int = 1) -> Plan:
+def build_plan(
+    rubrics: Sequence[Rubric], samples: Sequence[Sample], target: JudgeTarget, mode: Batching | None = None, replicates: int = 1
+) -> Plan:
     pairs, problems = match_rubrics(rubrics, samples)
     planned = []
     for rubric, sample in pairs:

@@ -9,6 +9,7 @@ library, written `builtin:illugenbench/base.yaml`): a rubric cannot read arbitra
 from __future__ import annotations
 
 import difflib
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -38,24 +39,97 @@ _MODEL_AT: dict[tuple[Any, ...], type[schema.StrictModel]] = {
 }
 
 _FIXES = {
-    "missing": "add this field",
-    "string_type": "write text here (quote it if it looks like a number)",
-    "int_parsing": "write a whole number",
-    "int_type": "write a whole number",
-    "float_parsing": "write a number",
-    "float_type": "write a number",
+    "string_type": "write text here (quote it if it looks like a number, a date or true/false)",
+    "int_parsing": "write a whole number, without quotes",
+    "int_type": "write a whole number, without quotes",
+    "int_from_float": "write a whole number, without a fraction",
+    "float_parsing": "write a number, without quotes",
+    "float_type": "write a number, without quotes",
     "bool_parsing": "write true or false",
-    "list_type": "write a YAML list (lines starting with `- `)",
-    "dict_type": "write a YAML mapping (`key: value` lines)",
-    "model_type": "write a YAML mapping (`key: value` lines)",
-    "string_pattern_mismatch": "use letters, digits, `_`, `-` and `.` only, starting with a letter or digit",
+    "bool_type": "write true or false",
+    "list_type": "write a YAML list: `[a, b]` or lines starting with `- `",
+    "dict_type": "write a YAML mapping: `key: value` lines indented under this key",
+    "model_type": "write a YAML mapping: `key: value` lines indented under this key",
+    "model_attributes_type": "write a YAML mapping: `key: value` lines indented under this key",
     "too_short": "add at least one entry",
     "string_too_short": "write a non-empty value",
 }
 
+# What a type error expected, in words, for the message.
+_EXPECTED = {
+    "string_type": "text",
+    "int_parsing": "a whole number",
+    "int_type": "a whole number",
+    "int_from_float": "a whole number",
+    "float_parsing": "a number",
+    "float_type": "a number",
+    "bool_parsing": "true or false",
+    "bool_type": "true or false",
+    "list_type": "a list",
+    "dict_type": "a mapping",
+    "model_type": "a mapping",
+    "model_attributes_type": "a mapping",
+}
+
+# A typical value for fields people get wrong, shown in fixes: `temperature: 0`.
+_EXAMPLES = {
+    ("rubric",): "my-lab/chest-xray",
+    ("description",): "What this rubric judges, in one sentence.",
+    ("task",): "heart-chambers",
+    ("judge", "model"): "openai/gpt-4.1",
+    ("judge", "temperature"): "0",
+    ("judge", "max_tokens"): "1024",
+    ("scoring", "threshold"): "8",
+    ("metrics", int, "num_layers"): "17",
+    ("images", int, "label"): '"Generated image"',
+    ("images", int, "strip"): "true",
+    ("outputs",): "[generated_image]",
+}
+
+# How to write the mappings people most often write as something else.
+_MAPPING_FIXES = {
+    ("judge",): "write `judge:` with `model: openai/gpt-4.1` (and `temperature:`, `mode:`) on indented lines below",
+    ("scoring",): "write `scoring:` with `method: weighted_points` on an indented line below",
+    ("criteria", int): 'write each criterion as a mapping: `- {id: accuracy-1, dimension: accuracy, weight: 1, text: "..."}`',
+    ("dimensions", int): "write each dimension as its id (`- accuracy`) or a mapping (`- {id: accuracy, description: ...}`)",
+    ("images", int): 'write each image slot as a mapping: `- {field: generated_image, label: "Generated"}`',
+    ("metrics", int): "write each metric as a mapping: `- {metric: ssim, output: generated_image, reference: reference_image}`",
+    ("inputs",): "write `inputs:` with one `name: text` or `name: image` line per input, indented below",
+}
+
+# Fixes for required fields, by field name.
+_MISSING = {
+    "rubric": "add `rubric: <id>` (e.g. `rubric: my-lab/chest-xray`) as the first key",
+    "inputs": "add `inputs:` naming what each sample provides, e.g. `prompt: text` and `generated_image: image`",
+    "dimensions": "add `dimensions:` with at least one entry, e.g. `- id: accuracy`",
+    "prompt": "add `prompt: |` with the judge's instructions (a Jinja2 template) on the indented lines below",
+    "scoring": "add `scoring:` with `method: weighted_points` (binary verdicts) or `method: mean_scale` / `pass_rate` (scale verdicts)",
+    "method": "add `method: weighted_points`, `mean_scale` or `pass_rate`",
+    "text": 'add `text: "..."` saying what the judge must check',
+    "dimension": "add `dimension:` naming one of the rubric's dimensions",
+    "id": "add `id:` (unique within the list)",
+    "field": "add `field:` naming an image input",
+    "metric": "add `metric: ssim`, `psnr`, `lpips` or `bertscore`",
+    "output": "add `output:` naming the input the model under test produces",
+    "reference": "add `reference:` naming the input to compare against",
+    "kind": "add `kind: text` or `kind: image`",
+}
+
+# Id-like fields: what the pattern allows, in words, and how to turn a bad value into a good one.
+_PATTERNS = {
+    schema.CRITERION_ID: ("may use only letters, digits, `_`, `-` and `.`, starting with a letter or digit", r"[^A-Za-z0-9_.\-]+", "-"),
+    schema.IDENTIFIER: ("must be a plain identifier: letters, digits and `_`, starting with a letter", r"\W+", "_"),
+    schema.RUBRIC_ID: ("may use only letters, digits, `_`, `-`, `.` and `/`, starting with a letter or digit", r"[^A-Za-z0-9_.\-/]+", "-"),
+}
+
 
 def load_rubric(path: Path, root: Path | None = None) -> schema.Rubric:
-    """Load, merge, validate and template-check one rubric file."""
+    """Load, merge, validate and template-check one rubric file.
+
+    Raises UserError with every problem found. When the schema itself fails, the cross-field
+    and template checks still run on whatever parts validate, so one run reports a type error
+    and an unknown dimension together.
+    """
     path = Path(path)
     root = (root or path.parent).resolve()
     located = _resolve(path, root, chain=())
@@ -64,16 +138,30 @@ def load_rubric(path: Path, root: Path | None = None) -> schema.Rubric:
     try:
         rubric = schema.Rubric.model_validate(data)
     except ValidationError as exc:
-        raise UserError([_problem_from_pydantic(err, located, path) for err in exc.errors()]) from None
-    problems = [
-        Problem(located.where(field_path, path), message, field=dotted(field_path), fix=fix)
-        for field_path, message, fix in schema.cross_field_problems(rubric)
-    ]
-    if not problems:
-        problems = _template_problems(rubric, located, path)
+        problems = _pydantic_problems(exc.errors(), located, path)
+        partial, unusable = schema.partial_rubric(data)
+        problems += _cross_field_problems(partial, unusable, located, path)
+        if "inputs" not in unusable:
+            problems += _template_problems(partial, located, path, unusable=unusable)
+        raise UserError(_in_order(problems)) from None
+    problems = _cross_field_problems(rubric, frozenset(), located, path)
+    problems += _template_problems(rubric, located, path)
     if problems:
-        raise UserError(problems)
+        raise UserError(_in_order(problems))
     return rubric
+
+
+def _cross_field_problems(rubric: schema.Rubric, unusable: frozenset[str], located: Located, path: Path) -> list[Problem]:
+    return [
+        Problem(located.where(field_path, path), message, field=dotted(field_path), fix=fix)
+        for field_path, message, fix in schema.cross_field_problems(rubric, unusable)
+    ]
+
+
+def _in_order(problems: list[Problem]) -> list[Problem]:
+    """Problems by file and line, each once."""
+    unique = list(dict.fromkeys(problems))
+    return sorted(unique, key=lambda p: (str(p.location.file or ""), p.location.line, p.location.column))
 
 
 def load_rubric_set(path: Path) -> list[schema.Rubric]:
@@ -87,7 +175,9 @@ def load_rubric_set(path: Path) -> list[schema.Rubric]:
     if problems:
         raise UserError(problems)
     if not rubrics:
-        raise UserError(Problem(Location(Path(path)), "no rubric files (*.yaml) found", fix="point at a rubric file or a directory of them"))
+        raise UserError(
+            Problem(Location(Path(path)), "no rubric files (*.yaml) found", fix="point at a rubric file or a directory of them")
+        )
     return rubrics
 
 
@@ -105,58 +195,134 @@ def discover(paths: list[Path]) -> list[tuple[Path, Path]]:
     return found
 
 
-def _resolve(path: Path, root: Path, chain: tuple[Path, ...]) -> Located:
+def _resolve(path: Path, root: Path, chain: tuple[tuple[Path, Location], ...]) -> Located:
+    """Read `path` and, through its `extends` chain, the rubrics it builds on, merged.
+
+    `chain` holds each extending file met so far with the location of its `extends` line, so
+    a cycle is reported at the `extends` line where it starts.
+    """
     resolved = path.resolve()
-    if resolved in chain:
-        cycle = " -> ".join(p.name for p in (*chain, resolved))
-        raise UserError(Problem(Location(path), f"`extends` cycle: {cycle}", field="extends", fix="remove one of the `extends` links"))
-    located = _read(resolved, resolved.stat().st_mtime_ns if resolved.exists() else 0, path)
+    located = _read(resolved, path)
     if not isinstance(located.data, dict):
-        raise UserError(Problem(located.where((), path), "a rubric file must be a YAML mapping", fix="start with `rubric: <id>`"))
+        kind = "a list" if isinstance(located.data, list) else f"the single value {located.data!r}"
+        raise UserError(
+            Problem(
+                located.where((), path),
+                f"a rubric file must be a YAML mapping of `key: value` lines, but this file is {kind}",
+                fix="remove the leading `- ` (and unindent) so the file starts with `rubric: <id>`"
+                if isinstance(located.data, list)
+                else "start with `rubric: <id>`",
+            )
+        )
     target = located.data.get("extends")
     if target is None:
         return located
     where = located.where(("extends",), path)
     if not isinstance(target, str) or not target.strip():
-        raise UserError(Problem(where, "`extends` must be a file path", field="extends", fix="write e.g. `extends: builtin:illugenbench/base.yaml`"))
+        raise UserError(
+            Problem(
+                where,
+                "`extends` must be a file path",
+                field="extends",
+                fix="write e.g. `extends: base.yaml` or `extends: builtin:illugenbench/base.yaml`",
+            )
+        )
     base_path = _extends_target(target.strip(), path, root, where)
-    base = _resolve(base_path, root if not target.startswith(BUILTIN_PREFIX) else LIBRARY.resolve(), (*chain, resolved))
+    links = (*chain, (resolved, where))
+    files = [file for file, _ in links]
+    if base_path in files:
+        start = files.index(base_path)
+        cycle = " -> ".join(file.name for file in (*files[start:], base_path))
+        raise UserError(
+            Problem(
+                links[start][1],
+                f"`extends` cycle: {cycle}",
+                field="extends",
+                fix=f"remove `extends:` from one of {', '.join(dict.fromkeys(f.name for f in files[start:]))}: a rubric cannot build on itself",
+            )
+        )
+    base = _resolve(base_path, root if not target.startswith(BUILTIN_PREFIX) else LIBRARY.resolve(), links)
     return _merge(base, located)
 
 
 def _extends_target(target: str, path: Path, root: Path, where: Location) -> Path:
     if target.startswith(BUILTIN_PREFIX):
-        base_dir, relative, allowed = LIBRARY, target[len(BUILTIN_PREFIX):], LIBRARY.resolve()
+        base_dir, relative, allowed = LIBRARY, target[len(BUILTIN_PREFIX) :], LIBRARY.resolve()
     else:
         base_dir, relative, allowed = path.parent, target, root
     candidate = (base_dir / relative).resolve()
     if Path(relative).suffix not in RUBRIC_SUFFIXES:
-        raise UserError(Problem(where, f"`extends` must name a .yaml file, got {target!r}", field="extends", fix="point at another rubric file"))
+        raise UserError(
+            Problem(
+                where,
+                f"`extends` must name a .yaml file, got {target!r}",
+                field="extends",
+                fix="point at another rubric file, e.g. `extends: base.yaml`",
+            )
+        )
     if not candidate.is_relative_to(allowed):
         raise UserError(
-            Problem(where, f"`extends: {target}` points outside the rubric directory {allowed}", field="extends", fix="keep extended rubrics inside the rubric directory, or use `builtin:` for library rubrics")
+            Problem(
+                where,
+                f"`extends: {target}` points outside the rubric directory {allowed}; a rubric may only build on rubrics inside it",
+                field="extends",
+                fix="move the base rubric into the rubric directory (or pass a wider `--root`), or use `builtin:` for library rubrics",
+            )
         )
     if not candidate.is_file():
-        available = sorted(str(p.relative_to(LIBRARY)) for p in LIBRARY.rglob("*.yaml")) if target.startswith(BUILTIN_PREFIX) else []
-        fix = f"library rubrics: {', '.join(available)}" if available else "check the path; it is relative to the extending file"
+        if target.startswith(BUILTIN_PREFIX):
+            available = sorted(p.relative_to(LIBRARY).as_posix() for p in LIBRARY.rglob("*") if p.suffix in RUBRIC_SUFFIXES)
+            close = difflib.get_close_matches(relative, available, n=1)
+            hint = f"did you mean `builtin:{close[0]}`? " if close else ""
+            fix = f"{hint}library rubrics: {', '.join(available)}"
+        else:
+            folder = candidate.parent
+            nearby = sorted(p.name for p in folder.iterdir() if p.suffix in RUBRIC_SUFFIXES and p.is_file()) if folder.is_dir() else []
+            close = difflib.get_close_matches(candidate.name, nearby, n=1)
+            if close:
+                fix = f"did you mean `{(Path(relative).parent / close[0]).as_posix()}`? the path is relative to the extending file's folder"
+            elif nearby:
+                shown = ", ".join(nearby[:6]) + (", ..." if len(nearby) > 6 else "")
+                fix = f"the path is relative to the extending file's folder; rubric files in {folder.name}/: {shown}"
+            else:
+                fix = f"the path is relative to the extending file's folder, and {folder.name}/ has no rubric files"
         raise UserError(Problem(where, f"`extends` target not found: {target}", field="extends", fix=fix))
     return candidate
 
 
-@lru_cache(maxsize=512)
-def _read(resolved: Path, mtime_ns: int, shown: Path) -> Located:
-    """Parse one file; cached so 296 task files extending one base parse the base once."""
-    del mtime_ns  # part of the cache key only
+def _read(resolved: Path, shown: Path) -> Located:
     try:
         raw = resolved.read_bytes()
     except OSError as exc:
         raise UserError(Problem(Location(shown), f"cannot read file: {exc.strerror}", fix="check the path and permissions")) from None
     if len(raw) > MAX_FILE_BYTES:
-        raise UserError(Problem(Location(shown), f"file is {len(raw)} bytes; rubric files are limited to {MAX_FILE_BYTES}", fix="split it into task files that `extends` a base"))
+        raise UserError(
+            Problem(
+                Location(shown),
+                f"file is {len(raw)} bytes; rubric files are limited to {MAX_FILE_BYTES}",
+                fix="split it into task files that `extends` a base",
+            )
+        )
+    return _parse(raw, shown)
+
+
+@lru_cache(maxsize=512)
+def _parse(raw: bytes, shown: Path) -> Located:
+    """Parse one file; cached by content so 296 task files extending one base parse it once
+    (and an edited file is never served stale, whatever the file system's mtime resolution)."""
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise UserError(Problem(Location(shown), f"not UTF-8 text (byte {exc.start})", fix="save the file as UTF-8")) from None
+        line = raw.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+        where = Location(shown, line, column)
+        raise UserError(
+            Problem(
+                where,
+                f"not UTF-8 text: byte 0x{raw[exc.start]:02x} at byte offset {exc.start} (probably Latin-1 or Windows-1252)",
+                fix="save the file as UTF-8 (re-type the accented character if needed)",
+            )
+        ) from None
     return load_yaml(text, shown)
 
 
@@ -193,35 +359,119 @@ def _merge(base: Located, child: Located) -> Located:
     return Located(data=data, locations=locations, scalar_starts=starts)
 
 
+def _pydantic_problems(errors: list[Any], located: Located, path: Path) -> list[Problem]:
+    # `prompts:` for `prompt:` is one mistake: report the misspelt key, not also the missing one.
+    renamed = {(tuple(e["loc"][:-1]), _close_key(e["loc"])) for e in errors if e["type"] == "extra_forbidden"}
+    kept = [e for e in errors if not (e["type"] == "missing" and (tuple(e["loc"][:-1]), e["loc"][-1]) in renamed)]
+    return [_problem_from_pydantic(err, located, path) for err in kept]
+
+
 def _problem_from_pydantic(err: Any, located: Located, path: Path) -> Problem:
     loc = tuple(part for part in err["loc"] if isinstance(part, int) or not str(part).startswith(("function-", "constrained-")))
     kind = err["type"]
+    given = err.get("input")
+    ctx = err.get("ctx") or {}
     where = located.where(loc, path)
+    field = dotted(loc)
     message = err["msg"]
     if message.startswith("Value error, "):
-        message = message[len("Value error, "):]
+        message = message[len("Value error, ") :]
+    if kind == schema.RUBRIC_ERROR:
+        return Problem(where, message, field=field, fix=ctx.get("fix", ""))
     if kind == "extra_forbidden":
-        key = str(loc[-1])
-        allowed = _allowed_keys(loc[:-1])
-        close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
-        hint = f"did you mean `{close[0]}`?" if close else "remove it"
-        return Problem(where, f"unknown key `{key}`", field=dotted(loc), fix=f"{hint} allowed here: {', '.join(allowed)}")
+        return _unknown_key(loc, where)
     if kind in ("enum", "literal_error"):
-        given = err.get("input")
-        choices = err.get("ctx", {}).get("expected", "")
-        return Problem(where, f"{given!r} is not allowed; expected {choices}", field=dotted(loc), fix="pick one of the listed values")
+        choices = re.findall(r"'([^']*)'", str(ctx.get("expected", "")))
+        close = difflib.get_close_matches(str(given), choices, n=1, cutoff=0.5)
+        hint = f"did you mean `{close[0]}`? " if close else ""
+        listing = ", ".join(f"`{c}`" for c in choices)
+        return Problem(where, f"{given!r} is not allowed here; expected one of {listing}", field=field, fix=f"{hint}write one of {listing}")
     if kind == "missing":
-        return Problem(where, "required field is missing", field=dotted(loc), fix=f"add `{loc[-1]}:`" + _missing_hint(loc))
-    return Problem(where, message, field=dotted(loc), fix=_FIXES.get(kind, "see the DSL reference in the README"))
+        name = str(loc[-1])
+        return Problem(where, "required field is missing", field=field, fix=_MISSING.get(name, f"add `{name}:`"))
+    example = _example(loc)
+    if kind in ("model_type", "dict_type", "model_attributes_type") and _normalised(loc) in _MAPPING_FIXES:
+        return Problem(where, f"expected a mapping, got {_describe(given)}", field=field, fix=_MAPPING_FIXES[_normalised(loc)])
+    if kind in _EXPECTED:
+        got = _describe(given)
+        return Problem(
+            where, f"expected {_EXPECTED[kind]}, got {got}", field=field, fix=_FIXES[kind] + (f", e.g. `{example}`" if example else "")
+        )
+    if kind == "string_pattern_mismatch" and ctx.get("pattern") in _PATTERNS:
+        rule, bad, replacement = _PATTERNS[ctx["pattern"]]
+        what = {"criteria": "criterion id", "dimensions": "dimension id", "rubric": "rubric id"}.get(str(loc[0]), "this id")
+        suggestion = re.sub(bad, replacement, str(given)).strip("-_./") or "item-1"
+        if ctx["pattern"] == schema.IDENTIFIER and not suggestion[0].isalpha():
+            suggestion = "d_" + suggestion
+        return Problem(where, f"{what} {given!r} {rule}", field=field, fix=f"write e.g. `{suggestion}`")
+    if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
+        bound = next(iter(ctx.values()), "")
+        bound = f"{bound:g}" if isinstance(bound, float) else bound
+        limit = {"greater_than": "above", "greater_than_equal": "at least", "less_than": "below", "less_than_equal": "at most"}[kind]
+        return Problem(where, f"{loc[-1]} {given!r} is out of range: it must be {limit} {bound}", field=field, fix=_range_fix(loc))
+    if kind == "too_short" and loc == ("dimensions",):
+        return Problem(where, "a rubric needs at least one dimension", field=field, fix=_MISSING["dimensions"])
+    return Problem(where, message, field=field, fix=_FIXES.get(kind, "see the DSL reference in the README"))
 
 
-def _missing_hint(loc: tuple[Any, ...]) -> str:
-    hints = {"text": " with what the judge must check", "dimension": " naming one of the rubric's dimensions", "prompt": " with the judge's instructions (a Jinja2 template)"}
-    return hints.get(str(loc[-1]), "")
+def _describe(value: Any) -> str:
+    return f"the text {value!r}" if isinstance(value, str) else schema.describe_value(value)
+
+
+def _close_key(loc: tuple[Any, ...]) -> str | None:
+    """The allowed key an unknown key is probably a misspelling of."""
+    close = difflib.get_close_matches(str(loc[-1]), _allowed_keys(loc[:-1]), n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
+def _unknown_key(loc: tuple[Any, ...], where: Location) -> Problem:
+    key = str(loc[-1])
+    allowed = _allowed_keys(loc[:-1])
+    close = _close_key(loc)
+    if close:
+        fix = f"did you mean `{close}`? allowed here: {', '.join(allowed)}"
+    else:
+        here = _normalised(loc[:-1])
+        home = [
+            ".".join("[]" if p in (int, str) else p for p in at)
+            for at, model in _MODEL_AT.items()
+            if at != here and key in model.model_fields
+        ]
+        fix = f"`{key}` belongs under `{home[0]}:`; move it there" if home else f"remove it; allowed here: {', '.join(allowed)}"
+    return Problem(where, f"unknown key `{key}`", field=dotted(loc), fix=fix)
+
+
+def _normalised(loc: tuple[Any, ...]) -> tuple[Any, ...]:
+    return tuple(int if isinstance(p, int) else p for p in loc)
+
+
+def _example(loc: tuple[Any, ...]) -> str:
+    value = _EXAMPLES.get(_normalised(loc))
+    return f"{loc[-1]}: {value}" if value is not None else ""
+
+
+def _range_fix(loc: tuple[Any, ...]) -> str:
+    bounds: dict[str, Any] = {}
+    model = _MODEL_AT.get(_normalised(loc[:-1]))
+    info = model.model_fields.get(str(loc[-1])) if model else None
+    for constraint in info.metadata if info else []:
+        bounds.update({name: getattr(constraint, name) for name in ("ge", "gt", "le", "lt") if hasattr(constraint, name)})
+    example = _example(loc)
+    suffix = f", e.g. `{example}`" if example else ""
+    if "ge" in bounds and "le" in bounds:
+        return f"use a number from {bounds['ge']} to {bounds['le']}{suffix}"
+    parts = [
+        f"at least {bounds['ge']}" if "ge" in bounds else "",
+        f"above {bounds['gt']}" if "gt" in bounds else "",
+        f"at most {bounds['le']}" if "le" in bounds else "",
+        f"below {bounds['lt']}" if "lt" in bounds else "",
+    ]
+    wanted = " and ".join(p for p in parts if p)
+    return f"use a number {wanted}{suffix}" if wanted else "use a number in the allowed range"
 
 
 def _allowed_keys(parent: tuple[Any, ...]) -> list[str]:
-    normalised = tuple(int if isinstance(p, int) else p for p in parent)
+    normalised = _normalised(parent)
     model = _MODEL_AT.get(normalised)
     if model is None and len(normalised) == 2:
         model = _MODEL_AT.get((normalised[0], str))
@@ -230,25 +480,38 @@ def _allowed_keys(parent: tuple[Any, ...]) -> list[str]:
     return [info.alias or name for name, info in model.model_fields.items()]
 
 
-def _template_problems(rubric: schema.Rubric, located: Located, path: Path) -> list[Problem]:
+def _template_problems(rubric: schema.Rubric, located: Located, path: Path, unusable: frozenset[str] | None = None) -> list[Problem]:
+    """Check `system` and `prompt`. A fully valid rubric is also trial-rendered with
+    representative values; a partial one (unusable given) gets the static checks only."""
     from rubric_judge.rubrics.compile import template_context, trial_fields
 
     allowed = set(rubric.inputs) | set(schema.TEMPLATE_GLOBALS)
-    context = template_context(rubric, "sample-1", trial_fields(rubric), rubric.criteria or [_TRIAL_CRITERION], rubric.dimensions[0])
+    context = None
+    if unusable is None:
+        # The dimension is None in per_sample mode, as when judging.
+        dimension = None if rubric.judge.mode is schema.Batching.per_sample else rubric.dimensions[0]
+        context = template_context(rubric, "sample-1", trial_fields(rubric), rubric.criteria or [_TRIAL_CRITERION], dimension)
     problems = []
     for key in ("system", "prompt"):
-        source = getattr(rubric, key)
-        if source is None:
+        source = getattr(rubric, key, None) if key not in (unusable or ()) else None
+        if not isinstance(source, str):
             continue
         try:
             templates.check(source, allowed, context)
         except templates.TemplateProblem as exc:
-            start = located.scalar_starts.get((key,))
-            where = located.where((key,), path)
-            if start and exc.line:
-                where = Location(path, start[0] + exc.line - 1, 1)
-            problems.append(Problem(where, str(exc), field=key, fix=exc.fix))
+            problems.append(Problem(_template_line(located, key, exc.line, path), str(exc), field=key, fix=exc.fix))
     return problems
+
+
+def _template_line(located: Located, key: str, line: int | None, path: Path) -> Location:
+    """The file line of line `line` of a template: exact for `|` blocks and one-line values."""
+    where = located.where((key,), path)
+    start = located.scalar_starts.get((key,))
+    if start is None or line is None:
+        return where
+    first, exact = start
+    file = where.file or path
+    return Location(file, first + line - 1 if exact else first, 1)
 
 
 _TRIAL_CRITERION = schema.Criterion(id="trial-1", dimension="trial", weight=1.0, text="A criterion.")
