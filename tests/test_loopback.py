@@ -326,11 +326,10 @@ def test_64_concurrent_requests_are_served_in_parallel() -> None:
 
     with LoopbackJudge(latency=0.5) as server:
         ask(server, mode=instructor.Mode.TOOLS)  # warm up litellm's lazy imports and client cache
-        started = time.perf_counter()
         answers = asyncio.run(many())
-        elapsed = time.perf_counter() - started
     assert len(answers) == 64 and server.request_count == 65
-    assert elapsed < 2.0, f"64 requests at 0.5 s latency took {elapsed:.2f} s"
+    # Concurrency is shown by overlap, not by a wall-clock bound that a busy CI machine could miss.
+    assert server.peak_in_flight >= 32, f"at most {server.peak_in_flight} requests overlapped"
 
 
 def test_stop_does_not_wait_for_slow_requests() -> None:

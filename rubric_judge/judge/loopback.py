@@ -426,6 +426,9 @@ class LoopbackJudge:
         self._requested_port = port
         self._port: int | None = None
         self._requests: list[dict[str, Any]] = []
+        self._headers: list[dict[str, str]] = []
+        self._in_flight = 0
+        self._peak_in_flight = 0
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -496,9 +499,23 @@ class LoopbackJudge:
         with self._lock:
             return len(self._requests)
 
+    @property
+    def request_headers(self) -> list[dict[str, str]]:
+        """HTTP headers of each request, in order (tests check what credentials were sent)."""
+        with self._lock:
+            return [dict(h) for h in self._headers]
+
+    @property
+    def peak_in_flight(self) -> int:
+        """The most requests this server was handling at the same moment."""
+        with self._lock:
+            return self._peak_in_flight
+
     def clear_requests(self) -> None:
         with self._lock:
             self._requests.clear()
+            self._headers.clear()
+            self._peak_in_flight = 0
 
     # -- inside the server thread ---------------------------------------------------------
 
@@ -568,8 +585,17 @@ class LoopbackJudge:
         with self._lock:
             index = len(self._requests)
             self._requests.append(body)
-        fault = self._next_fault(body, index)
+            self._headers.append(dict(request.headers))
+            self._in_flight += 1
+            self._peak_in_flight = max(self._peak_in_flight, self._in_flight)
+        try:
+            return await self._answer(body, index)
+        finally:
+            with self._lock:
+                self._in_flight -= 1
 
+    async def _answer(self, body: dict[str, Any], index: int) -> web.Response:
+        fault = self._next_fault(body, index)
         await self._pause(self.latency)
         if fault and fault.kind is FaultKind.http_429:
             headers = {"Retry-After": _format_seconds(fault.retry_after_s)}
