@@ -85,6 +85,7 @@ def score(options: ScoreOptions) -> int:
         settings = ExecutorSettings(
             concurrency=options.concurrency, requests_per_minute=options.rpm, timeout_s=options.timeout_s,
             api_key=api_key, max_cost_usd=options.max_cost_usd, api_base=transport_base,
+            backoff_base_s=_backoff_base_s(),
         )
         config = {
             "data": str(options.data), "outputs": str(options.outputs), "replicates": options.replicates, "judge_api_base": identity_base,
@@ -180,3 +181,17 @@ def _fmt(value: float | None) -> str:
 def _provider_key_set(model: str) -> bool:
     provider = model.split("/", 1)[0].upper() if "/" in model else "OPENAI"
     return bool(os.environ.get(f"{provider}_API_KEY"))
+
+
+def _backoff_base_s() -> float:
+    """First retry delay (doubling per attempt); RUBRIC_JUDGE_BACKOFF_BASE_S overrides it (tests use ~0.01)."""
+    configured = os.environ.get("RUBRIC_JUDGE_BACKOFF_BASE_S")
+    if not configured:
+        return ExecutorSettings.backoff_base_s
+    try:
+        value = float(configured)
+    except ValueError:
+        raise UserError(f"RUBRIC_JUDGE_BACKOFF_BASE_S must be a number of seconds, not {configured!r}") from None
+    if value < 0:
+        raise UserError(f"RUBRIC_JUDGE_BACKOFF_BASE_S must not be negative, not {configured!r}")
+    return value

@@ -177,7 +177,8 @@ class Executor:
                         model=call.model,
                         messages=messages,
                         response_model=call.response_model,
-                        max_retries=settings.validation_retries + 1,
+                        # instructor's (v2) retry loop counts re-asks after the first ask: 1 + N asks in all.
+                        max_retries=settings.validation_retries,
                         timeout=settings.timeout_s,
                         num_retries=0,
                         **kwargs,
@@ -188,7 +189,7 @@ class Executor:
                 kind, retry_after, message = classify(exc, litellm)
                 last_error = message
                 if kind == "invalid":
-                    usage = getattr(exc, "total_usage", None)
+                    usage = getattr(exc, "total_usage", None) or getattr(getattr(exc, "last_completion", None), "usage", None)
                     prompt, completion_tokens = _usage_tokens(usage)
                     return Outcome(call, "unscored", error=message, attempts=attempt, latency_ms=_ms(started), prompt_tokens=prompt, completion_tokens=completion_tokens, cost_usd=price(call.model, prompt, completion_tokens))
                 if kind == "fatal" or attempt == settings.max_attempts:
@@ -204,8 +205,11 @@ class Executor:
 
 def classify(exc: BaseException, litellm: Any) -> tuple[str, float | None, str]:
     """(transient | invalid | fatal, Retry-After seconds, message) for a failed attempt."""
-    from instructor.core import InstructorRetryException
+    from instructor.core import IncompleteOutputException, InstructorRetryException
 
+    if isinstance(exc, IncompleteOutputException):
+        # The judge did answer, but its answer was cut off at max_tokens (instructor raises this unwrapped).
+        return "invalid", None, f"invalid answer: {_short(exc)}"
     if isinstance(exc, InstructorRetryException):
         cause = exc.__cause__ or exc.__context__
         inner = _unwrap(cause)

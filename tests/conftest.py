@@ -1,0 +1,56 @@
+"""Shared fixtures: a loopback judge server in the test process and paths to the IlluGenBench example."""
+
+from __future__ import annotations
+
+import os
+
+# Before litellm is imported anywhere: use the bundled model cost map instead of fetching it.
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from rubric_judge.judge.loopback import CriterionQuestion, LoopbackJudge
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE = ROOT / "examples" / "illugenbench"
+
+
+def id_policy(question: CriterionQuestion) -> dict[str, Any]:
+    """Deterministic from the criterion id: every `*-1` is met, and so is the negatively weighted
+    `scientific_accuracy-2` (so negative weights enter the scores); everything else is not."""
+    met = question.criterion_id.endswith("-1") or question.criterion_id == "scientific_accuracy-2"
+    return {"reasoning": f"policy answer for {question.criterion_id}", "satisfied": met, "confidence": 0.9}
+
+
+class RecordingJudge(LoopbackJudge):
+    """The loopback judge, also keeping each request's Authorization header (test-only)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.authorization: list[str | None] = []
+
+    async def _chat_completions(self, request):  # type: ignore[override]
+        self.authorization.append(request.headers.get("Authorization"))
+        return await super()._chat_completions(request)
+
+
+@pytest.fixture
+def judge_server() -> Iterator[RecordingJudge]:
+    """A fresh loopback judge answering with `id_policy`; tests may set faults, fault_rule, latency."""
+    with RecordingJudge(policy=id_policy) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def module_judge_server() -> Iterator[RecordingJudge]:
+    with RecordingJudge(policy=id_policy) as server:
+        yield server
+
+
+@pytest.fixture(autouse=True)
+def _fast_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RUBRIC_JUDGE_BACKOFF_BASE_S", "0.01")
