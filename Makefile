@@ -26,6 +26,7 @@ demo: $(STAMP)
 	$(BIN)/rubric-judge leaderboard --db $(DEMO)/rubric-judge.duckdb
 
 test: $(STAMP)
+	$(BIN)/ruff check rubric_judge tests bench examples
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)

@@ -308,7 +308,7 @@ def profile_engine(calls: list, args, tmp: Path) -> str:
     profile = cProfile.Profile()
     with ServerProcess(args.peak_latency) as server:
         run_engine(calls[:4], 4, server, tmp / "cache-off")
-        wall, cpu, ok = run_engine(calls, args.concurrency, server, tmp / "cache-off", profile)
+        wall, cpu, _ = run_engine(calls, args.concurrency, server, tmp / "cache-off", profile)
     buffer = io.StringIO()
     stats = pstats.Stats(profile, stream=buffer)
     stats.sort_stats("cumulative").print_stats(r"rubric_judge|litellm|instructor", args.profile_top)

@@ -20,6 +20,7 @@ Only Pillow and numpy are needed::
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import zlib
@@ -93,9 +94,9 @@ def label(d: ImageDraw.ImageDraw, at: XY, text: str, to: XY | None = None, size:
 def wavy(points: list[XY], amp: float, waves: float) -> list[XY]:
     """Resample a polyline and add a sideways sine wiggle (for convoluted tubules)."""
     out: list[XY] = []
-    total = sum(math.dist(a, b) for a, b in zip(points, points[1:]))
+    total = sum(math.dist(a, b) for a, b in itertools.pairwise(points))
     walked = 0.0
-    for a, b in zip(points, points[1:]):
+    for a, b in itertools.pairwise(points):
         seg = math.dist(a, b)
         nx, ny = -(b[1] - a[1]) / seg, (b[0] - a[0]) / seg
         steps = max(2, int(seg / 2))
@@ -232,7 +233,10 @@ def draw_dna(omit: frozenset[str] = frozenset(), wrong: bool = False) -> Image.I
     img, d = canvas("DNA double helix")
     top, bottom, cx, amp = 36, 236, 118, 46
     ys = np.linspace(top, bottom, 200)
-    phase = lambda y: 2 * math.pi * (y - top) / 100  # two full turns
+
+    def phase(y: float) -> float:
+        return 2 * math.pi * (y - top) / 100  # two full turns
+
     strand_a = [(cx + amp * math.sin(phase(y)), y) for y in ys]
     strand_b = [(cx + amp * math.sin(phase(y) + math.pi), y) for y in ys]
     pairs = ["AT", "GC", "TA", "CG", "AT", "GC", "GC", "TA", "AT", "CG", "TA", "GC", "AT", "CG", "GC", "AT"]
@@ -241,7 +245,7 @@ def draw_dna(omit: frozenset[str] = frozenset(), wrong: bool = False) -> Image.I
     base_colour = {"A": (64, 160, 80), "T": (214, 70, 60), "G": (60, 100, 200), "C": (232, 180, 40)}
     rung_ys = np.linspace(top + 6, bottom - 6, len(pairs))
     # Rungs behind, backbones on top.
-    for y, pair in zip(rung_ys, pairs):
+    for y, pair in zip(rung_ys, pairs, strict=True):
         xa, xb = cx + amp * math.sin(phase(y)), cx + amp * math.sin(phase(y) + math.pi)
         mid = (xa + xb) / 2
         d.line([(xa, y), (mid, y)], fill=base_colour[pair[0]], width=5)
@@ -727,7 +731,7 @@ Made by `python examples/make_examples.py` (deterministic; re-running gives iden
 
 
 def build_medgen() -> None:
-    img_dir, out_dir = MEDGEN / "images", MEDGEN / "outputs" / "demo-model"
+    out_dir = MEDGEN / "outputs" / "demo-model"
     images: dict[str, Image.Image] = {}
     records: list[dict] = []
     outputs: list[dict] = []
