@@ -8,6 +8,7 @@ bundled price map first and switches off telemetry, so no import path reaches th
 
 from __future__ import annotations
 
+import gc
 import os
 from functools import lru_cache
 from types import ModuleType
@@ -22,4 +23,40 @@ def litellm_module() -> ModuleType:
     litellm.telemetry = False
     litellm.suppress_debug_info = True
     litellm.drop_params = True  # local servers reject parameters they do not know
+    _memoise_instructor_model_checks()
+    # litellm and its dependencies leave ~300k long-lived objects; a full collection over them
+    # takes ~0.2 s and stalls every request in flight. Move them out of the collector's view.
+    gc.freeze()
     return litellm
+
+
+def _memoise_instructor_model_checks() -> None:
+    """Check each response model class for async validators once, not on every call.
+
+    instructor walks a response model's whole MRO on every request to refuse async validators,
+    about a fifth of the client CPU per judge call here. The answer depends only on the class,
+    and our response models are cached classes, so remembering which classes passed is exact.
+    Applied only if instructor still has that function; otherwise nothing changes.
+    """
+    try:
+        from instructor.v2.validation import async_validators
+    except ImportError:
+        return
+    original = getattr(async_validators, "reject_async_validators", None)
+    if original is None or getattr(original, "_rubric_judge_memoised", False):
+        return
+    import weakref
+
+    passed: weakref.WeakSet = weakref.WeakSet()
+
+    def reject_once(response_model):
+        if isinstance(response_model, type):
+            if response_model in passed:
+                return None
+            result = original(response_model)
+            passed.add(response_model)
+            return result
+        return original(response_model)
+
+    reject_once._rubric_judge_memoised = True
+    async_validators.reject_async_validators = reject_once

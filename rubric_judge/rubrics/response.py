@@ -11,6 +11,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
+from instructor import OpenAISchema
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from rubric_judge.rubrics.schema import VerdictSpec
@@ -42,6 +43,14 @@ def answer_model(verdict: VerdictSpec) -> type[BaseModel]:
     return BinaryAnswer if verdict.kind == "binary" else scale_answer(verdict.min, verdict.max)
 
 
+class JudgeVerdicts(OpenAISchema):
+    """Verdicts for every criterion in this request; each property is one criterion id."""
+
+    # Subclassing instructor's schema base means instructor uses these classes as they are;
+    # otherwise it wraps (and re-derives the JSON schema of) the model on every single call.
+    model_config = ConfigDict(frozen=True, populate_by_name=True, extra="ignore")
+
+
 @lru_cache(maxsize=16384)
 def response_model(criteria: tuple[tuple[str, str], ...], verdict: VerdictSpec) -> type[BaseModel]:
     """The model for one call over `criteria` ((id, text) pairs, in prompt order)."""
@@ -49,12 +58,7 @@ def response_model(criteria: tuple[tuple[str, str], ...], verdict: VerdictSpec) 
     fields: dict[str, Any] = {
         f"criterion_{index}": (answer, Field(alias=criterion_id, description=text)) for index, (criterion_id, text) in enumerate(criteria)
     }
-    return create_model(
-        "JudgeVerdicts",
-        __config__=ConfigDict(frozen=True, populate_by_name=True, extra="ignore"),
-        __doc__="Verdicts for every criterion in this request; each property is one criterion id.",
-        **fields,
-    )
+    return create_model("JudgeVerdicts", __base__=JudgeVerdicts, __doc__=JudgeVerdicts.__doc__, **fields)
 
 
 @lru_cache(maxsize=16384)

@@ -45,7 +45,7 @@ class RunInfo:
         return hashlib.sha256(identity.encode()).hexdigest()[:16]
 
 
-def connect(path: Path, read_only: bool = False):
+def connect(path: Path, read_only: bool = False, external_access: bool = True):
     import duckdb
 
     if read_only:
@@ -53,7 +53,7 @@ def connect(path: Path, read_only: bool = False):
             from rubric_judge.errors import UserError
 
             raise UserError(f"database {path} does not exist; run `rubric-judge score` first or pass --db")
-        return duckdb.connect(str(path), read_only=True)
+        return duckdb.connect(str(path), read_only=True, config={"enable_external_access": external_access})
     con = duckdb.connect(str(path))
     con.execute(SCHEMA.read_text())
     con.execute(VIEWS.read_text())

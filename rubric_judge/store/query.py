@@ -1,37 +1,37 @@
 """Read-only access to the results database for `query`, `export` and `leaderboard`.
 
-Queries run on a read-only DuckDB connection, and statements that write (or read files, or
-write them with COPY) are refused up front with a clear message rather than a DuckDB error.
+`query` runs one statement, parsed by DuckDB itself, and only a SELECT (or EXPLAIN), on a
+read-only connection with file system access switched off: it can neither change the
+database nor read or write other files. Writing files is `export`'s job.
 """
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
 from rubric_judge.errors import UserError
 from rubric_judge.store.db import connect
 
-# DuckDB's read-only mode already blocks writes to the database; COPY ... TO, EXPORT,
-# ATTACH and INSTALL/LOAD could still touch files or extensions, so refuse them too.
-_REFUSED = re.compile(r"^\s*(INSERT|UPDATE|DELETE|DROP|CREATE|ALTER|COPY|EXPORT|IMPORT|ATTACH|DETACH|INSTALL|LOAD|SET|PRAGMA|CALL|CHECKPOINT|VACUUM|TRUNCATE)\b", re.IGNORECASE)
 EXPORT_TABLES = ("runs", "samples", "judge_calls", "verdicts", "metric_values", "task_scores", "dimension_scores", "leaderboard", "accuracy_rates")
 
 
 def run_query(db: Path, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
-    statements = [s for s in sql.split(";") if s.strip()]
-    if len(statements) != 1:
-        raise UserError("give exactly one SQL statement")
-    if _REFUSED.match(statements[0]) or re.search(r"\bCOPY\b|\bATTACH\b", statements[0], re.IGNORECASE):
-        keyword = statements[0].split()[0].upper()
-        raise UserError(f"`{keyword}` is refused: `rubric-judge query` is read-only; use `rubric-judge export` to write files")
-    con = connect(db, read_only=True)
-    try:
-        import duckdb
+    import duckdb
 
+    con = connect(db, read_only=True, external_access=False)
+    try:
         try:
-            cursor = con.execute(statements[0])
+            statements = con.extract_statements(sql)
+        except duckdb.Error as exc:
+            raise UserError(f"SQL error: {exc}") from None
+        if len(statements) != 1:
+            raise UserError(f"give exactly one SQL statement (got {len(statements)})")
+        kind = statements[0].type
+        if kind not in (duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN):
+            raise UserError(f"`{kind.name}` is refused: `rubric-judge query` is read-only and runs SELECT only; use `rubric-judge export` to write files")
+        try:
+            cursor = con.execute(sql)
         except duckdb.Error as exc:
             raise UserError(f"SQL error: {exc}") from None
         names = [d[0] for d in cursor.description] if cursor.description else []

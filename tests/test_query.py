@@ -1,0 +1,47 @@
+"""`rubric-judge query` is read-only: one SELECT, no writes, no file access."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from rubric_judge.errors import UserError
+from rubric_judge.store.db import connect
+from rubric_judge.store.query import run_query
+
+
+@pytest.fixture()
+def db(tmp_path: Path) -> Path:
+    path = tmp_path / "results.duckdb"
+    connect(path).close()  # creates the schema and views
+    return path
+
+
+def test_select_with_semicolon_in_a_string_is_one_statement(db: Path):
+    names, rows = run_query(db, "SELECT ';' AS s, count(*) AS n FROM runs")
+    assert names == ["s", "n"] and rows == [(";", 0)]
+
+
+@pytest.mark.parametrize(
+    ("sql", "message"),
+    [
+        ("DROP TABLE runs", "`DROP` is refused"),
+        ("INSERT INTO runs SELECT * FROM runs", "`INSERT` is refused"),
+        ("COPY runs TO 'x.csv'", "`COPY` is refused"),
+        ("ATTACH 'other.duckdb'", "`ATTACH` is refused"),
+        ("SELECT 1; DROP TABLE runs", "exactly one SQL statement"),
+        ("SELECT * FROM read_csv('/etc/passwd')", "file system operations are disabled"),
+        ("SELEC 1", "SQL error"),
+    ],
+)
+def test_refused(db: Path, sql: str, message: str):
+    with pytest.raises(UserError) as caught:
+        run_query(db, sql)
+    assert message in str(caught.value)
+    assert run_query(db, "SELECT count(*) FROM runs")[1] == [(0,)]
+
+
+def test_missing_database_is_a_clear_error(tmp_path: Path):
+    with pytest.raises(UserError, match="does not exist"):
+        run_query(tmp_path / "nope.duckdb", "SELECT 1")
