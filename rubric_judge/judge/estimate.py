@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 
 from rubric_judge.judge.llm import litellm_module
 from rubric_judge.rubrics.compile import JudgeCall, TextPart
@@ -70,9 +71,21 @@ def estimate_calls(calls: list[JudgeCall], model: str) -> Estimate:
 
 
 def price(model: str, prompt_tokens: int, completion_tokens: int) -> float | None:
+    rates = _rates(model)
+    if rates is None:
+        return None
+    return prompt_tokens * rates[0] + completion_tokens * rates[1]
+
+
+@lru_cache(maxsize=256)
+def _rates(model: str) -> tuple[float, float] | None:
+    """USD per prompt and per completion token, read from litellm's map once per model: asking
+    litellm on every call cost ~1 ms of CPU each (more for unmapped local models)."""
     litellm = litellm_module()
+    probe = 1000  # below every tiered-pricing threshold, so this is the base rate
     try:
-        prompt_cost, completion_cost = litellm.cost_per_token(model=model, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
+        prompt_cost, _ = litellm.cost_per_token(model=model, prompt_tokens=probe, completion_tokens=0)
+        _, completion_cost = litellm.cost_per_token(model=model, prompt_tokens=0, completion_tokens=probe)
     except Exception:  # litellm raises several types for an unmapped model
         return None
-    return prompt_cost + completion_cost
+    return prompt_cost / probe, completion_cost / probe
