@@ -1,0 +1,305 @@
+"""BERTScore for text outputs (MedGEN-Bench text tier), offline and batched.
+
+MedGEN-Bench scores each answer with BERTScore F1 using
+`microsoft/BiomedNLP-PubMedBERT-base-uncased-abstract`, 12 layers, no baseline rescaling, and
+counts a sample as passing at F1 >= 0.9. Its reference code calls `bert_score.score()` once per
+pair, which rebuilds the model every call. Here the `bert_score.BERTScorer` is built once per
+process (per model, layers and device) and every pair of a run is scored in one batched call;
+the numbers are those of `BERTScorer(model_type=..., num_layers=...).score(cands, refs)`.
+
+Nothing here touches the network: a hub id is resolved from the local Hugging Face cache only
+(`local_files_only`), and the model is then loaded from that snapshot directory. A model that is
+not available offline makes every value "unavailable" with a message that says where it was looked
+for and how to provide it; no other model is ever substituted.
+
+The heavy imports (torch, transformers, bert_score) happen on first use, not at import time.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rubric_judge.metrics.types import MetricUnavailable, MetricValue
+
+DEFAULT_BERTSCORE_MODEL = "microsoft/BiomedNLP-PubMedBERT-base-uncased-abstract"
+DEFAULT_BERTSCORE_LAYERS = 12  # MedGEN-Bench: all 12 layers of PubMedBERT
+
+# The three metric names one sample gets.
+BERTSCORE_F1 = "bertscore"
+BERTSCORE_PRECISION = "bertscore_precision"
+BERTSCORE_RECALL = "bertscore_recall"
+BERTSCORE_METRICS = (BERTSCORE_F1, BERTSCORE_PRECISION, BERTSCORE_RECALL)
+
+
+@dataclass(frozen=True)
+class BertScoreOptions:
+    """Which model BERTScore embeds with.
+
+    `model` is a Hugging Face hub id (resolved from the local cache only, never downloaded) or a
+    local model directory (a `save_pretrained` folder with config, weights and tokenizer files).
+    `num_layers` is the layer whose embeddings are compared: required for a local directory and
+    for hub ids bert_score does not know; 12 for the default model.
+    """
+
+    model: str = DEFAULT_BERTSCORE_MODEL
+    num_layers: int | None = None
+    batch_size: int = 64
+
+
+# --------------------------------------------------------------------------- model resolution
+
+
+def hf_hub_cache_dir() -> Path:
+    """The Hugging Face hub cache directory, read from the environment now (not at import time),
+    following huggingface_hub's rules: HF_HUB_CACHE, else HF_HOME/hub, else
+    $XDG_CACHE_HOME/huggingface/hub, else ~/.cache/huggingface/hub."""
+    if os.environ.get("HF_HUB_CACHE"):
+        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
+    if os.environ.get("HF_HOME"):
+        return Path(os.environ["HF_HOME"]).expanduser() / "hub"
+    xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join("~", ".cache")
+    return Path(xdg).expanduser() / "huggingface" / "hub"
+
+
+def _looks_like_path(model: str) -> bool:
+    return model.startswith(("/", "./", "../", "~", ".\\")) or os.sep in model.replace("/", "") or model.count("/") > 1
+
+
+def _how_to_provide(model: str) -> str:
+    return (
+        f"To provide it: download it once on a machine with network access with "
+        f"`huggingface-cli download {model}` (or `hf download {model}`), into the same cache "
+        f"(HF_HOME / HF_HUB_CACHE), or pass a local model directory as the BERTScore model together "
+        f"with its num_layers."
+    )
+
+
+def resolve_model_dir(model: str) -> Path:
+    """The local directory to load `model` from, with no network access.
+
+    A local directory is used as it is. A hub id is looked up in the Hugging Face cache only.
+    Raises MetricUnavailable naming the model, where it was looked for, and how to provide it.
+    """
+    expanded = Path(model).expanduser()
+    if expanded.is_dir():
+        return expanded
+    if _looks_like_path(model) or expanded.exists():
+        raise MetricUnavailable(
+            f"BERTScore model directory {model!r} does not exist (or is not a directory). "
+            f"Pass an existing local model directory (a save_pretrained folder) with num_layers, "
+            f"or a Hugging Face hub id that is in the local cache."
+        )
+    cache = hf_hub_cache_dir()
+    try:
+        from huggingface_hub import snapshot_download
+        from huggingface_hub.errors import LocalEntryNotFoundError
+    except ImportError as exc:  # pragma: no cover - transformers always brings huggingface_hub
+        raise MetricUnavailable(
+            f"BERTScore model {model!r} cannot be resolved: huggingface_hub is not installed ({exc}). "
+            f"Install the metrics extra: pip install 'rubric-judge[metrics]'."
+        ) from exc
+    try:
+        snapshot = snapshot_download(repo_id=model, cache_dir=str(cache), local_files_only=True)
+    except (LocalEntryNotFoundError, FileNotFoundError, ValueError, OSError) as exc:
+        raise MetricUnavailable(
+            f"BERTScore model {model!r} is not available offline: it is not in the Hugging Face cache "
+            f"at {cache} (looked for {cache / ('models--' + model.replace('/', '--'))}), and it is not "
+            f"a local directory. Models are never downloaded during scoring. {_how_to_provide(model)}"
+        ) from exc
+    return Path(snapshot)
+
+
+def resolve_num_layers(options: BertScoreOptions) -> int:
+    """The layer to use: the option when given, 12 for the default model, bert_score's table for the
+    hub ids it knows; otherwise a ValueError (a local directory always needs num_layers)."""
+    if options.num_layers is not None:
+        if options.num_layers < 0:
+            raise ValueError(f"BERTScore num_layers must be >= 0, got {options.num_layers}")
+        return options.num_layers
+    if options.model == DEFAULT_BERTSCORE_MODEL:
+        return DEFAULT_BERTSCORE_LAYERS
+    if not Path(options.model).expanduser().exists() and not _looks_like_path(options.model):
+        try:
+            from bert_score.utils import model2layers
+        except ImportError:
+            model2layers = {}
+        if options.model in model2layers:
+            return int(model2layers[options.model])
+    raise ValueError(
+        f"BERTScore model {options.model!r} needs num_layers (the layer whose embeddings are compared); "
+        f"it is required for a local directory and for models bert_score has no default for."
+    )
+
+
+# --------------------------------------------------------------------------- the scorer singleton
+
+_SCORERS: dict[tuple[str, int, str], Any] = {}
+_SCORERS_LOCK = threading.Lock()
+
+
+def _import_bert_score() -> Any:
+    try:
+        from rubric_judge.metrics.torch_guard import ensure_torchvision_importable
+
+        ensure_torchvision_importable()
+        import bert_score
+    except ImportError as exc:
+        raise MetricUnavailable(
+            f"BERTScore needs torch, transformers and bert-score, which are not importable here ({exc}). "
+            f"Install the metrics extra: pip install 'rubric-judge[metrics]'."
+        ) from exc
+    return bert_score
+
+
+def get_bertscorer(options: BertScoreOptions = BertScoreOptions(), device: str = "auto") -> Any:
+    """The process-wide `bert_score.BERTScorer` for this model, layer count and device, built on
+    first use (offline) and reused afterwards. Raises MetricUnavailable when the model or the
+    libraries are not available, ValueError for a missing num_layers."""
+    num_layers = resolve_num_layers(options)
+    model_dir = resolve_model_dir(options.model)
+    try:
+        from rubric_judge.metrics.device import resolve_device
+
+        resolved_device = resolve_device(device)
+    except ImportError as exc:
+        raise MetricUnavailable(
+            f"BERTScore needs torch, which is not importable here ({exc}). Install the metrics extra: pip install 'rubric-judge[metrics]'."
+        ) from exc
+    key = (str(model_dir.resolve()), num_layers, resolved_device)
+    with _SCORERS_LOCK:
+        scorer = _SCORERS.get(key)
+        if scorer is not None:
+            return scorer
+        bert_score = _import_bert_score()
+        try:
+            # model_type is the local directory, so transformers reads files only (no hub calls).
+            scorer = bert_score.BERTScorer(
+                model_type=str(model_dir),
+                num_layers=num_layers,
+                batch_size=options.batch_size,
+                device=resolved_device,
+                rescale_with_baseline=False,
+                idf=False,
+            )
+        except (OSError, ValueError, KeyError, AssertionError) as exc:
+            raise MetricUnavailable(
+                f"BERTScore model {options.model!r} could not be loaded from {model_dir} "
+                f"({type(exc).__name__}: {exc}). The directory must hold a complete model "
+                f"(config.json, weights, tokenizer files). {_how_to_provide(options.model)}"
+            ) from exc
+        _clamp_max_length(scorer)
+        _SCORERS[key] = scorer
+        return scorer
+
+
+def _clamp_max_length(scorer: Any) -> None:
+    """Some checkpoints (PubMedBERT among them) ship no tokenizer `model_max_length`, so
+    transformers leaves it at a huge sentinel and bert_score would feed a long answer past the
+    position embeddings (an IndexError). Cap it at the model's `max_position_embeddings`, which
+    makes long texts truncated, as bert_score does for models that declare their length."""
+    tokenizer = scorer._tokenizer
+    limit = getattr(getattr(scorer._model, "config", None), "max_position_embeddings", None)
+    if isinstance(limit, int) and limit > 0 and (tokenizer.model_max_length or 0) > limit:
+        tokenizer.model_max_length = limit
+
+
+def clear_bertscorer_cache() -> None:
+    """Forget the loaded scorers (tests; freeing memory)."""
+    with _SCORERS_LOCK:
+        _SCORERS.clear()
+
+
+# --------------------------------------------------------------------------- scoring
+
+
+def _all(value: MetricValue) -> dict[str, MetricValue]:
+    return dict.fromkeys(BERTSCORE_METRICS, value)
+
+
+def compute_bertscore(
+    pairs: Sequence[tuple[str, str | None, str | None]],
+    options: BertScoreOptions = BertScoreOptions(),
+    device: str = "auto",
+) -> dict[tuple[str, str], MetricValue]:
+    """BERTScore of each (sample_id, candidate_text, reference_text).
+
+    Returns, for every sample, ("bertscore", F1), ("bertscore_precision", P) and
+    ("bertscore_recall", R). A missing candidate (None) gives "missing_output"; an empty or
+    whitespace-only candidate, or a missing/empty reference, gives "error" (empty strings are
+    never sent to the model); a model that is not available offline gives "unavailable" for
+    every sample, with the reason. All valid pairs are scored in one batched call of a scorer
+    that is loaded once per process. Raises ValueError when num_layers is needed and not given.
+    """
+    results: dict[tuple[str, str], MetricValue] = {}
+    valid: list[tuple[str, str, str]] = []
+    for sample_id, candidate, reference in pairs:
+        if candidate is None:
+            status = MetricValue(None, "missing_output", "no text output for this sample")
+        elif not candidate.strip():
+            status = MetricValue(None, "error", "the text output is empty (or only whitespace); BERTScore is undefined")
+        elif reference is None:
+            status = MetricValue(None, "error", "no reference text for this sample; BERTScore needs one")
+        elif not reference.strip():
+            status = MetricValue(None, "error", "the reference text is empty (or only whitespace); BERTScore is undefined")
+        else:
+            valid.append((sample_id, candidate, reference))
+            continue
+        for name, value in _all(status).items():
+            results[(sample_id, name)] = value
+    if not valid:
+        return results
+
+    try:
+        scorer = get_bertscorer(options, device)
+    except MetricUnavailable as exc:
+        for sample_id, _, _ in valid:
+            for name, value in _all(MetricValue(None, "unavailable", str(exc))).items():
+                results[(sample_id, name)] = value
+        return results
+
+    cands = [c for _, c, _ in valid]
+    refs = [r for _, _, r in valid]
+    try:
+        precision, recall, f1 = scorer.score(cands, refs, batch_size=options.batch_size)
+    except Exception as exc:  # a scoring failure (e.g. out of memory) marks these samples, not the run
+        detail = f"BERTScore failed: {type(exc).__name__}: {exc}"
+        for sample_id, _, _ in valid:
+            for name, value in _all(MetricValue(None, "error", detail)).items():
+                results[(sample_id, name)] = value
+        return results
+
+    notes = _truncation_notes(scorer, cands, refs)
+    for i, (sample_id, _, _) in enumerate(valid):
+        note = notes[i]
+        results[(sample_id, BERTSCORE_F1)] = MetricValue(float(f1[i]), "ok", note)
+        results[(sample_id, BERTSCORE_PRECISION)] = MetricValue(float(precision[i]), "ok", note)
+        results[(sample_id, BERTSCORE_RECALL)] = MetricValue(float(recall[i]), "ok", note)
+    return results
+
+
+def _truncation_notes(scorer: Any, cands: list[str], refs: list[str]) -> list[str]:
+    """A detail for pairs whose text was longer than the model accepts (bert_score truncates)."""
+    tokenizer = scorer._tokenizer
+    limit = tokenizer.model_max_length
+    if not isinstance(limit, int) or limit <= 0 or limit > 100_000:
+        return [""] * len(cands)
+    special = tokenizer.num_special_tokens_to_add()
+
+    def too_long(text: str) -> bool:
+        # cheap pre-check: every word-piece covers at least one character
+        return len(text) + special > limit and len(tokenizer.tokenize(text.strip())) + special > limit
+
+    notes = []
+    for cand, ref in zip(cands, refs, strict=True):
+        which = []
+        if too_long(cand):
+            which.append("text output")
+        if too_long(ref):
+            which.append("reference")
+        notes.append(f"{' and '.join(which)} truncated to the model's {limit} tokens" if which else "")
+    return notes
