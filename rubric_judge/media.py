@@ -142,3 +142,16 @@ def with_label_strip(image, label: str):
     y = height + (strip_height - (bottom - top)) // 2 - top
     draw.text((x, y), label, fill="black", font=font)
     return canvas
+
+
+def file_sha256(path: Path) -> str:
+    """sha256 of a file's bytes, memoised per file version."""
+    stat = Path(path).stat()
+    return _file_sha256(Path(path), stat.st_mtime_ns, stat.st_size)
+
+
+@lru_cache(maxsize=65536)
+def _file_sha256(path: Path, mtime_ns: int, size: int) -> str:
+    del mtime_ns, size  # cache key only
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()

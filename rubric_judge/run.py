@@ -8,6 +8,7 @@ running the same command again: cached calls cost nothing and the run's rows are
 from __future__ import annotations
 
 import os
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,7 @@ from rubric_judge.errors import UserError
 from rubric_judge.job import load_job
 from rubric_judge.judge.executor import Executor, ExecutorSettings, Outcome, Progress
 from rubric_judge.judge.llm import litellm_module
+from rubric_judge.metrics import MetricCache, compute_run_metrics, metric_groups
 from rubric_judge.rubrics.compile import JudgeTarget, build_plan
 
 FLUSH_EVERY = 25
@@ -41,6 +43,7 @@ class ScoreOptions:
     max_cost_usd: float | None = None
     replicates: int = 1
     max_image_side: int | None = None
+    device: str = "auto"  # metrics: auto | cpu | cuda | mps
 
 
 def score(options: ScoreOptions) -> int:
@@ -97,12 +100,16 @@ def score(options: ScoreOptions) -> int:
         store.write_samples(run_id, plan.samples, options.replicates)
         status = "interrupted"
         progress = Progress()
+        metric_cache = None if options.cache_mode is CacheMode.off else MetricCache(options.cache_dir, writes=options.cache_mode.writes)
+        metrics = _MetricsJob(base.metrics, job.samples, options.device, metric_cache) if base.metrics else None
         try:
-            progress = _execute(Executor(cache, settings), calls, store, run_id)
+            progress = _execute(Executor(cache, settings), calls, store, run_id, metrics)
             status = "stopped" if progress.budget_reached else "finished"
         finally:
             store.finish_run(run_id, status)
             cache.close()
+            if metric_cache is not None:
+                metric_cache.close()
         _print_summary(store, run_id, progress, judge_model, options.db)
         store.close()
         return 0 if status == "finished" and not progress.errors else 1
@@ -111,7 +118,39 @@ def score(options: ScoreOptions) -> int:
             server.stop()
 
 
-def _execute(executor: Executor, calls, store, run_id: str) -> Progress:
+class _MetricsJob:
+    """The run's metrics, computed on a background thread while judge calls are in flight: the
+    judge waits on the network, the metrics on CPU/GPU, so the two overlap."""
+
+    def __init__(self, specs, samples, device: str, cache: MetricCache | None):
+        self.specs, self.samples, self.device, self.cache = specs, samples, device, cache
+        self.rows: list = []
+        self.error: BaseException | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def groups(self) -> int:
+        return len(metric_groups(self.specs))
+
+    def start(self, on_group_done) -> None:
+        def work() -> None:
+            try:
+                self.rows = compute_run_metrics(self.specs, self.samples, self.device, self.cache, lambda _: on_group_done())
+            except BaseException as exc:  # re-raised in the main thread after the judge calls are stored
+                self.error = exc
+
+        self._thread = threading.Thread(target=work, name="metrics", daemon=True)
+        self._thread.start()
+
+    def wait(self) -> list:
+        assert self._thread is not None
+        self._thread.join()
+        if self.error is not None:
+            raise self.error
+        return self.rows
+
+
+def _execute(executor: Executor, calls, store, run_id: str, metrics: _MetricsJob | None) -> Progress:
     from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
     from rich.progress import Progress as Bar
 
@@ -133,10 +172,13 @@ def _execute(executor: Executor, calls, store, run_id: str) -> Progress:
     from rubric_judge.cli.output import stdout
 
     with Bar(
-        TextColumn("judging"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[stats]}"),
+        TextColumn("{task.description:8s}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[stats]}"),
         TimeElapsedColumn(), TimeRemainingColumn(), console=stdout, transient=False,
     ) as bar:
         task = bar.add_task("judging", total=len(calls), stats="")
+        if metrics is not None:
+            metrics_task = bar.add_task("metrics", total=metrics.groups, stats="metric groups")
+            metrics.start(lambda: bar.advance(metrics_task))
 
         def show(_: Outcome) -> None:
             cost = f"${progress.cost_usd:.4f}" + ("+?" if progress.cost_unknown else "")
@@ -148,6 +190,8 @@ def _execute(executor: Executor, calls, store, run_id: str) -> Progress:
             executor.run(calls, progress)
         finally:
             flush()
+        if metrics is not None:
+            store.write_metrics(run_id, metrics.wait())
     return progress
 
 
@@ -166,12 +210,28 @@ def _print_summary(store, run_id: str, progress: Progress, judge_model: str, db:
             str(row["samples_excluded"]), str(row["missing_outputs"]), str(row["unscored_verdicts"]),
         )
     stdout.print(table)
+    metric_rows = store.metric_summary(run_id)
+    if metric_rows:
+        metrics = Table(title="Metrics", title_justify="left")
+        for column in ("metric", "mean", "accuracy", "ok", "missing outputs", "not computed", "why not computed"):
+            metrics.add_column(column, justify="left" if column in ("metric", "why not computed") else "right", overflow="fold")
+        for row in metric_rows:
+            metrics.add_row(row["metric"], _fmt(row["mean_value"]), _fmt(row["accuracy_rate"]), str(row["samples_ok"]),
+                            str(row["missing_outputs"]), str(row["not_computed"]), _first_sentence(row["example_problem"]))
+        stdout.print(metrics)
     cost = f"${progress.cost_usd:.4f}" + (" (some calls had no known price)" if progress.cost_unknown else "")
     stdout.print(f"{progress.done} calls: {progress.cache_hits} from cache, {progress.errors} failed; "
                  f"{progress.prompt_tokens:,} prompt + {progress.completion_tokens:,} completion tokens paid, {cost}")
     if progress.budget_reached:
         stdout.print("[yellow]Stopped: the --max-cost budget was reached; re-run with a higher budget to finish (cached calls are free).[/]")
     stdout.print(f"Results in {db} (run {run_id}); try: rubric-judge query \"SELECT * FROM task_scores\" --db {db}")
+
+
+def _first_sentence(text: str | None) -> str:
+    if not text:
+        return ""
+    head, dot, rest = text.partition(". ")
+    return head + (". (full text: metric_values.detail)" if rest else dot)
 
 
 def _fmt(value: float | None) -> str:

@@ -9,7 +9,7 @@ import typer
 
 
 def command(
-    rubric: Annotated[Path, typer.Argument(help="A rubric file, or a directory of task rubrics.")],
+    rubric: Annotated[Path, typer.Argument(help="A rubric file, a directory of task rubrics, or a library rubric such as builtin:medgen/holistic-with-gt.yaml.")],
     data: Annotated[Path, typer.Option("--data", help="Dataset manifest (JSONL, one sample per line).")],
     outputs: Annotated[Path | None, typer.Option("--outputs", help="Model outputs: a directory of <id>.png/<id>.txt files or a JSONL file.")] = None,
     judge: Annotated[str | None, typer.Option("--judge", help="litellm model string of the judge (overrides the rubric's).")] = None,

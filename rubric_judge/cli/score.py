@@ -11,7 +11,7 @@ OFFLINE = "offline"
 
 
 def command(
-    rubric: Annotated[Path, typer.Argument(help="A rubric file, or a directory of task rubrics.")],
+    rubric: Annotated[Path, typer.Argument(help="A rubric file, a directory of task rubrics, or a library rubric such as builtin:medgen/holistic-with-gt.yaml.")],
     data: Annotated[Path, typer.Option("--data", help="Dataset manifest (JSONL, one sample per line).")],
     outputs: Annotated[Path, typer.Option("--outputs", help="Model outputs: a directory of <id>.png/<id>.txt files or a JSONL file.")],
     model: Annotated[str, typer.Option("--model", help="Name of the model under test, as it should appear on the leaderboard.")],
@@ -26,6 +26,7 @@ def command(
     max_cost: Annotated[float | None, typer.Option("--max-cost", min=0, help="Refuse to start if the estimate exceeds this many USD; stop when spend reaches it.")] = None,
     replicates: Annotated[int, typer.Option(min=1, help="Judge every call this many times (replicate index is part of the cache key).")] = 1,
     max_image_side: Annotated[int | None, typer.Option(min=64, help="Downscale images whose longer side exceeds this (default: send originals).")] = None,
+    device: Annotated[str, typer.Option(help="Where metrics run: auto (cuda, then mps, then cpu) | cpu | cuda | mps.")] = "auto",
 ) -> None:
     """Judge model outputs against a rubric: cached, resumable, every call and verdict in DuckDB.
 
@@ -45,6 +46,6 @@ def command(
         rubric=rubric, data=data, outputs=outputs, model_name=model, judge=judge, offline=judge == OFFLINE,
         api_base=api_base, concurrency=concurrency, rpm=rpm, timeout_s=timeout, db=db or default_db_path(),
         cache_dir=cache_dir or default_cache_dir(), cache_mode=cache_mode, max_cost_usd=max_cost,
-        replicates=replicates, max_image_side=max_image_side,
+        replicates=replicates, max_image_side=max_image_side, device=device,
     )
     raise typer.Exit(score(options))

@@ -1,5 +1,175 @@
-"""Pixel and text metrics (SSIM, PSNR, LPIPS, BERTScore): not implemented yet.
+"""Pixel and text metrics for a run: SSIM, PSNR, LPIPS (image.py) and BERTScore (text.py).
 
-Rubrics may declare a `metrics:` block today (it is validated); `rubric-judge score` reports
-that metrics are not computed yet rather than inventing values.
+`compute_run_metrics` turns a rubric's `metrics:` block and the run's samples into one
+`MetricRow` per (sample, metric): values come from the metric cache when the same metric with
+the same options already saw the same bytes, otherwise from one batched computation per metric
+group, and each value's `pass` condition is applied. A sample whose reference is absent is
+outside that metric (MedGEN's image tier has no VQA samples); a missing model output, a bad
+image or an unavailable model is a row with that status and a detail, never a number.
 """
+
+from __future__ import annotations
+
+import hashlib
+import json
+import operator
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rubric_judge.metrics.types import MetricValue
+from rubric_judge.rubrics.schema import IMAGE_METRICS, PASS_CONDITION, MetricName, MetricSpec
+from rubric_judge.samples import Sample
+
+_COMPARE: dict[str, Callable[[float, float], bool]] = {">=": operator.ge, "<=": operator.le, ">": operator.gt, "<": operator.lt, "==": operator.eq}
+METRIC_CACHE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class MetricRow:
+    sample_id: str
+    metric: str
+    value: float | None
+    passed: bool | None  # None: no pass condition, or no value
+    status: str
+    detail: str = ""
+
+
+def passes(condition: str | None, value: float | None) -> bool | None:
+    if condition is None or value is None:
+        return None
+    match = PASS_CONDITION.match(condition)
+    if match is None:  # validated when the rubric loaded
+        raise ValueError(f"bad pass condition {condition!r}")
+    return _COMPARE[match.group(1)](value, float(match.group(2)))
+
+
+class MetricCache:
+    """Metric values on disk (diskcache), keyed by metric, options and the sha256 of both inputs."""
+
+    def __init__(self, directory: Path, writes: bool = True):
+        import diskcache
+
+        self._cache = diskcache.Cache(str(Path(directory) / "metrics"))
+        self.writes = writes
+
+    def get(self, key: str) -> MetricValue | None:
+        value = self._cache.get(key)
+        return MetricValue(**value) if isinstance(value, dict) else None
+
+    def put(self, key: str, value: MetricValue) -> None:
+        # Only computed values are kept: a missing file or an unavailable model may be fixed.
+        if self.writes and value.status == "ok":
+            self._cache.set(key, value.__dict__)
+
+    def close(self) -> None:
+        self._cache.close()
+
+
+def compute_run_metrics(
+    specs: Sequence[MetricSpec],
+    samples: Sequence[Sample],
+    device: str = "auto",
+    cache: MetricCache | None = None,
+    on_progress: Callable[[int], None] | None = None,
+) -> list[MetricRow]:
+    """Every metric of every applicable sample, batched per group, cached per value.
+
+    Image metrics over the same output/reference pair and preset form one group, so each image
+    is decoded once for SSIM, PSNR and LPIPS together.
+    """
+    rows: list[MetricRow] = []
+    for group in metric_groups(specs):
+        first = group[0]
+        pairs = [(s.id, s.fields.get(first.output), s.fields.get(first.reference)) for s in samples if s.fields.get(first.reference) not in (None, "")]
+        names = [name for spec in group for name in _metric_names(spec)]
+        keys = {sample_id: _key(group, output, reference) for sample_id, output, reference in pairs}
+        values: dict[tuple[str, str], MetricValue] = {}
+        todo = []
+        for sample_id, output, reference in pairs:
+            if output in (None, ""):
+                values.update({(sample_id, name): MetricValue(None, "missing_output", f"the model produced no {first.output}") for name in names})
+                continue
+            key = keys[sample_id]
+            cached = {name: cache.get(f"{key}:{name}") for name in names} if cache is not None and key else {}
+            if cached and all(v is not None for v in cached.values()):
+                values.update({(sample_id, name): v for name, v in cached.items()})
+            else:
+                todo.append((sample_id, output, reference))
+        if todo:
+            computed = _compute(group, todo, device)
+            values.update(computed)
+            if cache is not None:
+                for (sample_id, name), value in computed.items():
+                    if keys.get(sample_id):
+                        cache.put(f"{keys[sample_id]}:{name}", value)
+        conditions = {spec.metric.value: spec.pass_condition for spec in group}
+        for sample_id, _, _ in pairs:
+            for name in names:
+                value = values.get((sample_id, name), MetricValue(None, "error", "the metric produced no value"))
+                passed = passes(conditions.get(name), value.value) if value.status == "ok" else None
+                rows.append(MetricRow(sample_id, name, value.value, passed, value.status, value.detail))
+        if on_progress:
+            on_progress(len(pairs))
+    return rows
+
+
+def metric_groups(specs: Sequence[MetricSpec]) -> list[list[MetricSpec]]:
+    groups: dict[tuple, list[MetricSpec]] = {}
+    for spec in specs:
+        if spec.metric in IMAGE_METRICS:
+            key: tuple = ("image", spec.output, spec.reference, spec.preset or "medgen")
+        else:
+            key = ("text", spec.output, spec.reference, spec.model, spec.num_layers, spec.metric.value)
+        groups.setdefault(key, []).append(spec)
+    return list(groups.values())
+
+
+def _metric_names(spec: MetricSpec) -> tuple[str, ...]:
+    if spec.metric is MetricName.bertscore:
+        from rubric_judge.metrics.text import BERTSCORE_METRICS
+
+        return BERTSCORE_METRICS
+    return (spec.metric.value,)
+
+
+def _compute(group: list[MetricSpec], pairs: list[tuple[str, Any, Any]], device: str) -> dict[tuple[str, str], MetricValue]:
+    first = group[0]
+    if first.metric in IMAGE_METRICS:
+        from rubric_judge.metrics.image import ImageMetricOptions, compute_image_metrics
+
+        lpips_net = next((spec.model for spec in group if spec.metric is MetricName.lpips and spec.model), "alex")
+        options = ImageMetricOptions(preset=first.preset or "medgen", lpips_net=lpips_net)
+        return compute_image_metrics(pairs, [spec.metric.value for spec in group], options, device)
+    from rubric_judge.metrics.text import BertScoreOptions, compute_bertscore
+
+    options = BertScoreOptions(**({"model": first.model} if first.model else {}), num_layers=first.num_layers)
+    return compute_bertscore(pairs, options, device)
+
+
+def _key(group: list[MetricSpec], output: Any, reference: Any) -> str | None:
+    """None when an input is missing or unreadable: such values are never cached."""
+    digests = []
+    for value in (output, reference):
+        if value in (None, ""):
+            return None
+        if isinstance(value, Path):
+            try:
+                digests.append(_file_digest(value))
+            except OSError:
+                return None
+        else:
+            digests.append(hashlib.sha256(str(value).encode("utf-8")).hexdigest())
+    material = {
+        "version": METRIC_CACHE_VERSION,
+        "metrics": sorted([spec.metric.value, spec.preset or "medgen", spec.model or "", spec.num_layers or 0] for spec in group),
+        "inputs": digests,
+    }
+    return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
+
+
+def _file_digest(path: Path) -> str:
+    from rubric_judge.media import file_sha256
+
+    return file_sha256(path)

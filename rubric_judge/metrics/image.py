@@ -436,8 +436,7 @@ def _unavailable_message(net: str, path: Path, explicit: bool) -> str:
         return f"LPIPS weights file not found: {path} (lpips_weights); give an existing torchvision '{net}' trunk state dict or a full LPIPS state dict"
     return (
         f"LPIPS trunk weights not found: {path}. No download is attempted. Place the torchvision '{net}' ImageNet "
-        f"checkpoint there (from {_TRUNK_URLS[net]}; TORCH_HOME picks the folder: $TORCH_HOME/hub/checkpoints), "
-        "or point ImageMetricOptions.lpips_weights at a copy of it"
+        f"checkpoint there (from {_TRUNK_URLS[net]}), or set TORCH_HOME to a folder whose hub/checkpoints holds it"
     )
 
 

@@ -164,8 +164,15 @@ def _in_order(problems: list[Problem]) -> list[Problem]:
     return sorted(unique, key=lambda p: (str(p.location.file or ""), p.location.line, p.location.column))
 
 
-def load_rubric_set(path: Path) -> list[schema.Rubric]:
-    """One rubric file, or every rubric in a directory (task files); all problems at once."""
+def load_rubric_set(path: Path | str) -> list[schema.Rubric]:
+    """One rubric file, or every rubric in a directory (task files), or a library rubric named
+    `builtin:medgen/holistic-with-gt.yaml`; all problems at once."""
+    text = str(path)
+    if text.startswith(BUILTIN_PREFIX):
+        path = LIBRARY / text[len(BUILTIN_PREFIX):]
+        if not path.resolve().is_relative_to(LIBRARY.resolve()) or not path.is_file():
+            available = ", ".join(sorted(f"{BUILTIN_PREFIX}{p.relative_to(LIBRARY)}" for p in LIBRARY.rglob("*.yaml")))
+            raise UserError(Problem(Location(None), f"no library rubric {text}", fix=f"library rubrics: {available}"))
     rubrics, problems = [], []
     for file, root in discover([Path(path)]):
         try:

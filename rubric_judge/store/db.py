@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from rubric_judge.judge.executor import Outcome
+from rubric_judge.metrics import MetricRow
 from rubric_judge.rubrics.compile import SamplePlan, TextPart
 from rubric_judge.rubrics.schema import Rubric
 
@@ -127,6 +128,16 @@ class ResultStore:
         with self._transaction():
             self._insert("judge_calls", calls)
             self._insert("verdicts", verdicts)
+
+    def write_metrics(self, run_id: str, rows: Iterable[MetricRow]) -> None:
+        values = [[run_id, r.sample_id, r.metric, r.value, r.passed, r.status, r.detail or None] for r in rows]
+        with self._transaction():
+            self._insert("metric_values", values)
+
+    def metric_summary(self, run_id: str) -> list[dict[str, Any]]:
+        cursor = self.con.execute("SELECT * FROM metric_summary WHERE run_id = ? ORDER BY metric", [run_id])
+        names = [d[0] for d in cursor.description]
+        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
     def leaderboard(self, rubric_id: str | None = None) -> list[dict[str, Any]]:
         return leaderboard(self.con, rubric_id)

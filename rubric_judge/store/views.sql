@@ -88,12 +88,28 @@ SELECT r.run_id, r.rubric_id, r.rubric_version, r.model_name, r.judge_model, d.d
 FROM runs r JOIN dimension_scores d USING (run_id)
 GROUP BY ALL;
 
+-- Metric values: `ok` values count; a `missing_output` counts as failed under the `fail`
+-- policy and is left out under `skip`; `error` and `unavailable` values are left out and
+-- counted in `not_computed`.
+CREATE OR REPLACE VIEW metric_summary AS
+SELECT m.run_id, r.model_name, m.metric,
+       avg(m.value) FILTER (WHERE m.status = 'ok') AS mean_value,
+       avg(CASE WHEN m.status = 'ok' THEN m.passed::INTEGER
+                WHEN m.status = 'missing_output' AND r.missing_output = 'fail' THEN 0 END) AS accuracy_rate,
+       count(*) FILTER (WHERE m.status = 'ok') AS samples_ok,
+       count(*) FILTER (WHERE (m.status = 'ok' AND m.passed IS NOT NULL)
+                           OR (m.status = 'missing_output' AND r.missing_output = 'fail')) AS samples_rated,
+       count(*) FILTER (WHERE m.status = 'missing_output') AS missing_outputs,
+       count(*) FILTER (WHERE m.status IN ('error', 'unavailable')) AS not_computed,
+       any_value(m.detail) FILTER (WHERE m.status IN ('error', 'unavailable')) AS example_problem
+FROM metric_values m JOIN runs r USING (run_id)
+GROUP BY m.run_id, r.model_name, m.metric;
+
 CREATE OR REPLACE VIEW accuracy_rates AS
 SELECT run_id, 'judge' AS source, 'overall' AS name, accuracy_rate AS rate, samples_scored AS samples
 FROM leaderboard
 WHERE dimension = 'overall' AND accuracy_rate IS NOT NULL
 UNION ALL
-SELECT run_id, 'metric' AS source, metric AS name, avg(passed::INTEGER) AS rate, count(passed) AS samples
-FROM metric_values
-WHERE passed IS NOT NULL
-GROUP BY run_id, metric;
+SELECT run_id, 'metric' AS source, metric AS name, accuracy_rate AS rate, samples_rated AS samples
+FROM metric_summary
+WHERE accuracy_rate IS NOT NULL;
