@@ -313,7 +313,7 @@ def test_lpips_unavailable_without_trunk_weights(images: dict[str, Path], tmp_pa
     assert lpips_value.status == "unavailable" and lpips_value.value is None
     expected_path = empty_home / "hub" / "checkpoints" / "alexnet-owt-7be5be79.pth"
     assert str(expected_path) in lpips_value.detail
-    assert "lpips_weights" in lpips_value.detail
+    assert "TORCH_HOME" in lpips_value.detail
     assert not any(empty_home.rglob("*.pth"))
     assert results[("noise", "ssim")].status == "ok"
     assert results[("noise", "psnr")].status == "ok"

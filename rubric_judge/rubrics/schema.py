@@ -219,6 +219,10 @@ class Scoring(StrictModel):
     threshold: float | None = None
     criterion: str | None = None  # pass_rate: the criterion whose score is thresholded
     missing_output: MissingOutputPolicy = MissingOutputPolicy.fail
+    # A verdict the judge never validly gave: `exclude` leaves it out of the score and counts it
+    # as unscored; `fail` counts it as not met, as the official IlluGenBench script does
+    # (reference-compatible).
+    unscored: Literal["exclude", "fail"] = "exclude"
 
 
 class MetricName(str, Enum):

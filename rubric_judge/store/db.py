@@ -76,10 +76,10 @@ class ResultStore:
             for table in TABLES:
                 self.con.execute(f"DELETE FROM {table} WHERE run_id = ?", [run_id])
             self.con.execute(
-                "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, 'running', ?)",
+                "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, 'running', ?)",
                 [
                     run_id, rubric.rubric, str(rubric.version), run.model_name, run.judge_model,
-                    rubric.scoring.method.value, rubric.scoring.missing_output.value, rubric.scoring.threshold,
+                    rubric.scoring.method.value, rubric.scoring.missing_output.value, rubric.scoring.unscored, rubric.scoring.threshold,
                     rubric.scoring.criterion, rubric.verdict.min if rubric.verdict.kind == "scale" else None,
                     rubric.verdict.max if rubric.verdict.kind == "scale" else None, _now(), json.dumps(run.config, default=str),
                 ],

@@ -9,6 +9,7 @@ CREATE TABLE IF NOT EXISTS runs (
     judge_model       VARCHAR NOT NULL,     -- litellm model string of the judge
     scoring_method    VARCHAR NOT NULL,     -- weighted_points | mean_scale | pass_rate
     missing_output    VARCHAR NOT NULL,     -- fail | skip
+    unscored_policy   VARCHAR NOT NULL,     -- exclude | fail (count error/unscored verdicts as not met)
     threshold         DOUBLE,               -- pass_rate: score needed to pass
     pass_criterion    VARCHAR,              -- pass_rate: the criterion thresholded (NULL: mean of all)
     scale_min         INTEGER,

@@ -7,12 +7,15 @@
 -- Verdict statuses: `ok` verdicts count; `missing_output` verdicts count as unmet (score =
 -- scale minimum) under the `fail` policy and exclude the sample under `skip`; `error` and
 -- `unscored` verdicts are left out of both numerator and denominator and counted in
--- `unscored`, so a judge failure never silently reads as "not met".
+-- `unscored`, so a judge failure never silently reads as "not met" -- unless the rubric asks
+-- for the official scripts' behaviour (`unscored: fail`, reference-compatible), where they
+-- count as unmet and are still counted in `unscored`.
 
 CREATE OR REPLACE VIEW _verdicts_scored AS
 SELECT v.*, r.scoring_method, r.missing_output AS policy, r.threshold, r.pass_criterion, r.scale_min,
-       v.status IN ('ok', 'missing_output') AS counted,
-       CASE WHEN v.status = 'ok' THEN v.score WHEN v.status = 'missing_output' THEN r.scale_min END AS scale_value
+       v.status IN ('ok', 'missing_output') OR (v.status IN ('error', 'unscored') AND r.unscored_policy = 'fail') AS counted,
+       CASE WHEN v.status = 'ok' THEN v.score WHEN v.status = 'missing_output' THEN r.scale_min
+            WHEN v.status IN ('error', 'unscored') AND r.unscored_policy = 'fail' THEN r.scale_min END AS scale_value
 FROM verdicts v JOIN runs r USING (run_id);
 
 CREATE OR REPLACE VIEW task_scores AS
