@@ -27,6 +27,9 @@ demo: $(STAMP)
 	$(JUDGE_DEMO) --outputs $(EXAMPLE)/outputs/good-model --model good-model
 	$(JUDGE_DEMO) --outputs $(EXAMPLE)/outputs/weak-model --model weak-model
 	$(BIN)/rubric-judge leaderboard --db $(DEMO)/rubric-judge.duckdb
+	$(BIN)/rubric-judge score builtin:medgen/holistic-with-gt.yaml --data examples/medgen/manifest.jsonl \
+		--outputs examples/medgen/outputs/demo-model/outputs.jsonl --model demo-model --judge offline \
+		--db $(DEMO)/rubric-judge.duckdb --cache-dir $(DEMO)/cache
 
 test: $(STAMP)
 	$(BIN)/ruff check rubric_judge tests bench examples
