@@ -24,10 +24,42 @@ def litellm_module() -> ModuleType:
     litellm.suppress_debug_info = True
     litellm.drop_params = True  # local servers reject parameters they do not know
     _memoise_instructor_model_checks()
+    _skip_success_logging_without_callbacks(litellm)
     # litellm and its dependencies leave ~300k long-lived objects; a full collection over them
     # takes ~0.2 s and stalls every request in flight. Move them out of the collector's view.
     gc.freeze()
     return litellm
+
+
+_CALLBACK_LISTS = ("callbacks", "success_callback", "_async_success_callback", "failure_callback", "_async_failure_callback", "service_callback", "input_callback")
+
+
+def _skip_success_logging_without_callbacks(litellm: ModuleType) -> None:
+    """Do not build litellm's per-call logging payload when no callback would receive it.
+
+    After every call litellm queues a handler that recomputes costs, redacts and copies the
+    messages and assembles a logging record for its callbacks (~1.7 ms of CPU per judge call
+    here). rubric-judge registers no litellm callbacks and accounts for tokens and cost itself,
+    so with every callback list empty the handler is dropped; if anything registers a callback,
+    litellm's own behaviour returns. Nothing changes if litellm moves this function.
+    """
+    try:
+        from litellm.litellm_core_utils import logging_worker
+    except ImportError:
+        return
+    worker = getattr(logging_worker, "GLOBAL_LOGGING_WORKER", None)
+    original = getattr(worker, "ensure_initialized_and_enqueue", None)
+    if original is None or getattr(original, "_rubric_judge_wrapped", False):
+        return
+
+    def enqueue(async_coroutine):
+        if any(getattr(litellm, name, None) for name in _CALLBACK_LISTS):
+            return original(async_coroutine)
+        async_coroutine.close()  # never awaited: close it so Python does not warn
+        return None
+
+    enqueue._rubric_judge_wrapped = True
+    worker.ensure_initialized_and_enqueue = enqueue
 
 
 def _memoise_instructor_model_checks() -> None:
