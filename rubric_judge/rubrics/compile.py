@@ -61,7 +61,6 @@ class JudgeCall:
     system: str | None
     parts: tuple[TextPart | ImagePart, ...]
     model: str
-    api_base: str | None
     temperature: float
     max_tokens: int | None
     structured_output: str
@@ -219,7 +218,6 @@ def _call(
         system=system,
         parts=parts,
         model=target.model,
-        api_base=target.api_base,
         temperature=judge.temperature,
         max_tokens=judge.max_tokens,
         structured_output=judge.structured_output,
