@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import io
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -88,20 +90,55 @@ def encode_for_judge(path: Path, label: str | None = None, strip: bool = False, 
     return EncodedImage(data, "image/png", hashlib.sha256(data).hexdigest(), image.size[0], image.size[1])
 
 
-@lru_cache(maxsize=65536)
-def _info_cached(path: Path, mtime_ns: int, size: int, label: str | None, strip: bool, max_side: int | None) -> ImageInfo:
-    del mtime_ns, size  # cache key only: a changed file is re-read
-    encoded = encode_for_judge(path, label, strip, max_side)
-    return ImageInfo(encoded.sha256, encoded.media_type, encoded.width, encoded.height)
+class _EncodedCache:
+    """Recently encoded images, bounded by total bytes: the planner encodes every image to
+    hash it, and the executor then sends the same bytes without encoding them again."""
+
+    def __init__(self, budget_bytes: int):
+        self.budget = budget_bytes
+        self.used = 0
+        self.entries: OrderedDict[tuple, EncodedImage] = OrderedDict()
+        self.lock = threading.Lock()
+
+    def get(self, key: tuple) -> EncodedImage | None:
+        with self.lock:
+            found = self.entries.get(key)
+            if found is not None:
+                self.entries.move_to_end(key)
+            return found
+
+    def put(self, key: tuple, image: EncodedImage) -> None:
+        with self.lock:
+            if key in self.entries or len(image.data) > self.budget:
+                return
+            self.entries[key] = image
+            self.used += len(image.data)
+            while self.used > self.budget:
+                _, evicted = self.entries.popitem(last=False)
+                self.used -= len(evicted.data)
 
 
-def image_info(path: Path, label: str | None = None, strip: bool = False, max_side: int | None = None) -> ImageInfo:
-    """Digest and size of what `encode_for_judge` would send, memoised per file version."""
+_ENCODED = _EncodedCache(256 * 1024 * 1024)
+
+
+def encoded_image(path: Path, label: str | None = None, strip: bool = False, max_side: int | None = None) -> EncodedImage:
+    """`encode_for_judge`, remembered per file version and encoding options (thread-safe)."""
     try:
         stat = Path(path).stat()
     except OSError as exc:
         raise ImageError(f"cannot read image {path}: {exc.strerror}") from None
-    return _info_cached(Path(path), stat.st_mtime_ns, stat.st_size, label, strip, max_side)
+    key = (str(path), stat.st_mtime_ns, stat.st_size, label, strip, max_side)
+    found = _ENCODED.get(key)
+    if found is None:
+        found = encode_for_judge(path, label, strip, max_side)
+        _ENCODED.put(key, found)
+    return found
+
+
+def image_info(path: Path, label: str | None = None, strip: bool = False, max_side: int | None = None) -> ImageInfo:
+    """Digest and size of what the judge will be sent for this image."""
+    encoded = encoded_image(path, label, strip, max_side)
+    return ImageInfo(encoded.sha256, encoded.media_type, encoded.width, encoded.height)
 
 
 def _decode(raw: bytes, path: Path):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,6 +55,9 @@ def score(options: ScoreOptions) -> int:
 
     job = load_job(options.rubric, options.data, options.outputs)
     base = job.rubrics[0]
+    metric_cache = None if options.cache_mode is CacheMode.off else MetricCache(options.cache_dir, writes=options.cache_mode.writes)
+    # Metrics need only the samples: start them now, so they overlap planning and judging.
+    metrics = _MetricsJob(base.metrics, job.samples, options.device, metric_cache) if base.metrics else None
     server = None
     if options.offline:
         from rubric_judge.judge.offline import OFFLINE_JUDGE_API_KEY, OFFLINE_JUDGE_MODEL, start_offline_judge
@@ -100,8 +104,6 @@ def score(options: ScoreOptions) -> int:
         store.write_samples(run_id, plan.samples, options.replicates)
         status = "interrupted"
         progress = Progress()
-        metric_cache = None if options.cache_mode is CacheMode.off else MetricCache(options.cache_dir, writes=options.cache_mode.writes)
-        metrics = _MetricsJob(base.metrics, job.samples, options.device, metric_cache) if base.metrics else None
         try:
             progress = _execute(Executor(cache, settings), calls, store, run_id, metrics)
             status = "stopped" if progress.budget_reached else "finished"
@@ -119,31 +121,31 @@ def score(options: ScoreOptions) -> int:
 
 
 class _MetricsJob:
-    """The run's metrics, computed on a background thread while judge calls are in flight: the
-    judge waits on the network, the metrics on CPU/GPU, so the two overlap."""
+    """The run's metrics, computed on a background thread from the start of the run: the judge
+    waits on the network, the metrics on CPU/GPU, so the two overlap."""
 
     def __init__(self, specs, samples, device: str, cache: MetricCache | None):
         self.specs, self.samples, self.device, self.cache = specs, samples, device, cache
+        self.groups = len(metric_groups(specs))
+        self.done = 0
+        self.on_group_done: Callable[[], None] | None = None  # set once a progress bar exists
         self.rows: list = []
         self.error: BaseException | None = None
-        self._thread: threading.Thread | None = None
-
-    @property
-    def groups(self) -> int:
-        return len(metric_groups(self.specs))
-
-    def start(self, on_group_done) -> None:
-        def work() -> None:
-            try:
-                self.rows = compute_run_metrics(self.specs, self.samples, self.device, self.cache, lambda _: on_group_done())
-            except BaseException as exc:  # re-raised in the main thread after the judge calls are stored
-                self.error = exc
-
-        self._thread = threading.Thread(target=work, name="metrics", daemon=True)
+        self._thread = threading.Thread(target=self._work, name="metrics", daemon=True)
         self._thread.start()
 
+    def _work(self) -> None:
+        try:
+            self.rows = compute_run_metrics(self.specs, self.samples, self.device, self.cache, self._group_done)
+        except BaseException as exc:  # re-raised in the main thread after the judge calls are stored
+            self.error = exc
+
+    def _group_done(self, _: int) -> None:
+        self.done += 1
+        if self.on_group_done is not None:
+            self.on_group_done()
+
     def wait(self) -> list:
-        assert self._thread is not None
         self._thread.join()
         if self.error is not None:
             raise self.error
@@ -177,8 +179,8 @@ def _execute(executor: Executor, calls, store, run_id: str, metrics: _MetricsJob
     ) as bar:
         task = bar.add_task("judging", total=len(calls), stats="")
         if metrics is not None:
-            metrics_task = bar.add_task("metrics", total=metrics.groups, stats="metric groups")
-            metrics.start(lambda: bar.advance(metrics_task))
+            metrics_task = bar.add_task("metrics", total=metrics.groups, completed=metrics.done, stats="metric groups")
+            metrics.on_group_done = lambda: bar.update(metrics_task, completed=metrics.done)
 
         def show(_: Outcome) -> None:
             cost = f"${progress.cost_usd:.4f}" + ("+?" if progress.cost_unknown else "")

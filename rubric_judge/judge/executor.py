@@ -20,7 +20,7 @@ from typing import Any
 from rubric_judge.cache.store import CachedAnswer, VerdictCache
 from rubric_judge.judge.estimate import price
 from rubric_judge.judge.llm import litellm_module
-from rubric_judge.media import EncodedImage, encode_for_judge
+from rubric_judge.media import EncodedImage, encoded_image
 from rubric_judge.rubrics.compile import ImagePart, JudgeCall, TextPart
 from rubric_judge.rubrics.response import verdicts_by_id
 
@@ -290,22 +290,21 @@ def _client(structured_output: str) -> Any:
     return instructor.from_litellm(completion, mode=getattr(instructor.Mode, INSTRUCTOR_MODES[structured_output]))
 
 
-@lru_cache(maxsize=256)
-def _encoded(part: ImagePart, max_side: int | None) -> EncodedImage:
-    encoded = encode_for_judge(part.path, part.label, part.strip, max_side)
+def _encoded(part: ImagePart) -> EncodedImage:
+    encoded = encoded_image(part.path, part.label, part.strip, part.max_side)
     if encoded.sha256 != part.info.sha256:
         raise RuntimeError(f"{part.path} changed after the run was planned; re-run to judge the new file")
     return encoded
 
 
-def build_messages(call: JudgeCall, max_side: int | None = None) -> list[dict[str, Any]]:
+def build_messages(call: JudgeCall) -> list[dict[str, Any]]:
     """OpenAI-style chat messages: the system prompt, then text and image parts in order."""
     content: list[dict[str, Any]] = []
     for part in call.parts:
         if isinstance(part, TextPart):
             content.append({"type": "text", "text": part.text})
         else:
-            content.append({"type": "image_url", "image_url": {"url": _encoded(part, max_side).data_url()}})
+            content.append({"type": "image_url", "image_url": {"url": _encoded(part).data_url()}})
     messages: list[dict[str, Any]] = []
     if call.system:
         messages.append({"role": "system", "content": call.system})

@@ -8,7 +8,10 @@ output gets no call: it is reported as missing, and scored by the rubric's expli
 
 from __future__ import annotations
 
+import contextlib
+import os
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +39,7 @@ class ImagePart:
     field: str
     label: str | None
     strip: bool
+    max_side: int | None
     path: Path
     info: ImageInfo
 
@@ -171,6 +175,27 @@ def compile_sample(rubric: Rubric, sample: Sample, target: JudgeTarget, mode: Ba
     return SamplePlan(sample, rubric, tuple(calls))
 
 
+def _encode_images_in_parallel(pairs: Sequence[tuple[Rubric, Sample]], target: JudgeTarget) -> None:
+    """Encode (and so hash) every distinct judge image on all cores before compiling: decoding
+    and PNG encoding release the GIL, and a label strip costs tens of ms per image."""
+    jobs = {
+        (sample.fields[slot.field], slot.label, slot.strip, target.max_image_side)
+        for rubric, sample in pairs
+        if not sample.missing_outputs
+        for slot in rubric.images
+        if sample.fields.get(slot.field) is not None
+    }
+    if len(jobs) < 2:
+        return
+
+    def encode(job: tuple) -> None:
+        with contextlib.suppress(ImageError):  # reported per sample when the sample is compiled
+            image_info(*job)
+
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        list(pool.map(encode, jobs))
+
+
 def _image_parts(rubric: Rubric, sample: Sample, target: JudgeTarget) -> list[ImagePart]:
     parts = []
     for slot in rubric.images:
@@ -178,7 +203,7 @@ def _image_parts(rubric: Rubric, sample: Sample, target: JudgeTarget) -> list[Im
         if path is None:
             continue
         info = image_info(path, slot.label, slot.strip, target.max_image_side)
-        parts.append(ImagePart(slot.field, slot.label, slot.strip, Path(path), info))
+        parts.append(ImagePart(slot.field, slot.label, slot.strip, target.max_image_side, Path(path), info))
     return parts
 
 
