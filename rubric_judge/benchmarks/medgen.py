@@ -1,0 +1,481 @@
+"""MedGEN-Bench: import a released record file into a rubric-judge dataset, and read results back
+as the paper's Table 3 (accuracy rates per format, modality and task).
+
+The release is a JSON list (or JSONL) of records with `category` (VQA | ImageEdit |
+MMGeneration), `sub-category`, `paper_task`, `modality`, `instruction`, `input_image`,
+`ground_truth_image` and `answer`; image paths are relative to an images directory. A model's
+`response` (text) and `output_image` (path) are either in the records or in a separate file keyed
+by id.
+
+`import_medgen` writes `manifest.jsonl` (our field names: `sub_category`), copies (hard-links
+when it can) every referenced image under `images/` next to it, so nothing escapes the dataset
+root, and, when there are model outputs, `outputs.jsonl` with the output images under
+`outputs/`. Bad records are reported and skipped, never fatal:
+
+* an unknown `category`, a missing `instruction`, or a referenced image file that does not exist
+  (or a path that leaves the images directory) makes a record invalid;
+* a record whose id was already seen, or whose content (every benchmark field) repeats an
+  earlier record, is a duplicate; the first one is kept.
+
+Ids: a record's own `id` when it has one; otherwise `<index>-<input image stem>`, the index
+being the record's 0-based position in the release file (5 digits), e.g. `00042-ct_0193` --
+stable for a given release file and unique. A responses file for an id-less release uses these
+ids.
+
+Output image paths in a responses file are relative to that file's directory (the images
+directory is tried next); in the records they are relative to the images directory. Where a
+record and the responses file both give an output, the responses file wins.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rubric_judge.errors import Location, Problem, UserError
+
+CATEGORIES = ("VQA", "ImageEdit", "MMGeneration")
+TEXT_FIELDS = ("category", "sub_category", "paper_task", "modality", "instruction", "answer")
+IMAGE_FIELDS = ("input_image", "ground_truth_image")
+OUTPUT_FIELDS = ("response", "output_image")
+# Release spelling -> ours.
+RENAMES = {"sub-category": "sub_category"}
+_CANONICAL = {c.lower(): c for c in CATEGORIES}
+_SAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+@dataclass(frozen=True)
+class MedgenImport:
+    """What `import_medgen` did: counts, the problems it found, and the files it wrote."""
+
+    records: int                      # records read from the release
+    imported: int                     # written to the manifest
+    invalid: int                      # skipped: unknown category, no instruction, image missing ...
+    duplicates: int                   # skipped: repeated id or repeated content
+    by_category: Mapping[str, int]
+    by_modality: Mapping[str, int]
+    by_task: Mapping[str, int]        # paper_task
+    with_outputs: int                 # imported samples with a response and/or an output image
+    images: int                       # image files placed under out/ (inputs, references, outputs)
+    linked: int                       # of which hard links (the rest are copies or were up to date)
+    manifest: Path
+    outputs: Path | None              # None when the release carries no model outputs
+    problems: tuple[Problem, ...] = ()
+    written: tuple[Path, ...] = field(default=())  # the JSONL files written
+
+    def summary(self) -> str:
+        lines = [f"MedGEN-Bench import: {self.imported} of {self.records} records imported"
+                 f" ({self.invalid} invalid, {self.duplicates} duplicates skipped)."]
+        lines.append("  by category: " + _counts(self.by_category))
+        lines.append("  by modality: " + _counts(self.by_modality))
+        lines.append(f"  tasks: {len(self.by_task)}")
+        lines.append(f"  images: {self.images} placed under {self.manifest.parent} ({self.linked} hard-linked)")
+        lines.append(f"  manifest: {self.manifest}")
+        if self.outputs is not None:
+            lines.append(f"  outputs: {self.outputs} ({self.with_outputs} samples with model outputs)")
+        else:
+            lines.append("  outputs: none (no response or output_image in the release)")
+        if self.problems:
+            lines.append(f"  problems: {len(self.problems)}")
+            lines.extend(f"    {str(p).splitlines()[0]}" for p in self.problems[:10])
+            if len(self.problems) > 10:
+                lines.append(f"    ... and {len(self.problems) - 10} more")
+        return "\n".join(lines)
+
+
+def _counts(counter: Mapping[str, int]) -> str:
+    return ", ".join(f"{k} {v}" for k, v in sorted(counter.items(), key=lambda kv: (-kv[1], kv[0]))) or "-"
+
+
+# Reading ----------------------------------------------------------------------------------------
+
+def _read_records(path: Path) -> list[tuple[Location, Any]]:
+    """(where, value) for each record of a JSON list, a JSON object of id -> record, or JSONL."""
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except OSError as exc:
+        raise UserError(Problem(Location(path), f"cannot read: {exc.strerror}", fix="check the path")) from None
+    except UnicodeDecodeError:
+        raise UserError(Problem(Location(path), "not UTF-8 text", fix="save the file as UTF-8 JSON or JSONL")) from None
+    if not text.strip():
+        raise UserError(Problem(Location(path), "the file is empty", fix="give the MedGEN-Bench records (JSON list or JSONL)"))
+    try:
+        whole = json.loads(text)
+    except json.JSONDecodeError:
+        whole = None
+    if isinstance(whole, list):
+        return [(Location(path), value) for value in whole]
+    if isinstance(whole, dict):
+        if all(isinstance(v, dict) for v in whole.values()) and "category" not in whole:
+            return [(Location(path), {"id": k, **v} if "id" not in v else v) for k, v in whole.items()]
+        return [(Location(path, 1, 1), whole)]
+    records, problems = [], []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            records.append((Location(path, number, 1), json.loads(line)))
+        except json.JSONDecodeError as exc:
+            problems.append(Problem(Location(path, number, exc.colno), f"not valid JSON: {exc.msg}", fix="a JSON list of records, or one JSON object per line"))
+    if problems and not records:
+        raise UserError(problems)
+    return [(where, value) for where, value in records] + [(p.location, p) for p in problems]
+
+
+def _text(value: Any) -> str | None:
+    """A text field's value, or None when absent or empty."""
+    if value is None or isinstance(value, (dict, list)):
+        return None
+    text = value if isinstance(value, str) else str(value)
+    return text if text.strip() else None
+
+
+def _safe(text: str) -> str:
+    return _SAFE.sub("_", text).strip("._") or "x"
+
+
+# Importing --------------------------------------------------------------------------------------
+
+def import_medgen(records: Path, images: Path, out: Path, responses: Path | None = None) -> MedgenImport:
+    """Convert a MedGEN-Bench release into `out/manifest.jsonl` (+ `out/outputs.jsonl`).
+
+    Invalid and duplicate records are reported in `problems` and skipped; a file that cannot be
+    read at all, a missing images directory, or a release with no valid record is a `UserError`.
+    """
+    records, images, out = Path(records), Path(images), Path(out)
+    if not images.is_dir():
+        raise UserError(Problem(Location(images), "images directory not found", fix="give the directory the records' image paths are relative to"))
+    image_root = images.resolve()
+    problems: list[Problem] = []
+    raw = _read_records(records)
+    by_response = _read_responses(Path(responses), problems) if responses is not None else {}
+
+    out.mkdir(parents=True, exist_ok=True)
+    placer = _Placer(out.resolve())
+    manifest_rows: list[dict[str, Any]] = []
+    output_rows: list[dict[str, Any]] = []
+    seen_ids: dict[str, str] = {}
+    seen_content: dict[tuple, str] = {}
+    invalid = duplicates = 0
+    explicit_ids = {str(v["id"]) for _, v in raw if isinstance(v, dict) and _text(v.get("id"))}
+    kept_ids: set[str] = set()
+    skipped_ids: set[str] = set()
+
+    for index, (where, value) in enumerate(raw):
+        if isinstance(value, Problem):
+            problems.append(value)
+            invalid += 1
+            continue
+        label = f"record {index}" if not where.line else "record"
+        if not isinstance(value, dict):
+            problems.append(Problem(where, f"{label} is not a JSON object; skipped", fix="each record must be an object"))
+            invalid += 1
+            continue
+        record = {RENAMES.get(k, k): v for k, v in value.items()}
+        ident = _text(record.get("id"))
+        if ident is None:
+            stem = Path(str(record.get("input_image") or "")).stem
+            ident = f"{index:05d}-{_safe(stem)}" if stem else f"{index:05d}"
+            while ident in explicit_ids or ident in seen_ids:
+                ident += "_"
+        ident = ident.strip()
+        if ident in seen_ids:
+            problems.append(Problem(where, f"{label} {ident!r}: duplicate id (first at {seen_ids[ident]}); skipped", field="id", fix="ids must be unique; the first record is kept"))
+            duplicates += 1
+            continue
+
+        row: dict[str, Any] = {"id": ident}
+        reasons: list[tuple[str, str]] = []
+        category = _text(record.get("category"))
+        canonical = _CANONICAL.get(category.strip().lower()) if category else None
+        if canonical is None:
+            reasons.append(("category", f"unknown category {category!r}" if category else "no category"))
+        for name in TEXT_FIELDS:
+            text = canonical if name == "category" else _text(record.get(name))
+            if text is not None:
+                row[name] = text
+        if "instruction" not in row:
+            reasons.append(("instruction", "no instruction"))
+        sources: dict[str, Path] = {}
+        for name in IMAGE_FIELDS:
+            rel = _text(record.get(name))
+            if rel is None:
+                continue
+            source, why = _resolve(rel, [image_root])
+            if source is None:
+                reasons.append((name, f"{why}: {rel}"))
+            else:
+                sources[name] = source
+        if reasons:
+            for name, why in reasons:
+                problems.append(Problem(where, f"{label} {ident!r}: {why}; skipped", field=name, fix=_FIXES.get(name, "")))
+            invalid += 1
+            skipped_ids.add(ident)
+            continue
+        content = tuple(row.get(k) for k in TEXT_FIELDS) + tuple(str(sources.get(k)) for k in IMAGE_FIELDS)
+        if content in seen_content:
+            problems.append(Problem(where, f"{label} {ident!r}: same content as {seen_content[content]!r}; skipped", fix="the first record is kept"))
+            duplicates += 1
+            seen_ids[ident] = str(where) if where.line else f"record {index}"
+            skipped_ids.add(ident)
+            continue
+        seen_content[content] = ident
+        seen_ids[ident] = str(where) if where.line else f"record {index}"
+        for name in IMAGE_FIELDS:
+            if name in sources:
+                rel = sources[name].relative_to(image_root).as_posix()
+                row[name] = placer.place(sources[name], Path("images") / rel)
+        for name, extra in record.items():  # other scalar fields travel along (names made JSON-friendly)
+            key = name.replace("-", "_").replace(" ", "_")
+            if key in row or key in OUTPUT_FIELDS or key in TEXT_FIELDS or key in IMAGE_FIELDS or key == "id":
+                continue
+            if isinstance(extra, (str, int, float, bool)) and _text(extra) is not None:
+                row[key] = extra
+        manifest_rows.append(row)
+        kept_ids.add(ident)
+
+        produced = _outputs_of(ident, record, by_response.get(ident), where, image_root, placer, problems)
+        if produced:
+            output_rows.append({"id": ident, **produced})
+
+    for ident, (where, _, _) in by_response.items():
+        if ident not in kept_ids:
+            why = "its record was skipped" if ident in skipped_ids else "no record has this id"
+            problems.append(Problem(where, f"response for {ident!r} not imported: {why}", field="id", fix="key responses by the record ids"))
+
+    if not manifest_rows:
+        raise UserError(problems + [Problem(Location(records), "no valid record to import", fix="see the problems above")])
+
+    manifest = out / "manifest.jsonl"
+    _write_jsonl(manifest, manifest_rows)
+    written = [manifest]
+    outputs_path = None
+    if output_rows:
+        outputs_path = out / "outputs.jsonl"
+        _write_jsonl(outputs_path, output_rows)
+        written.append(outputs_path)
+    return MedgenImport(
+        records=len(raw), imported=len(manifest_rows), invalid=invalid, duplicates=duplicates,
+        by_category=dict(Counter(r["category"] for r in manifest_rows)),
+        by_modality=dict(Counter(r.get("modality", "(none)") for r in manifest_rows)),
+        by_task=dict(Counter(r.get("paper_task", "(none)") for r in manifest_rows)),
+        with_outputs=len(output_rows), images=placer.placed, linked=placer.linked,
+        manifest=manifest, outputs=outputs_path, problems=tuple(problems), written=tuple(written),
+    )
+
+
+_FIXES = {
+    "category": f"category must be one of {', '.join(CATEGORIES)}",
+    "instruction": "give every record its instruction",
+    "input_image": "image paths are relative to the images directory and must exist there",
+    "ground_truth_image": "image paths are relative to the images directory and must exist there",
+}
+
+
+def _resolve(rel: str, roots: Iterable[Path]) -> tuple[Path | None, str]:
+    """The file `rel` names under the first root that has it, or (None, why)."""
+    if Path(rel).is_absolute():
+        return None, "absolute image path"
+    why = "image file not found"
+    for root in roots:
+        candidate = (root / rel).resolve()
+        if not candidate.is_relative_to(root):
+            why = "image path leaves the images directory"
+            continue
+        if candidate.is_file():
+            return candidate, ""
+    return None, why
+
+
+def _read_responses(path: Path, problems: list[Problem]) -> dict[str, tuple[Location, dict[str, Any], Path]]:
+    """id -> (where, {response?, output_image?}, directory its image paths are relative to).
+
+    Accepts a JSON object of id -> {response?, output_image?} (or id -> response text), a JSON
+    list of objects with `id`, or JSONL of such objects."""
+    found: dict[str, tuple[Location, dict[str, Any], Path]] = {}
+    entries = _read_records(path)
+    if len(entries) == 1 and isinstance(entries[0][1], dict) and "id" not in entries[0][1]:
+        # {"id-1": "text", ...} or a mix of text and objects: a mapping of id -> response.
+        where, mapping = entries[0]
+        entries = [(where, {"id": k, "response": v} if not isinstance(v, dict) else {"id": k, **v}) for k, v in mapping.items()]
+    base = path.parent.resolve()
+    for where, value in entries:
+        if isinstance(value, Problem):
+            problems.append(value)
+            continue
+        ident = _text(value.get("id")) if isinstance(value, dict) else None
+        if ident is None:
+            problems.append(Problem(where, "response without an `id`; ignored", field="id", fix='write {"id": ..., "response": ..., "output_image": ...}'))
+            continue
+        ident = ident.strip()
+        if ident in found:
+            problems.append(Problem(where, f"second response for {ident!r}; the first is kept", field="id"))
+            continue
+        found[ident] = (where, value, base)
+    return found
+
+
+def _outputs_of(ident: str, record: Mapping[str, Any], response: tuple[Location, dict[str, Any], Path] | None,
+                where: Location, image_root: Path, placer: _Placer, problems: list[Problem]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    sources = [(record, where, [image_root])]
+    if response is not None:
+        sources.append((response[1], response[0], [response[2], image_root]))
+    for name in OUTPUT_FIELDS:
+        for data, loc, roots in reversed(sources):  # the responses file first
+            text = _text(data.get(name))
+            if text is None:
+                continue
+            if name == "response":
+                values[name] = text
+            else:
+                rel = text
+                source, why = _resolve(rel, roots)
+                if source is None:
+                    problems.append(Problem(loc, f"{ident!r}: output image {why}: {rel}; recorded as a missing output", field="output_image"))
+                else:
+                    values[name] = placer.place(source, Path("outputs") / f"{_safe(ident)}{source.suffix.lower()}")
+            break
+    return values
+
+
+class _Placer:
+    """Puts files under the dataset root: a hard link when possible, a copy otherwise."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.placed = 0
+        self.linked = 0
+        self._done: dict[Path, Path] = {}
+
+    def place(self, source: Path, rel: Path) -> str:
+        target = self.root / rel
+        if target in self._done:
+            return rel.as_posix()
+        self._done[target] = source
+        self.placed += 1
+        if target.exists():
+            try:
+                if target.samefile(source) or (target.stat().st_size == source.stat().st_size and target.read_bytes() == source.read_bytes()):
+                    return rel.as_posix()
+            except OSError:
+                pass
+            target.unlink()
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(source, target)
+            self.linked += 1
+        except OSError:
+            shutil.copy2(source, target)
+        return rel.as_posix()
+
+
+def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
+    tmp.replace(path)
+
+
+# Table 3 ----------------------------------------------------------------------------------------
+
+_GROUPS_SQL = """
+WITH grouped AS (
+    SELECT run_id, sample_id, 'overall' AS by, 'all' AS grp FROM samples
+    UNION ALL SELECT run_id, sample_id, 'category', category FROM samples
+    UNION ALL SELECT run_id, sample_id, 'modality', modality FROM samples
+    UNION ALL SELECT run_id, sample_id, 'paper_task', json_extract_string(fields, '$.paper_task') FROM samples
+)
+"""
+
+_JUDGE_SQL = _GROUPS_SQL + """
+SELECT g.run_id, g.by, g.grp,
+       count(DISTINCT g.sample_id) AS samples,
+       avg(t.passed::INTEGER) FILTER (WHERE NOT t.excluded AND t.passed IS NOT NULL) AS judge,
+       count(*) FILTER (WHERE NOT t.excluded AND t.passed IS NOT NULL) AS judge_samples
+FROM grouped g LEFT JOIN task_scores t USING (run_id, sample_id)
+GROUP BY g.run_id, g.by, g.grp
+"""
+
+# As the metric_summary view: `ok` values count by `passed`, a missing output counts as failed
+# under the `fail` policy; error/unavailable values and values without a pass condition are left out.
+_METRIC_SQL = _GROUPS_SQL + """
+SELECT g.run_id, g.by, g.grp, m.metric,
+       avg(CASE WHEN m.status = 'ok' THEN m.passed::INTEGER
+                WHEN m.status = 'missing_output' AND r.missing_output = 'fail' THEN 0 END) AS rate,
+       count(*) FILTER (WHERE (m.status = 'ok' AND m.passed IS NOT NULL)
+                           OR (m.status = 'missing_output' AND r.missing_output = 'fail')) AS rated,
+       list(DISTINCT m.status) AS statuses
+FROM grouped g JOIN metric_values m USING (run_id, sample_id) JOIN runs r USING (run_id)
+GROUP BY g.run_id, g.by, g.grp, m.metric
+"""
+
+_ORDER = {"overall": 0, "category": 1, "modality": 2, "paper_task": 3}
+
+
+def table3(db_path: Path, run_id: str | None = None, model_name: str | None = None) -> list[dict[str, Any]]:
+    """The paper's Table 3 from a results database: one row per (run, breakdown, group).
+
+    Each row: `run_id`, `model_name`, `rubric_id`, `by` (overall | category | modality |
+    paper_task), `group` (e.g. "ImageEdit", "CT", a task name; "all" for overall), `samples`,
+    `judge` (share of samples whose judge score passes the rubric threshold -- overall >= 8 for
+    the MedGEN rubrics -- or None), `judge_samples`, and for every metric with a pass condition in
+    the run, `<metric>` (accuracy rate, or None where no sample of the group was rated, e.g. SSIM
+    on VQA or an unavailable metric) and `<metric>_samples`. Rates are fractions in [0, 1]
+    (Table 3 prints them as percentages).
+    """
+    import duckdb
+
+    db_path = Path(db_path)
+    if not db_path.is_file():
+        raise UserError(Problem(Location(db_path), "results database not found", fix="run `rubric-judge score` first"))
+    con = duckdb.connect(str(db_path), read_only=True)
+    try:
+        runs = {r[0]: (r[1], r[2]) for r in con.execute("SELECT run_id, model_name, rubric_id FROM runs").fetchall()}
+        judge = con.execute(_JUDGE_SQL).fetchall()
+        metrics = con.execute(_METRIC_SQL).fetchall()
+    finally:
+        con.close()
+    keep = {rid for rid, (model, _) in runs.items() if (run_id is None or rid == run_id) and (model_name is None or model == model_name)}
+    # A metric is a column when some value was rated against its pass condition, or -- for an
+    # error/unavailable metric, where nothing tells -- unless it is a companion value.
+    columns: dict[str, set[str]] = {}
+    for rid, _by, _grp, metric, _rate, rated, _statuses in metrics:
+        if rid in keep and (rated or not _companion(metric)):
+            columns.setdefault(rid, set()).add(metric)
+    rows: dict[tuple[str, str, str | None], dict[str, Any]] = {}
+    for rid, by, grp, samples, rate, judged in judge:
+        if rid not in keep:
+            continue
+        model, rubric = runs[rid]
+        row = {"run_id": rid, "model_name": model, "rubric_id": rubric, "by": by, "group": grp,
+               "samples": samples, "judge": rate, "judge_samples": judged}
+        for metric in sorted(columns.get(rid, ())):
+            row[metric] = None
+            row[f"{metric}_samples"] = 0
+        rows[(rid, by, grp)] = row
+    for rid, by, grp, metric, rate, rated, _statuses in metrics:
+        row = rows.get((rid, by, grp))
+        if row is not None and metric in row:
+            row[metric] = rate if rated else None
+            row[f"{metric}_samples"] = rated
+    return sorted(rows.values(), key=lambda r: (r["model_name"], r["rubric_id"], r["run_id"], _ORDER.get(r["by"], 9), _group_key(r)))
+
+
+def _companion(metric: str) -> bool:
+    """Companion values stored beside a metric (BERTScore precision and recall) carry no pass
+    condition; they are not Table 3 columns even while the metric is unavailable."""
+    return metric.endswith(("_precision", "_recall"))
+
+
+def _group_key(row: Mapping[str, Any]) -> tuple:
+    group = row["group"]
+    if row["by"] == "category" and group in CATEGORIES:
+        return (0, CATEGORIES.index(group), "")
+    return (1 if group is not None else 2, 0, group or "")
