@@ -329,11 +329,9 @@ def clear_process_caches() -> None:
     """Forget the in-process image encodings and file digests, so each score() run pays them as a
     fresh `rubric-judge score` process does (the models stay loaded: that is the warm-up's job)."""
     from rubric_judge import media
-    from rubric_judge.judge import executor
 
-    media._info_cached.cache_clear()
+    media._ENCODED.clear()
     media._file_sha256.cache_clear()
-    executor._encoded.cache_clear()
 
 
 def time_plan(job: dict[str, Path], rubric_key: str) -> float:

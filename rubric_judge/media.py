@@ -107,6 +107,11 @@ class _EncodedCache:
                 self.entries.move_to_end(key)
             return found
 
+    def clear(self) -> None:
+        with self.lock:
+            self.entries.clear()
+            self.used = 0
+
     def put(self, key: tuple, image: EncodedImage) -> None:
         with self.lock:
             if key in self.entries or len(image.data) > self.budget:
