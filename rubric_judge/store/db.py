@@ -179,3 +179,19 @@ def _text(value: Any) -> str | None:
 
 def _now() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
+
+
+def write_imported_run(store: ResultStore, run: RunInfo, samples: Sequence[Sequence[Any]], calls: Sequence[Sequence[Any]],
+                       verdicts: Sequence[Sequence[Any]]) -> str:
+    """Write a run whose verdicts come from elsewhere (e.g. a benchmark's own evaluation script).
+
+    Rows are those of `samples`, `judge_calls` and `verdicts` without their leading `run_id`;
+    the run replaces an earlier one with the same identity, and is finished in one go.
+    """
+    run_id = store.begin_run(run)
+    with store._transaction():
+        store._insert("samples", [[run_id, *row] for row in samples])
+        store._insert("judge_calls", [[run_id, *row] for row in calls])
+        store._insert("verdicts", [[run_id, *row] for row in verdicts])
+    store.finish_run(run_id, "finished")
+    return run_id
