@@ -184,6 +184,7 @@ def get_bertscorer(options: BertScoreOptions = BertScoreOptions(), device: str =
                 batch_size=options.batch_size,
                 device=resolved_device,
                 rescale_with_baseline=False,
+                use_fast_tokenizer=True,  # same WordPiece tokens, without the slow tokenizer's Python loop
                 idf=False,
             )
         except (OSError, ValueError, KeyError, AssertionError) as exc:
