@@ -82,3 +82,31 @@ def _print(names: list[str], rows: list[tuple], format: str) -> None:
         stdout.print(f"[dim]{len(rows)} row(s)[/]")
     else:
         raise UserError(f"--format must be table, csv or json, not {format!r}")
+
+
+def rates(
+    db: DbOption = None,
+    model: Annotated[str | None, typer.Option("--model", help="Only this model.")] = None,
+    by: Annotated[str | None, typer.Option("--by", help="Only this breakdown: overall | category | modality | paper_task.")] = None,
+) -> None:
+    """Accuracy rates (%) per format, modality and task: MedGEN-Bench's Table 3 layout.
+
+    Judge pass rate (overall score >= threshold) and each metric's pass rate; a blank cell means
+    no sample of that group was rated (e.g. SSIM for VQA, or a metric whose weights are absent).
+    """
+    from rich.table import Table
+
+    from rubric_judge.benchmarks.medgen import table3
+    from rubric_judge.cli.output import stdout
+    from rubric_judge.store.db import default_db_path
+
+    rows = [r for r in table3(db or default_db_path(), model_name=model) if by is None or r["by"] == by]
+    fixed = {"run_id", "model_name", "rubric_id", "by", "group", "samples", "judge", "judge_samples"}
+    metrics = sorted({k for r in rows for k in r if k not in fixed and not k.endswith("_samples")})
+    table = Table(title="Accuracy rates (%)", title_justify="left")
+    for column in ("model", "rubric", "by", "group", "samples", "judge", *metrics):
+        table.add_column(column, justify="left" if column in ("model", "rubric", "by", "group") else "right")
+    for r in rows:
+        cells = [r["judge"], *(r.get(m) for m in metrics)]
+        table.add_row(r["model_name"], r["rubric_id"], r["by"], str(r["group"]), str(r["samples"]), *("" if v is None else f"{100 * v:.2f}" for v in cells))
+    stdout.print(table)

@@ -15,11 +15,11 @@ from typing import Any
 
 import yaml
 
+from rubric_judge.errors import Location, Problem, UserError
+
 # libyaml's parser builds the node tree ~13x faster (validating 296 task files) and keeps line
 # and column marks; the pure-Python safe loader is the fallback where libyaml is absent.
 _FAST_SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-from rubric_judge.errors import Location, Problem, UserError
 
 Path_ = tuple[str | int, ...]
 
