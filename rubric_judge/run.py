@@ -64,7 +64,8 @@ def score(options: ScoreOptions) -> int:
 
         server = start_offline_judge()
         # The offline judge is free; tell litellm's price map so costs read $0, not "unknown".
-        litellm_module().register_model({OFFLINE_JUDGE_MODEL: {"input_cost_per_token": 0.0, "output_cost_per_token": 0.0, "litellm_provider": "openai", "mode": "chat"}})
+        free = dict.fromkeys(("input_cost_per_token", "output_cost_per_token", "cache_creation_input_token_cost", "cache_read_input_token_cost"), 0.0)
+        litellm_module().register_model({OFFLINE_JUDGE_MODEL: {**free, "litellm_provider": "openai", "mode": "chat"}})
         judge_model, identity_base, transport_base, api_key = OFFLINE_JUDGE_MODEL, "builtin:offline", server.base_url, OFFLINE_JUDGE_API_KEY
         stdout.print("[bold yellow]Judge: the built-in OFFLINE judge[/] - deterministic image similarity, NOT a vision-language model; for demos and tests only.")
     else:
