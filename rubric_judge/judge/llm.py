@@ -8,6 +8,7 @@ bundled price map first and switches off telemetry, so no import path reaches th
 
 from __future__ import annotations
 
+import atexit
 import gc
 import os
 from functools import lru_cache
@@ -28,6 +29,7 @@ def litellm_module() -> ModuleType:
     # litellm and its dependencies leave ~300k long-lived objects; a full collection over them
     # takes ~0.2 s and stalls every request in flight. Move them out of the collector's view.
     gc.freeze()
+    atexit.register(gc.unfreeze)  # let the final collection see them, so extensions can clean up
     return litellm
 
 
