@@ -72,7 +72,7 @@ def score(options: ScoreOptions) -> int:
         judge_model = options.judge or base.judge.model
         identity_base = transport_base = options.api_base
         api_key = os.environ.get("RUBRIC_JUDGE_API_KEY") or ("not-needed" if options.api_base and not _provider_key_set(judge_model) else None)
-        stdout.print(f"Judge: [bold]{judge_model}[/]" + (f" at {options.api_base}" if options.api_base else ""))
+        stdout.print(f"Judge: [bold]{judge_model}[/]" + (f" at {redact_url(options.api_base)}" if options.api_base else ""))
     try:
         target = JudgeTarget(judge_model, identity_base, options.max_image_side)
         plan = build_plan(job.rubrics, job.samples, target, None, options.replicates)
@@ -96,7 +96,7 @@ def score(options: ScoreOptions) -> int:
             backoff_base_s=_backoff_base_s(),
         )
         config = {
-            "data": str(options.data), "outputs": str(options.outputs), "replicates": options.replicates, "judge_api_base": identity_base,
+            "data": str(options.data), "outputs": str(options.outputs), "replicates": options.replicates, "judge_api_base": redact_url(identity_base),
             "concurrency": options.concurrency, "cache_mode": options.cache_mode.value, "batching": base.judge.mode.value,
             "temperature": base.judge.temperature, "offline_judge": options.offline,
         }
@@ -228,6 +228,19 @@ def _print_summary(store, run_id: str, progress: Progress, judge_model: str, db:
     if progress.budget_reached:
         stdout.print("[yellow]Stopped: the --max-cost budget was reached; re-run with a higher budget to finish (cached calls are free).[/]")
     stdout.print(f"Results in {db} (run {run_id}); try: rubric-judge query \"SELECT * FROM task_scores\" --db {db}")
+
+
+def redact_url(url: str | None) -> str | None:
+    """The URL without user:password@ and query string, which can carry credentials; what is
+    stored in the database and printed."""
+    if not url:
+        return url
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
 def _first_sentence(text: str | None) -> str:
