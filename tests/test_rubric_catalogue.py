@@ -63,6 +63,7 @@ CASES = [
     Case("weight-nan.yaml", 32, "finite number"),
     Case("criterion-unknown-dimension.yaml", 33, "did you mean 'alignment'?"),
     Case("dimension-id-invalid.yaml", 25, "write e.g. `medical_accuracy`"),
+    Case("dimension-overall-reserved.yaml", 25, "is reserved for the score pooled over all dimensions"),
     Case("dimensions-empty.yaml", 24, "at least one dimension"),
     Case("when-undeclared-field.yaml", 29, "`when` uses 'task_type', which is not a declared input"),
     # templates

@@ -32,6 +32,10 @@ def invalid(message: str, fix: str) -> PydanticCustomError:
     return PydanticCustomError(RUBRIC_ERROR, "{message}", {"message": message, "fix": fix})
 
 
+# The leaderboard's name for the score pooled over every dimension.
+POOLED_DIMENSION = "overall"
+
+
 class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -353,6 +357,10 @@ def cross_field_problems(rubric: Rubric, unusable: frozenset[str] = frozenset())
         if dimension_ids[i] is not None and dimension_ids.index(dimension_ids[i]) != i:
             out.append(
                 (("dimensions", i, "id"), f"dimension {dimension_ids[i]!r} is declared twice", "remove the duplicate or give it another id")
+            )
+        if dimension_ids[i] == POOLED_DIMENSION:
+            out.append(
+                (("dimensions", i, "id"), f"dimension id {POOLED_DIMENSION!r} is reserved for the score pooled over all dimensions", "rename it, e.g. `overall_quality`")
             )
         for field in getattr(dim, "when", None) or {}:
             if has_inputs and field not in inputs:
