@@ -54,3 +54,13 @@ class UserError(Exception):
             problems = [problems]
         self.problems: tuple[Problem, ...] = tuple(problems)
         super().__init__("\n".join(str(p) for p in self.problems))
+
+
+def problem_lines(problems: tuple[Problem, ...] | list[Problem], limit: int = 10) -> list[str]:
+    """A short, indented listing for summaries: the first `limit` problems, one line each."""
+    if not problems:
+        return []
+    lines = [f"  problems: {len(problems)}", *(f"    {str(p).splitlines()[0]}" for p in problems[:limit])]
+    if len(problems) > limit:
+        lines.append(f"    ... and {len(problems) - limit} more")
+    return lines

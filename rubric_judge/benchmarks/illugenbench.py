@@ -55,7 +55,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rubric_judge.errors import Location, Problem, UserError
+from rubric_judge.errors import Location, Problem, UserError, problem_lines
 
 DIMENSIONS = ("scientific_accuracy", "structural_correctness", "semantic_alignment")
 PROMPT_FIELDS = ("prompt", "caption", "text")
@@ -274,11 +274,7 @@ class IllugenbenchImport:
             f"  task rubrics: {self.tasks_dir}",
             f"  manifest: {self.manifest}",
         ]
-        if self.problems:
-            lines.append(f"  problems: {len(self.problems)}")
-            lines.extend(f"    {str(p).splitlines()[0]}" for p in self.problems[:10])
-            if len(self.problems) > 10:
-                lines.append(f"    ... and {len(self.problems) - 10} more")
+        lines.extend(problem_lines(self.problems))
         return "\n".join(lines)
 
 
@@ -501,11 +497,7 @@ class ResultsImport:
             if len(values) == 2 and None not in values:
                 row += f"  {values[1] - values[0]:+.4f}"
             lines.append(row)
-        if self.problems:
-            lines.append(f"  problems: {len(self.problems)}")
-            lines.extend(f"    {str(p).splitlines()[0]}" for p in self.problems[:10])
-            if len(self.problems) > 10:
-                lines.append(f"    ... and {len(self.problems) - 10} more")
+        lines.extend(problem_lines(self.problems))
         return "\n".join(lines)
 
 

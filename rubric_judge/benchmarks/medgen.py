@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rubric_judge.errors import Location, Problem, UserError
+from rubric_judge.errors import Location, Problem, UserError, problem_lines
 
 CATEGORIES = ("VQA", "ImageEdit", "MMGeneration")
 TEXT_FIELDS = ("category", "sub_category", "paper_task", "modality", "instruction", "answer")
@@ -82,11 +82,7 @@ class MedgenImport:
             lines.append(f"  outputs: {self.outputs} ({self.with_outputs} samples with model outputs)")
         else:
             lines.append("  outputs: none (no response or output_image in the release)")
-        if self.problems:
-            lines.append(f"  problems: {len(self.problems)}")
-            lines.extend(f"    {str(p).splitlines()[0]}" for p in self.problems[:10])
-            if len(self.problems) > 10:
-                lines.append(f"    ... and {len(self.problems) - 10} more")
+        lines.extend(problem_lines(self.problems))
         return "\n".join(lines)
 
 
