@@ -125,8 +125,11 @@ def test_release_imports_into_a_loadable_manifest(release: dict[str, Path]) -> N
 
     # Importing again into the same directory is a no-op for the images and gives the same files.
     before = (out / "manifest.jsonl").read_text(), (out / "outputs.jsonl").read_text()
+    inodes = {p: p.stat().st_ino for p in out.rglob("*.png")}
     again = import_medgen(release["records"], release["images"], release["out"], release["responses"])
-    assert again.linked == 0 and ((out / "manifest.jsonl").read_text(), (out / "outputs.jsonl").read_text()) == before
+    assert ((out / "manifest.jsonl").read_text(), (out / "outputs.jsonl").read_text()) == before
+    assert {p: p.stat().st_ino for p in out.rglob("*.png")} == inodes  # the existing links were kept, not redone
+    assert again.linked == 10  # and are still reported as hard links
 
 
 def test_jsonl_release_without_outputs_and_bad_inputs(tmp_path: Path) -> None:

@@ -46,15 +46,14 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
-import shutil
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rubric_judge.benchmarks.files import place_file, write_atomic
 from rubric_judge.errors import Location, Problem, UserError, problem_lines
 
 DIMENSIONS = ("scientific_accuracy", "structural_correctness", "semantic_alignment")
@@ -324,7 +323,7 @@ def import_bench(bench_path: Path, images: Path, out: Path, prompt_field: str | 
     for task in bench.tasks:
         name = names[task.key]
         file = tasks_dir / f"{name}.yaml"
-        _write_atomic(file, _task_yaml(task, bench.path.name, base_dimensions, yaml))
+        write_atomic(file, _task_yaml(task, bench.path.name, base_dimensions, yaml))
         written.append(file)
         row: dict[str, Any] = {"id": task.key}
         if task.prompt is not None:
@@ -340,12 +339,12 @@ def import_bench(bench_path: Path, images: Path, out: Path, prompt_field: str | 
             row["reference_image"] = source.relative_to(out_root).as_posix()
         else:
             rel = Path("references") / f"{name}{source.suffix.lower()}"
-            linked += _place(source, out / rel)
+            linked += place_file(source, out / rel)
             placed += 1
             row["reference_image"] = rel.as_posix()
         rows.append(row)
     manifest = out / "manifest.jsonl"
-    _write_atomic(manifest, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    write_atomic(manifest, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
     written.append(manifest)
     weights = [c.weight for t in bench.tasks for c in t.criteria]
     by_dimension = Counter(c.dimension for t in bench.tasks for c in t.criteria)
@@ -375,26 +374,6 @@ def _reference(root: Path, key: str) -> Path | None:
         if candidate.is_relative_to(root) and candidate.is_file():
             return candidate
     return None
-
-
-def _place(source: Path, target: Path) -> int:
-    """Hard-link (1) or copy (0) `source` to `target`, leaving an identical target alone."""
-    if target.exists():
-        try:
-            if target.samefile(source):
-                return 1
-            if target.stat().st_size == source.stat().st_size and target.read_bytes() == source.read_bytes():
-                return 0
-        except OSError:
-            pass
-        target.unlink()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        os.link(source, target)
-        return 1
-    except OSError:
-        shutil.copy2(source, target)
-        return 0
 
 
 def _clear_stale(tasks_dir: Path, keep: set[str]) -> None:
@@ -451,12 +430,6 @@ def _task_yaml(task: BenchTask, source: str, base_dimensions: list[dict[str, Any
     body = yaml.dump(doc, Dumper=_Dumper.get(yaml), sort_keys=False, allow_unicode=True, width=10_000, default_flow_style=False)
     header = f"{MARKER} from {json.dumps(source, ensure_ascii=False)}; re-importing overwrites this file.\n"
     return header + body
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
 
 
 # Importing official verdicts ------------------------------------------------------------------------

@@ -30,15 +30,14 @@ record and the responses file both give an output, the responses file wins.
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rubric_judge.benchmarks.files import place_file, write_atomic
 from rubric_judge.errors import Location, Problem, UserError, problem_lines
 
 CATEGORIES = ("VQA", "ImageEdit", "MMGeneration")
@@ -357,26 +356,12 @@ class _Placer:
             return rel.as_posix()
         self._done[target] = source
         self.placed += 1
-        if target.exists():
-            try:
-                if target.samefile(source) or (target.stat().st_size == source.stat().st_size and target.read_bytes() == source.read_bytes()):
-                    return rel.as_posix()
-            except OSError:
-                pass
-            target.unlink()
-        target.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            os.link(source, target)
-            self.linked += 1
-        except OSError:
-            shutil.copy2(source, target)
+        self.linked += place_file(source, target)
         return rel.as_posix()
 
 
 def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
-    tmp.replace(path)
+    write_atomic(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
 
 
 # Table 3 ----------------------------------------------------------------------------------------
