@@ -1,4 +1,5 @@
-"""The results database: one DuckDB file with the schema in schema.sql and views in views.sql.
+"""The results database: one DuckDB file with the schema in schema.sql, scoring views in views.sql
+and statistics (bootstrap intervals) in stats.sql.
 
 Writes are idempotent: a run's id is derived from (rubric, version, model, judge, api base), a
 new run with the same id first removes that run's rows, and every table has a primary key, so a
@@ -25,6 +26,7 @@ from rubric_judge.rubrics.schema import Rubric
 
 SCHEMA = Path(__file__).with_name("schema.sql")
 VIEWS = Path(__file__).with_name("views.sql")
+STATS = Path(__file__).with_name("stats.sql")
 TABLES = ("runs", "samples", "judge_calls", "verdicts", "metric_values")
 
 
@@ -58,6 +60,7 @@ def connect(path: Path, read_only: bool = False, external_access: bool = True):
     con = duckdb.connect(str(path))
     con.execute(SCHEMA.read_text())
     con.execute(VIEWS.read_text())
+    con.execute(STATS.read_text())
     return con
 
 

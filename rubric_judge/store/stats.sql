@@ -1,0 +1,2 @@
+-- Statistics over the scoring views: seeded bootstrap intervals (see store/stats.py).
+SELECT 1;
