@@ -21,8 +21,8 @@ Sections (all in one run):
 
 Figures are printed, never asserted. Usage:
 
-    .venv/bin/python bench/judge_throughput.py                 # defaults: N=256 C=64 L=1.0 and 0.2
-    .venv/bin/python bench/judge_throughput.py -n 512 -c 128 --latency 0.5 --peak-latency 0.1
+    .venv/bin/python bench/judge_throughput.py                 # defaults: N=256 and 1024, C=64, L=1.0 (and 0.2 at the largest N)
+    .venv/bin/python bench/judge_throughput.py -n 512,2048 -c 128 --latency 0.5 --peak-latency 0.1
     .venv/bin/python bench/judge_throughput.py --skip-cached --skip-profile
 """
 
@@ -323,7 +323,9 @@ def profile_engine(calls: list, args, tmp: Path) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("-n", "--calls", type=int, default=256, help="judge calls per throughput run (default 256)")
+    parser.add_argument("-n", "--calls", default="256,1024",
+                        help="judge calls per throughput run, comma-separated (default 256,1024: a short job where start-up "
+                             "counts, and about one IlluGenBench model's 888 calls); the low-latency run uses the largest")
     parser.add_argument("-c", "--concurrency", type=int, default=64, help="concurrent calls, both clients (default 64)")
     parser.add_argument("-l", "--latency", type=float, default=1.0, help="server latency per request in s (default 1.0)")
     parser.add_argument("--peak-latency", type=float, default=0.2, help="second, low latency to show peak calls/s (default 0.2)")
@@ -342,15 +344,18 @@ def main() -> None:
     results: list[Result] = []
     with tempfile.TemporaryDirectory(prefix="rj-bench-") as name:
         tmp = Path(name)
-        calls = synthetic_calls(tmp / "small", args.calls)
-        bodies = naive_bodies(calls)
-        print(f"{len(calls)} calls from {len({id(c) for c in calls})} distinct compiled JudgeCalls "
-              f"({len(calls[0].criteria)} criteria each, 2 images), cpus={os.cpu_count()}, python {sys.version.split()[0]}")
-        for latency in dict.fromkeys((args.latency, args.peak_latency)):
+        sizes = sorted({int(n) for n in args.calls.split(",")})
+        all_calls = synthetic_calls(tmp / "small", sizes[-1])
+        all_bodies = naive_bodies(all_calls)
+        print(f"up to {len(all_calls)} calls from {len({id(c) for c in all_calls})} distinct compiled JudgeCalls "
+              f"({len(all_calls[0].criteria)} criteria each, 2 images), cpus={os.cpu_count()}, python {sys.version.split()[0]}")
+        runs = [(n, args.latency) for n in sizes] + ([(sizes[-1], args.peak_latency)] if args.peak_latency != args.latency else [])
+        for n, latency in runs:
+            calls, bodies = all_calls[:n], all_bodies[:n]
             for kind in ("engine", "naive"):
                 r = measure(kind, latency, args, calls, bodies, tmp)
                 results.append(r)
-                print(f"  {kind:6s} L={latency:<4g} C={r.concurrency}: {r.rate:7.1f} calls/s (ideal {r.ideal:.0f}, {100 * r.rate / r.ideal:5.1f}%), "
+                print(f"  {kind:6s} N={n} L={latency:<4g} C={r.concurrency}: {r.rate:7.1f} calls/s (ideal {r.ideal:.0f}, {100 * r.rate / r.ideal:5.1f}%), "
                       f"client CPU {1000 * r.client_cpu_s / r.n:6.2f} ms/call, server CPU {1000 * r.server_cpu_s / r.n:5.2f} ms/call, ok {r.ok}/{r.n}")
         big = None
         if not args.skip_cached:
@@ -358,7 +363,7 @@ def main() -> None:
             big = cached_rerun(args, tmp)
             print(f"  job written in {big['setup_s']:.1f} s; first run {big['first_s']:.1f} s ({big['first_requests']} requests), "
                   f"cached re-run {big['cached_s']:.2f} s ({big['cached_requests']} requests), exit codes {big['exit_codes']}")
-        prof = None if args.skip_profile else profile_engine(calls, args, tmp)
+        prof = None if args.skip_profile else profile_engine(all_calls[:sizes[0]], args, tmp)
 
     if prof:
         print("\n== Profile (client side) ==")

@@ -1,0 +1,62 @@
+"""The executor's start pacing: spacing follows the CPU an attempt costs, and --rpm still holds."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from rubric_judge.judge.executor import Pacer
+
+
+def _burn_cpu(seconds: float) -> None:
+    end = time.process_time() + seconds
+    while time.process_time() < end:
+        pass
+
+
+def test_spacing_follows_the_cpu_each_attempt_costs() -> None:
+    pacer = Pacer(per_minute=None)
+    assert pacer.interval() == Pacer.WARM_UP_FLOOR_S  # nothing measured yet
+
+    async def attempts() -> None:
+        for _ in range(40):
+            await pacer.wait()
+            _burn_cpu(0.002)  # building and sending the request
+            pacer.finished()
+            _burn_cpu(0.002)  # parsing the answer, before the next start
+
+    asyncio.run(attempts())
+    # 4 ms of CPU an attempt, split over its two events; the pacer's own bookkeeping adds a little.
+    assert 0.0035 <= pacer.interval() <= 0.008
+
+
+def test_before_any_answer_starts_are_spaced_by_the_warm_up_floor() -> None:
+    pacer = Pacer(per_minute=None)
+    starts: list[float] = []
+
+    async def starters() -> None:
+        async def one() -> None:
+            await pacer.wait()
+            starts.append(time.monotonic())
+
+        await asyncio.gather(*(one() for _ in range(5)))
+
+    asyncio.run(starters())
+    # The event loop may wake a sleeper slightly early, so the bound is on the whole spread.
+    assert starts[-1] - starts[0] >= 4 * Pacer.WARM_UP_FLOOR_S * 0.8
+
+
+def test_requests_per_minute_is_a_lower_bound_on_spacing() -> None:
+    pacer = Pacer(per_minute=1200)  # one start every 50 ms
+    assert pacer.interval() == 0.05
+    pacer.finished()
+    assert pacer.interval() >= 0.05
+    starts: list[float] = []
+
+    async def starters() -> None:
+        for _ in range(4):
+            await pacer.wait()
+            starts.append(time.monotonic())
+
+    asyncio.run(starters())
+    assert starts[-1] - starts[0] >= 3 * 0.05 * 0.9
