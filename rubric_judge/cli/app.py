@@ -10,7 +10,7 @@ import sys
 
 import typer
 
-from rubric_judge.cli import cache, importers, new, plan, query, score, validate
+from rubric_judge.cli import cache, compare, importers, new, plan, query, score, validate
 
 app = typer.Typer(
     name="rubric-judge",
@@ -26,6 +26,7 @@ app.command("score")(score.command)
 app.command("query")(query.query)
 app.command("export")(query.export)
 app.command("leaderboard")(query.leaderboard)
+app.command("compare")(compare.command)
 app.command("rates")(query.rates)
 app.add_typer(cache.app, name="cache")
 app.add_typer(importers.import_app, name="import")

@@ -39,22 +39,33 @@ def export(
     stdout.print(f"wrote {count} rows of {table} to {out}")
 
 
+ResamplesOption = Annotated[int, typer.Option("--resamples", help="Bootstrap resamples for the confidence intervals.")]
+SeedOption = Annotated[int, typer.Option("--seed", help="Seed of the bootstrap: the same seed gives the same intervals.")]
+LevelOption = Annotated[float, typer.Option("--level", help="Coverage of the confidence intervals, between 0 and 1.")]
+
+
 def leaderboard(
     db: DbOption = None,
     rubric: Annotated[str | None, typer.Option("--rubric", help="Only this rubric id.")] = None,
+    resamples: ResamplesOption = 1000,
+    seed: SeedOption = 0,
+    level: LevelOption = 0.95,
 ) -> None:
-    """Scores of every model per rubric: overall and per dimension, with coverage counts."""
-    from rubric_judge.store.db import default_db_path
-    from rubric_judge.store.query import run_query
+    """Scores of every model per rubric: overall and per dimension, with confidence intervals and
+    coverage counts.
 
-    where = " WHERE rubric_id = '" + rubric.replace("'", "''") + "'" if rubric else ""
-    sql = (
-        "SELECT rubric_id, model_name, judge_model, dimension, round(score, 4) AS score, round(accuracy_rate, 4) AS accuracy_rate, "
-        "samples_scored, samples_excluded, missing_outputs, unscored_verdicts FROM leaderboard" + where
-        + " ORDER BY rubric_id, dimension = 'overall' DESC, dimension, score DESC NULLS LAST"
-    )
-    names, rows = run_query(db or default_db_path(), sql)
-    _print(names, rows, "table")
+    ci_low/ci_high: percentile bootstrap over samples (a sample's replicates averaged first),
+    seeded so the same --seed gives the same interval. accuracy_ci_low/high appear for pass_rate
+    rubrics. `SELECT * FROM leaderboard_ci` (or the leaderboard_bootstrap macro) gives the same
+    numbers in SQL.
+    """
+    from rubric_judge.store import stats
+    from rubric_judge.store.db import default_db_path
+
+    names, rows = stats.leaderboard(db or default_db_path(), stats.Bootstrap(resamples, seed, level), rubric)
+    # Accuracy intervals exist only for pass_rate rubrics; without any, the columns are noise.
+    keep = [i for i, name in enumerate(names) if not name.startswith("accuracy_ci_") or any(row[i] is not None for row in rows)]
+    _print([names[i] for i in keep], [tuple(row[i] for i in keep) for row in rows], "table")
 
 
 def _print(names: list[str], rows: list[tuple], format: str) -> None:
