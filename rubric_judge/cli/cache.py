@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 app = typer.Typer(help="Inspect or clean the verdict cache.", no_args_is_help=True)
-DirOption = Annotated[Path | None, typer.Option("--cache-dir", help="Verdict cache [default: $RUBRIC_JUDGE_CACHE_DIR or ~/.cache/rubric-judge].")]
+DirOption = Annotated[Path | None, typer.Option("--cache-dir", help="Verdict cache (default: $RUBRIC_JUDGE_CACHE_DIR, else ~/.cache/rubric-judge).")]
 
 
 @app.command()

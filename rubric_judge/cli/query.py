@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-DbOption = Annotated[Path | None, typer.Option("--db", help="Results database [default: $RUBRIC_JUDGE_DB or ./rubric-judge.duckdb].")]
+DbOption = Annotated[Path | None, typer.Option("--db", help="Results database (default: $RUBRIC_JUDGE_DB, else ./rubric-judge.duckdb).")]
 
 
 def query(
