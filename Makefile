@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 EXAMPLE := examples/illugenbench
 
-.PHONY: demo test lint install
+.PHONY: demo test lint install chromium screenshot
 
 install: $(STAMP)
 
@@ -30,10 +30,19 @@ demo: $(STAMP)
 	$(BIN)/rubric-judge score builtin:medgen/holistic-with-gt.yaml --data examples/medgen/manifest.jsonl \
 		--outputs examples/medgen/outputs/demo-model/outputs.jsonl --model demo-model --judge offline \
 		--db $(DEMO)/rubric-judge.duckdb --cache-dir $(DEMO)/cache
+	$(BIN)/rubric-judge report --db $(DEMO)/rubric-judge.duckdb --out $(DEMO)/report.html --cache-dir $(DEMO)/cache
 
-test: $(STAMP)
-	$(BIN)/ruff check rubric_judge tests bench examples
+test: $(STAMP) chromium
+	$(BIN)/ruff check rubric_judge tests bench examples docs
 	$(BIN)/python -m pytest -q
 
+# The report's browser tests need headless Chromium (Debian's package; CI runs as root).
+chromium:
+	command -v chromium >/dev/null || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium)
+
+# docs/report.png, the README's picture of the example report.
+screenshot: demo chromium
+	$(BIN)/python docs/screenshot.py $(DEMO)/report.html docs/report.png
+
 lint: $(STAMP)
-	$(BIN)/ruff check rubric_judge tests bench examples
+	$(BIN)/ruff check rubric_judge tests bench examples docs

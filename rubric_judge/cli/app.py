@@ -10,7 +10,7 @@ import sys
 
 import typer
 
-from rubric_judge.cli import cache, compare, importers, new, plan, query, score, validate
+from rubric_judge.cli import cache, compare, importers, new, plan, query, report, score, validate
 
 app = typer.Typer(
     name="rubric-judge",
@@ -28,6 +28,7 @@ app.command("export")(query.export)
 app.command("leaderboard")(query.leaderboard)
 app.command("compare")(compare.command)
 app.command("rates")(query.rates)
+app.command("report")(report.command)
 app.add_typer(cache.app, name="cache")
 app.add_typer(importers.import_app, name="import")
 app.command("new")(new.command)

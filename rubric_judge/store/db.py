@@ -17,17 +17,18 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rubric_judge.judge.executor import Outcome
-from rubric_judge.metrics import MetricRow
-from rubric_judge.rubrics.compile import SamplePlan, TextPart
-from rubric_judge.rubrics.schema import Rubric
+if TYPE_CHECKING:  # at run time only for writing: readers (query, report) stay free of litellm
+    from rubric_judge.judge.executor import Outcome
+    from rubric_judge.metrics import MetricRow
+    from rubric_judge.rubrics.compile import SamplePlan
+    from rubric_judge.rubrics.schema import Criterion, Rubric
 
 SCHEMA = Path(__file__).with_name("schema.sql")
 VIEWS = Path(__file__).with_name("views.sql")
 STATS = Path(__file__).with_name("stats.sql")
-TABLES = ("runs", "samples", "judge_calls", "verdicts", "metric_values")
+TABLES = ("runs", "samples", "judge_calls", "verdicts", "metric_values", "criteria", "run_fields")
 
 
 def default_db_path() -> Path:
@@ -104,8 +105,12 @@ class ResultStore:
         with self._transaction():
             self._insert("samples", rows)
             self._insert("verdicts", missing)
+            self._insert("criteria", criterion_rows(run_id, plans))
+            self._insert("run_fields", field_rows(run_id, plans))
 
     def write_outcomes(self, run_id: str, outcomes: Iterable[Outcome]) -> None:
+        from rubric_judge.rubrics.compile import TextPart
+
         calls, verdicts = [], []
         for outcome in outcomes:
             call = outcome.call
@@ -176,6 +181,32 @@ def leaderboard(con, rubric_id: str | None = None) -> list[dict[str, Any]]:
     return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
 
+def criterion_rows(run_id: str, plans: Sequence[SamplePlan]) -> list[list[Any]]:
+    """`criteria` rows: each criterion judged (or left unjudged) for each sample, with its text."""
+    rows = []
+    for plan in plans:
+        position = {c.id: i for i, c in enumerate(plan.rubric.criteria)}
+        names = {d.id: d.title for d in plan.rubric.dimensions}
+        seen: dict[str, Criterion] = {}
+        for criterion in (*(c for call in plan.calls for c in call.criteria), *plan.unjudged):
+            seen.setdefault(criterion.id, criterion)
+        rows.extend([run_id, plan.sample.id, c.id, position.get(c.id, len(position)), c.dimension, names.get(c.dimension), c.weight, c.text]
+                    for c in seen.values())
+    return rows
+
+
+def field_rows(run_id: str, plans: Sequence[SamplePlan]) -> list[list[Any]]:
+    """`run_fields` rows: the union over the run's rubrics (task rubrics share a base) of the
+    declared inputs, whether the model produces them, and the judge's image label and order."""
+    rows: dict[str, list[Any]] = {}
+    for rubric in {id(p.rubric): p.rubric for p in plans}.values():
+        slots = {slot.field: (i, slot.label or slot.field) for i, slot in enumerate(rubric.images)}
+        for name, spec in rubric.inputs.items():
+            position, label = slots.get(name, (None, None))
+            rows.setdefault(name, [run_id, name, spec.kind.value, name in rubric.outputs, label, position])
+    return list(rows.values())
+
+
 def _text(value: Any) -> str | None:
     return None if value is None else str(value)
 
@@ -185,16 +216,20 @@ def _now() -> datetime:
 
 
 def write_imported_run(store: ResultStore, run: RunInfo, samples: Sequence[Sequence[Any]], calls: Sequence[Sequence[Any]],
-                       verdicts: Sequence[Sequence[Any]]) -> str:
+                       verdicts: Sequence[Sequence[Any]], criteria: Sequence[Sequence[Any]] = (),
+                       fields: Sequence[Sequence[Any]] = ()) -> str:
     """Write a run whose verdicts come from elsewhere (e.g. a benchmark's own evaluation script).
 
-    Rows are those of `samples`, `judge_calls` and `verdicts` without their leading `run_id`;
-    the run replaces an earlier one with the same identity, and is finished in one go.
+    Rows are those of `samples`, `judge_calls`, `verdicts` and, optionally, `criteria` (the
+    texts the report shows) and `run_fields` without their leading `run_id`; the run replaces
+    an earlier one with the same identity, and is finished in one go.
     """
     run_id = store.begin_run(run)
     with store._transaction():
         store._insert("samples", [[run_id, *row] for row in samples])
         store._insert("judge_calls", [[run_id, *row] for row in calls])
         store._insert("verdicts", [[run_id, *row] for row in verdicts])
+        store._insert("criteria", [[run_id, *row] for row in criteria])
+        store._insert("run_fields", [[run_id, *row] for row in fields])
     store.finish_run(run_id, "finished")
     return run_id
