@@ -190,7 +190,11 @@ def test_reference_leaderboard_equals_official_formula(tmp_path: Path, seed: int
     con = duckdb.connect(str(db), read_only=True)
     runs = con.execute("SELECT rubric_id, model_name, judge_model, missing_output, unscored_policy FROM runs ORDER BY rubric_id").fetchall()
     statuses = dict(con.execute("SELECT status, count(*) FROM verdicts WHERE run_id = ? GROUP BY status", [imported.runs["reference"]]).fetchall())
+    texts = con.execute("SELECT sample_id, criterion_id, weight, text FROM criteria WHERE run_id = ? ORDER BY ALL", [imported.runs["reference"]]).fetchall()
     con.close()
+    # The criterion texts travel with the verdicts, so a report can show what was judged.
+    assert texts == sorted((key, f"{dim}-{i}", float(item["weight"]), item["description"])
+                           for key, task in bench.items() for dim, items in task["rubric"].items() for i, item in enumerate(items, 1))
     assert runs == [("illugenbench", "model-x", "imported:gemini.json", "fail", "exclude"),
                     ("illugenbench@reference", "model-x", "imported:gemini.json", "skip", "fail")]
     assert statuses.get("unscored", 0) == imported.unscored

@@ -574,6 +574,9 @@ def import_results(results: Path, bench_path: Path, model: str, db: Path, polici
                                               fix="check that --bench is the file the results were produced with, or pass --allow-mismatch")])
     problems.extend(mismatches)
     base = load_rubric_set(BASE)[0]
+    titles = {d.id: d.title for d in base.dimensions}
+    criteria = [[task.key, c.id, position, c.dimension, titles.get(c.dimension), c.weight, c.description]
+                for task in bench.tasks for position, c in enumerate(task.criteria)]
     judge_model = f"imported:{results.name}"
     store = ResultStore(Path(db))
     runs: dict[str, str] = {}
@@ -585,7 +588,7 @@ def import_results(results: Path, bench_path: Path, model: str, db: Path, polici
             rubric = base.model_copy(update={"rubric": rubric_id, "scoring": scoring})
             config = {"imported_from": str(results), "bench": str(bench_path), "policy": policy,
                       "source": "IlluGenBench official evaluation script", "missing_output": missing_output, "unscored": unscored_policy}
-            run_id = write_imported_run(store, RunInfo(rubric, model, judge_model, None, config), samples, calls, verdicts)
+            run_id = write_imported_run(store, RunInfo(rubric, model, judge_model, None, config), samples, calls, verdicts, criteria)
             runs[policy] = run_id
             rows = store.con.execute("SELECT dimension, score FROM leaderboard WHERE run_id = ?", [run_id]).fetchall()
             by_dim = dict(rows)
