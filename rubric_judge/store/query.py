@@ -13,7 +13,8 @@ from typing import Any
 from rubric_judge.errors import UserError
 from rubric_judge.store.db import connect
 
-EXPORT_TABLES = ("runs", "samples", "judge_calls", "verdicts", "metric_values", "task_scores", "dimension_scores", "leaderboard", "accuracy_rates")
+EXPORT_TABLES = ("runs", "samples", "judge_calls", "verdicts", "metric_values", "criteria", "run_fields",
+                 "task_scores", "dimension_scores", "leaderboard", "leaderboard_ci", "metric_summary", "accuracy_rates")
 
 
 def run_query(db: Path, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
