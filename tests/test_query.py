@@ -45,3 +45,29 @@ def test_refused(db: Path, sql: str, message: str):
 def test_missing_database_is_a_clear_error(tmp_path: Path):
     with pytest.raises(UserError, match="does not exist"):
         run_query(tmp_path / "nope.duckdb", "SELECT 1")
+
+
+def test_a_database_held_by_a_writer_is_a_clear_error_not_a_traceback(db: Path):
+    import subprocess
+    import sys
+
+    # Another process (a running `score`, say) holds DuckDB's write lock on the file.
+    holder = subprocess.Popen([sys.executable, "-c", f"import duckdb, sys; c = duckdb.connect({str(db)!r}); print('held', flush=True); sys.stdin.read()"],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        for read_only in (True, False):
+            with pytest.raises(UserError) as caught:
+                connect(db, read_only=read_only)
+            assert "in use by another process" in str(caught.value)
+            assert caught.value.problems[0].fix == "wait for that process to finish, or pass another --db"
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=30)
+
+
+def test_a_file_that_is_not_a_database_is_a_clear_error(tmp_path: Path):
+    path = tmp_path / "notes.duckdb"
+    path.write_text("not a database")
+    with pytest.raises(UserError, match=r"cannot open .* as a DuckDB database"):
+        run_query(path, "SELECT 1")

@@ -279,19 +279,12 @@ def load_report_data(db: Path, rubric: str | None = None, compare: Sequence[str]
                      level: float = 0.95) -> ReportData:
     """Read the database at `db` (read-only) for the report; `rubric` keeps one rubric id,
     `compare` names the two runs (model names or run ids) to compare, by default the two best."""
-    # duckdb directly, not store.db.connect: that module imports the judge executor and so
-    # litellm (~2 s), which a report does not need.
-    import duckdb
+    from rubric_judge.store.db import connect
 
     db = Path(db)
-    if not db.is_file():
-        raise UserError(f"database {db} does not exist; run `rubric-judge score` first or pass --db")
     if compare and len(compare) != 2:
         raise UserError(f"--compare takes exactly two runs (model names or run ids), got {len(compare)}")
-    try:
-        con = duckdb.connect(str(db), read_only=True)
-    except duckdb.Error as exc:  # not a DuckDB file, or locked by a writer
-        raise UserError(f"cannot open {db} as a rubric-judge database: {exc}") from None
+    con = connect(db, read_only=True, external_access=False)
     try:
         return _Reader(con, db, resamples, seed, level).read(rubric, tuple(compare))
     finally:

@@ -52,16 +52,24 @@ class RunInfo:
 def connect(path: Path, read_only: bool = False, external_access: bool = True):
     import duckdb
 
-    if read_only:
-        if not Path(path).exists():
-            from rubric_judge.errors import UserError
+    from rubric_judge.errors import Location, Problem, UserError
 
-            raise UserError(f"database {path} does not exist; run `rubric-judge score` first or pass --db")
-        return duckdb.connect(str(path), read_only=True, config={"enable_external_access": external_access})
-    con = duckdb.connect(str(path))
-    con.execute(SCHEMA.read_text())
-    con.execute(VIEWS.read_text())
-    con.execute(STATS.read_text())
+    if read_only and not Path(path).exists():
+        raise UserError(f"database {path} does not exist; run `rubric-judge score` first or pass --db")
+    try:
+        con = duckdb.connect(str(path), read_only=read_only, config={"enable_external_access": external_access})
+    except duckdb.IOException as exc:
+        if "lock" in str(exc).lower():
+            # DuckDB lets one process write a file, and nobody read it meanwhile.
+            raise UserError(Problem(Location(Path(path)), f"the database is in use by another process (a `rubric-judge score` still running?): {exc}",
+                                    fix="wait for that process to finish, or pass another --db")) from None
+        raise UserError(f"cannot open {path} as a DuckDB database: {exc}") from None
+    except duckdb.Error as exc:
+        raise UserError(f"cannot open {path} as a DuckDB database: {exc}") from None
+    if not read_only:
+        con.execute(SCHEMA.read_text())
+        con.execute(VIEWS.read_text())
+        con.execute(STATS.read_text())
     return con
 
 
