@@ -104,6 +104,9 @@ class VerdictCache:
 
 
 def cache_stats(directory: Path) -> dict[str, Any]:
+    """Verdicts (what they cost) and the derived data kept beside them: metric values
+    (`metrics/`) and report thumbnails (`thumbnails/`), which `cache clear` leaves alone
+    because they cost nothing to recompute but time."""
     with VerdictCache(directory, CacheMode.read_only) as cache:
         totals = {"directory": str(directory), "entries": 0, "prompt_tokens": 0, "completion_tokens": 0, "cost_usd": 0.0}
         for _, entry in cache.entries():
@@ -112,4 +115,7 @@ def cache_stats(directory: Path) -> dict[str, Any]:
             totals["completion_tokens"] += entry.completion_tokens
             totals["cost_usd"] += entry.cost_usd or 0.0
         totals["bytes"] = cache._cache.volume() if cache._cache is not None else 0
+    for name in ("metrics", "thumbnails"):
+        files = [f for f in (Path(directory) / name).rglob("*") if f.is_file()]
+        totals[f"{name}_bytes"] = sum(f.stat().st_size for f in files)
     return totals

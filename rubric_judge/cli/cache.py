@@ -19,12 +19,15 @@ def stats(cache_dir: DirOption = None) -> None:
 
     info = cache_stats(cache_dir or default_cache_dir())
     stdout.print(f"{info['directory']}: {info['entries']} verdict(s), {info['bytes'] / 1e6:.1f} MB on disk, "
-                 f"{info['prompt_tokens']:,} prompt + {info['completion_tokens']:,} completion tokens, ${info['cost_usd']:.4f} paid")
+                 f"{info['prompt_tokens']:,} prompt + {info['completion_tokens']:,} completion tokens, ${info['cost_usd']:.4f} paid", markup=False)
+    stdout.print(f"beside them: metric values {info['metrics_bytes'] / 1e6:.1f} MB, report thumbnails {info['thumbnails_bytes'] / 1e6:.1f} MB "
+                 "(recomputed when missing; `cache clear` keeps them)", markup=False)
 
 
 @app.command()
 def clear(cache_dir: DirOption = None, yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False) -> None:
-    """Delete every cached verdict (the next run pays for every call again)."""
+    """Delete every cached verdict (the next run pays for every call again). Metric values and
+    report thumbnails stay: they cost no money to recompute; delete the folders to drop them."""
     from rubric_judge.cache.store import CacheMode, VerdictCache, default_cache_dir
     from rubric_judge.cli.output import stdout
 
