@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import threading
 import time
 
 from rubric_judge.judge.executor import Pacer
 
 
 def _burn_cpu(seconds: float) -> None:
-    end = time.process_time() + seconds
-    while time.process_time() < end:
+    end = time.thread_time() + seconds
+    while time.thread_time() < end:
         pass
 
 
@@ -19,7 +21,7 @@ def test_spacing_follows_the_cpu_each_attempt_costs() -> None:
     assert pacer.interval() == Pacer.WARM_UP_FLOOR_S  # nothing measured yet
 
     async def attempts() -> None:
-        for _ in range(40):
+        for _ in range(80):  # enough for the moving average to forget its start
             await pacer.wait()
             _burn_cpu(0.002)  # building and sending the request
             pacer.finished()
@@ -27,7 +29,7 @@ def test_spacing_follows_the_cpu_each_attempt_costs() -> None:
 
     asyncio.run(attempts())
     # 4 ms of CPU an attempt, split over its two events; the pacer's own bookkeeping adds a little.
-    assert 0.0035 <= pacer.interval() <= 0.008
+    assert 0.0035 <= pacer.interval() <= 0.006
 
 
 def test_before_any_answer_starts_are_spaced_by_the_warm_up_floor() -> None:
@@ -60,3 +62,24 @@ def test_requests_per_minute_is_a_lower_bound_on_spacing() -> None:
 
     asyncio.run(starters())
     assert starts[-1] - starts[0] >= 3 * 0.05 * 0.9
+
+
+def test_cpu_burnt_elsewhere_in_the_process_does_not_slow_starts() -> None:
+    # Two threads hashing (hashlib lets go of the interpreter lock) keep the other cores busy,
+    # as the metrics thread and torch do while judging runs alongside them.
+    stop = threading.Event()
+
+    def hash_forever() -> None:
+        block = b"x" * 1_000_000
+        while not stop.is_set():
+            hashlib.sha256(block).digest()
+
+    hashers = [threading.Thread(target=hash_forever, name=f"hasher-{i}") for i in range(2)]
+    for thread in hashers:
+        thread.start()
+    try:
+        test_spacing_follows_the_cpu_each_attempt_costs()
+    finally:
+        stop.set()
+        for thread in hashers:
+            thread.join()

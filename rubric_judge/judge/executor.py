@@ -10,7 +10,9 @@ answer). Only `ok` answers are cached. A cost budget stops new calls once spent.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -87,7 +89,7 @@ class Pacer:
     """Spaces request starts: no faster than the process can handle answers, nor than --rpm.
 
     Request building and answer parsing (litellm, the OpenAI SDK, instructor: ~10 ms of CPU a
-    call) all run in this one process, and asyncio interleaves them round-robin. When a judge
+    call) all run under one interpreter lock, and asyncio interleaves them round-robin. When a judge
     with a steady latency answers a whole wave of calls at once, each answer is finished only
     when the whole wave is, so every call waits for the wave's total CPU time and the waves
     stay bunched for good (67% of ideal throughput at 64 calls in flight and 1 s latency).
@@ -102,7 +104,7 @@ class Pacer:
     def __init__(self, per_minute: float | None):
         self.rpm_interval = 60.0 / per_minute if per_minute else 0.0
         self._next = 0.0
-        self._cpu_seen = time.process_time()
+        self._cpu_seen = _judging_cpu()
         self._cpu_per_event: float | None = None
         self._finished = 0
 
@@ -129,15 +131,26 @@ class Pacer:
         return max(self.rpm_interval, cpu_per_attempt, floor)
 
     def _observe(self) -> None:
-        # Process CPU, not this thread's: litellm's worker threads do part of each call, and any
-        # other CPU-heavy work in the process (the metrics thread) competes for the same cores.
         # A moving average, so one-off start-up costs fade instead of slowing the whole run.
-        now = time.process_time()
-        used, self._cpu_seen = now - self._cpu_seen, now
+        now = _judging_cpu()
+        used, self._cpu_seen = max(0.0, now - self._cpu_seen), now
         if self._cpu_per_event is None:
             self._cpu_per_event = used
         else:
             self._cpu_per_event += self.SMOOTHING * (used - self._cpu_per_event)
+
+
+def _judging_cpu() -> float:
+    """CPU seconds of the threads that judge: this one (the event loop's) and the loop's default
+    executor threads, where litellm builds requests. Not the whole process: the metrics thread
+    and torch's threads may keep other cores busy, and counting them would slow judging down."""
+    total = time.thread_time()
+    for thread in threading.enumerate():
+        # asyncio names its default executor's threads asyncio_0, asyncio_1, ...
+        if thread.name.startswith("asyncio_") and thread.ident is not None:
+            with contextlib.suppress(AttributeError, OSError):  # no per-thread clocks here, or it just ended
+                total += time.clock_gettime(time.pthread_getcpuclockid(thread.ident))
+    return total
 
 
 class Executor:
