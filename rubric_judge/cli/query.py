@@ -56,17 +56,19 @@ def leaderboard(
     coverage counts.
 
     ci_low/ci_high: percentile bootstrap over samples (a sample's replicates averaged first),
-    seeded so the same --seed gives the same interval. accuracy_ci_low/high appear for pass_rate
-    rubrics. `SELECT * FROM leaderboard_ci` (or the leaderboard_bootstrap macro) gives the same
-    numbers in SQL.
+    seeded so the same --seed gives the same interval. Pass_rate rubrics add their accuracy rate
+    with its interval (acc_low/acc_high). `SELECT * FROM leaderboard_ci` (or the
+    leaderboard_bootstrap macro) gives the same numbers in SQL.
     """
     from rubric_judge.store import stats
     from rubric_judge.store.db import default_db_path
 
     names, rows = stats.leaderboard(db or default_db_path(), stats.Bootstrap(resamples, seed, level), rubric)
-    # Accuracy intervals exist only for pass_rate rubrics; without any, the columns are noise.
-    keep = [i for i, name in enumerate(names) if not name.startswith("accuracy_ci_") or any(row[i] is not None for row in rows)]
-    _print([names[i] for i in keep], [tuple(row[i] for i in keep) for row in rows], "table")
+    # Accuracy rates exist only for pass_rate rubrics; without any, the columns are noise.
+    keep = [i for i, name in enumerate(names) if not name.startswith("accuracy_") or any(row[i] is not None for row in rows)]
+    # Short headers for the coverage counts keep the table within a terminal's width.
+    short = {"judge_model": "judge", "accuracy_rate": "accuracy", "accuracy_ci_low": "acc_low", "accuracy_ci_high": "acc_high", "samples_scored": "scored", "samples_excluded": "excluded", "missing_outputs": "missing", "unscored_verdicts": "unscored"}
+    _print([short.get(names[i], names[i]) for i in keep], [tuple(row[i] for i in keep) for row in rows], "table")
 
 
 def _print(names: list[str], rows: list[tuple], format: str) -> None:
