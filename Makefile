@@ -36,9 +36,11 @@ test: $(STAMP) chromium
 	$(BIN)/ruff check rubric_judge tests bench examples docs
 	$(BIN)/python -m pytest -q
 
-# The report's browser tests need headless Chromium (Debian's package; CI runs as root).
+# The report's browser tests need headless Chromium (Debian's package): apt-get as root, or
+# through sudo where there is one.
 chromium:
-	command -v chromium >/dev/null || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium)
+	command -v chromium >/dev/null || { S=; if [ "$$(id -u)" -ne 0 ] && command -v sudo >/dev/null; then S=sudo; fi; \
+		$$S apt-get update && $$S env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; }
 
 # docs/report.png, the README's picture of the example report.
 screenshot: demo chromium
