@@ -71,3 +71,23 @@ def test_a_file_that_is_not_a_database_is_a_clear_error(tmp_path: Path):
     path.write_text("not a database")
     with pytest.raises(UserError, match=r"cannot open .* as a DuckDB database"):
         run_query(path, "SELECT 1")
+
+
+def test_readers_update_an_older_results_database_but_never_a_foreign_one(tmp_path: Path):
+    import duckdb
+
+    old = tmp_path / "old.duckdb"
+    connect(old).close()
+    con = duckdb.connect(str(old))  # as an earlier version left it: no leaderboard_ci, no version stamp
+    con.execute("DROP VIEW leaderboard_ci; DROP TABLE _store_version")
+    con.close()
+    assert run_query(old, "SELECT count(*) FROM leaderboard_ci") == (["count_star()"], [(0,)])
+
+    foreign = tmp_path / "theirs.duckdb"
+    con = duckdb.connect(str(foreign))
+    con.execute("CREATE TABLE notes AS SELECT 1 AS x")
+    con.close()
+    assert run_query(foreign, "SELECT x FROM notes")[1] == [(1,)]
+    con = duckdb.connect(str(foreign), read_only=True)
+    assert [name for (name,) in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()] == ["notes"]
+    con.close()

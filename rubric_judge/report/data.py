@@ -267,7 +267,6 @@ class ReportData:
     resamples: int
     seed: int
     level: float
-    intervals: bool  # False: the database predates stats.sql (no intervals shown)
     notes: tuple[str, ...] = field(default=())
 
     @property
@@ -316,33 +315,27 @@ class _Reader:
             runs = [r for r in runs if r["rubric_id"] == rubric]
             if not runs:
                 raise UserError(f"no runs of rubric {rubric!r} in {self.db}; it holds: {', '.join(known)}")
-        intervals = {"leaderboard_bootstrap"} <= self.objects
-        if not intervals:
-            self.notes.append("This database predates bootstrap intervals (stats.sql); open it once with a current "
-                              "`rubric-judge score` to add them. Scores are shown without intervals.")
         groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
         for run in runs:
             groups[(run["rubric_id"], run["rubric_version"])].append(run)
-        cells = self._cells(intervals, {r["run_id"] for r in runs})
+        cells = self._cells({r["run_id"] for r in runs})
         calls = self._call_stats()
         metrics = self._metric_summaries()
         sections = tuple(
-            self._section(f"s{i}", rows, cells, calls, metrics, compare, intervals) for i, rows in enumerate(groups.values())
+            self._section(f"s{i}", rows, cells, calls, metrics, compare) for i, rows in enumerate(groups.values())
         )
         if compare and not any(s.comparison and _named(compare, s.comparison.a, s.comparison.b) for s in sections):
             raise UserError(f"--compare {compare[0]} {compare[1]}: no rubric in {self.db} has exactly one run of each "
                             "(give model names, or run ids where a model has several runs)")
-        return ReportData(self.db, datetime.now(UTC).replace(tzinfo=None), sections, self.resamples, self.seed, self.level, intervals,
+        return ReportData(self.db, datetime.now(UTC).replace(tzinfo=None), sections, self.resamples, self.seed, self.level,
                           tuple(self.notes))
 
     # --- per-run figures -----------------------------------------------------------------
 
-    def _cells(self, intervals: bool, run_ids: set[str]) -> dict[tuple[str, str], ScoreCell]:
+    def _cells(self, run_ids: set[str]) -> dict[tuple[str, str], ScoreCell]:
         board = {(r["run_id"], r["dimension"]): r for r in self.rows("SELECT * FROM leaderboard")}
-        ci: dict[tuple[str, str], dict[str, Any]] = {}
-        if intervals:
-            ci = {(r["run_id"], r["dimension"]): r for r in self.rows(
-                "SELECT * FROM leaderboard_bootstrap(resamples := ?, seed := ?, level := ?)", [self.resamples, self.seed, self.level])}
+        ci = {(r["run_id"], r["dimension"]): r for r in self.rows(
+            "SELECT * FROM leaderboard_bootstrap(resamples := ?, seed := ?, level := ?)", [self.resamples, self.seed, self.level])}
         cells = {}
         for key, row in board.items():
             if key[0] not in run_ids:
@@ -384,7 +377,7 @@ class _Reader:
 
     # --- one rubric ----------------------------------------------------------------------
 
-    def _section(self, key: str, rows: list[dict[str, Any]], cells, calls, metrics, compare: tuple[str, ...], intervals: bool) -> Section:
+    def _section(self, key: str, rows: list[dict[str, Any]], cells, calls, metrics, compare: tuple[str, ...]) -> Section:
         ids = [r["run_id"] for r in rows]
         # Best first: the order of the leaderboard, the charts and the colours.
         def best_first(row: Mapping[str, Any]) -> tuple[float, str]:
@@ -422,7 +415,7 @@ class _Reader:
         comparison = None
         if len(runs) >= 2:
             a, b = _pair(runs, compare)
-            comparison = self._comparison(a, b, cards, intervals)
+            comparison = self._comparison(a, b, cards)
         verdict_kind = "scale" if runs[0].scale_min is not None else "binary"
         return Section(key, runs[0].rubric_id, runs[0].rubric_version, runs[0].method, verdict_kind, tuple(runs), dimensions, categories,
                        by_category, cards, comparison, texts_stored)
@@ -545,13 +538,11 @@ class _Reader:
 
     # --- two runs ------------------------------------------------------------------------
 
-    def _comparison(self, a: Run, b: Run, cards: Sequence[Card], intervals: bool) -> Comparison:
-        paired: tuple[PairedRow, ...] = ()
-        if intervals and "paired_bootstrap" in self.objects:
-            paired = tuple(PairedRow(r["dimension"], r["samples_paired"], _num(r["mean_a"]), _num(r["mean_b"]), _num(r["difference"]),
-                                     _num(r["ci_low"]), _num(r["ci_high"]), r["only_in_a"], r["only_in_b"])
-                           for r in self.rows("SELECT * FROM paired_bootstrap(?, ?, resamples := ?, seed := ?, level := ?)",
-                                              [a.run_id, b.run_id, self.resamples, self.seed, self.level]))
+    def _comparison(self, a: Run, b: Run, cards: Sequence[Card]) -> Comparison:
+        paired = tuple(PairedRow(r["dimension"], r["samples_paired"], _num(r["mean_a"]), _num(r["mean_b"]), _num(r["difference"]),
+                                 _num(r["ci_low"]), _num(r["ci_high"]), r["only_in_a"], r["only_in_b"])
+                       for r in self.rows("SELECT * FROM paired_bootstrap(?, ?, resamples := ?, seed := ?, level := ?)",
+                                          [a.run_id, b.run_id, self.resamples, self.seed, self.level]))
         by_sample: dict[str, dict[int, Card]] = defaultdict(dict)
         for card in cards:
             if card.run in (a.index, b.index):

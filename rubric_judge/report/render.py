@@ -102,7 +102,7 @@ def _meta(data: ReportData) -> dict[str, Any]:
     return {
         "generated_at": data.generated_at.isoformat() + "Z",
         "database": data.db_path.name,
-        "intervals": {"level": data.level, "resamples": data.resamples, "seed": data.seed} if data.intervals else None,
+        "intervals": {"level": data.level, "resamples": data.resamples, "seed": data.seed},
         "sections": {
             s.key: {"rubric": s.rubric_id, "version": s.rubric_version, "cards": len(s.cards),
                     "runs": [{"run_id": r.run_id, "label": r.label, "model": r.model_name, "judge": r.judge_model} for r in s.runs]}

@@ -16,6 +16,7 @@ import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -50,14 +51,33 @@ class RunInfo:
 
 
 def connect(path: Path, read_only: bool = False, external_access: bool = True):
+    """A connection to the results database. Read-write connections (re)create the schema, views
+    and macros; a read-only one first brings a results database written by another version up to
+    date (by opening it read-write once), so every reader sees the current views."""
+    from rubric_judge.errors import UserError
+
+    if read_only and not Path(path).exists():
+        raise UserError(f"database {path} does not exist; run `rubric-judge score` first or pass --db")
+    con = _open(path, read_only, external_access)
+    if not read_only:
+        con.execute(SCHEMA.read_text())
+        con.execute(VIEWS.read_text())
+        con.execute(STATS.read_text())
+        con.execute("CREATE OR REPLACE TABLE _store_version AS SELECT ? AS digest", [_sql_digest()])
+    elif _stored_digest(con) != _sql_digest() and _is_results_database(con):
+        con.close()
+        connect(path).close()
+        con = _open(path, read_only, external_access)
+    return con
+
+
+def _open(path: Path, read_only: bool, external_access: bool):
     import duckdb
 
     from rubric_judge.errors import Location, Problem, UserError
 
-    if read_only and not Path(path).exists():
-        raise UserError(f"database {path} does not exist; run `rubric-judge score` first or pass --db")
     try:
-        con = duckdb.connect(str(path), read_only=read_only, config={"enable_external_access": external_access})
+        return duckdb.connect(str(path), read_only=read_only, config={"enable_external_access": external_access})
     except duckdb.IOException as exc:
         if "lock" in str(exc).lower():
             # DuckDB lets one process write a file, and nobody read it meanwhile.
@@ -66,11 +86,27 @@ def connect(path: Path, read_only: bool = False, external_access: bool = True):
         raise UserError(f"cannot open {path} as a DuckDB database: {exc}") from None
     except duckdb.Error as exc:
         raise UserError(f"cannot open {path} as a DuckDB database: {exc}") from None
-    if not read_only:
-        con.execute(SCHEMA.read_text())
-        con.execute(VIEWS.read_text())
-        con.execute(STATS.read_text())
-    return con
+
+
+@lru_cache(maxsize=1)
+def _sql_digest() -> str:
+    """Identifies the schema, views and macros this version writes."""
+    return hashlib.sha256("\0".join(f.read_text() for f in (SCHEMA, VIEWS, STATS)).encode()).hexdigest()
+
+
+def _is_results_database(con) -> bool:
+    # Only ever update a rubric-judge database; a reader never writes into somebody else's file.
+    return bool(con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'runs' AND database_name = current_database()").fetchone()[0])
+
+
+def _stored_digest(con) -> str | None:
+    import duckdb
+
+    try:
+        row = con.execute("SELECT digest FROM _store_version").fetchone()
+    except duckdb.CatalogException:  # written before versions were recorded
+        return None
+    return row[0] if row else None
 
 
 class ResultStore:

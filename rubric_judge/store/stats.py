@@ -116,35 +116,12 @@ def _select(db: Path, sql: str, params: list[Any]) -> tuple[list[str], list[tupl
 
     con = connect(db, read_only=True, external_access=False)
     try:
-        if not _installed(con):
-            con.close()
-            _install(db)
-            con = connect(db, read_only=True, external_access=False)
         cursor = con.execute(sql, params)
         return [d[0] for d in cursor.description], cursor.fetchall()
     except duckdb.Error as exc:
         raise UserError(f"SQL error: {exc}") from None
     finally:
         con.close()
-
-
-def _installed(con) -> bool:
-    found = con.execute(
-        "SELECT count(*) FROM duckdb_functions() WHERE database_name = current_database() AND function_name IN ('leaderboard_bootstrap', 'paired_bootstrap')"
-    ).fetchone()[0]
-    return found == 2
-
-
-def _install(db: Path) -> None:
-    """Give a database written before stats.sql existed its macros by opening it read-write once:
-    `connect` runs schema.sql, views.sql and stats.sql, which only create or replace objects."""
-    import duckdb
-
-    try:
-        connect(db).close()
-    except duckdb.Error as exc:
-        raise UserError(Problem(Location(Path(db)), f"this database predates confidence intervals and could not be updated: {exc}",
-                                fix="make the file writable (or close the program holding it) and run the command again")) from None
 
 
 def _problem(option: str, message: str, fix: str) -> Problem:
