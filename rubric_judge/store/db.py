@@ -10,6 +10,7 @@ still holds every paid answer).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -66,7 +67,8 @@ def connect(path: Path, read_only: bool = False, external_access: bool = True):
         con.execute("CREATE OR REPLACE TABLE _store_version AS SELECT ? AS digest", [_sql_digest()])
     elif _stored_digest(con) != _sql_digest() and _is_results_database(con):
         con.close()
-        connect(path).close()
+        with contextlib.suppress(UserError):  # a file we may not write: read it as it is
+            connect(path).close()
         con = _open(path, read_only, external_access)
     return con
 
