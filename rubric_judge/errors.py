@@ -64,3 +64,15 @@ def problem_lines(problems: tuple[Problem, ...] | list[Problem], limit: int = 10
     if len(problems) > limit:
         lines.append(f"    ... and {len(problems) - limit} more")
     return lines
+
+
+def read_user_text(path: Path, what: str, fmt: str) -> str:
+    """The text of a file the user named (`what`, e.g. "manifest"); an unreadable file or one
+    that is not UTF-8 (a byte-order mark is fine) is a UserError saying so."""
+    path = Path(path)
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except OSError as exc:
+        raise UserError(Problem(Location(path), f"cannot read the {what}: {exc.strerror or exc}", fix="check the path")) from None
+    except UnicodeDecodeError:
+        raise UserError(Problem(Location(path), f"the {what} is not UTF-8 text", fix=f"save it as UTF-8 {fmt}")) from None

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rubric_judge.errors import Location, Problem, UserError
+from rubric_judge.errors import Location, Problem, UserError, read_user_text
 from rubric_judge.rubrics.schema import InputKind, InputSpec
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
@@ -33,12 +33,7 @@ class Sample:
 
 def read_jsonl(path: Path) -> list[tuple[int, dict[str, Any]]]:
     """(line number, object) for each non-blank line; every bad line is reported at once."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise UserError(Problem(Location(path), f"cannot read: {exc.strerror}", fix="check the path")) from None
-    except UnicodeDecodeError:
-        raise UserError(Problem(Location(path), "not UTF-8 text", fix="save the file as UTF-8 JSONL")) from None
+    text = read_user_text(path, "JSONL file", "JSONL")
     records, problems = [], []
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():

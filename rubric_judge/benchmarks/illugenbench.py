@@ -54,7 +54,7 @@ from pathlib import Path
 from typing import Any
 
 from rubric_judge.benchmarks.files import place_file, write_atomic
-from rubric_judge.errors import Location, Problem, UserError, problem_lines
+from rubric_judge.errors import Location, Problem, UserError, problem_lines, read_user_text
 
 DIMENSIONS = ("scientific_accuracy", "structural_correctness", "semantic_alignment")
 PROMPT_FIELDS = ("prompt", "caption", "text")
@@ -120,12 +120,7 @@ def _pairs(pairs: list[tuple[str, Any]]) -> _Object:
 
 
 def _read_json(path: Path, what: str) -> Any:
-    try:
-        text = Path(path).read_text(encoding="utf-8-sig")
-    except OSError as exc:
-        raise UserError(Problem(Location(Path(path)), f"cannot read the {what}: {exc.strerror}", fix="check the path")) from None
-    except UnicodeDecodeError:
-        raise UserError(Problem(Location(Path(path)), f"the {what} is not UTF-8 text", fix="save it as UTF-8 JSON")) from None
+    text = read_user_text(path, what, "JSON")
     try:
         return json.loads(text, object_pairs_hook=_pairs)
     except json.JSONDecodeError as exc:

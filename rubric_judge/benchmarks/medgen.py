@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from rubric_judge.benchmarks.files import place_file, write_atomic
-from rubric_judge.errors import Location, Problem, UserError, problem_lines
+from rubric_judge.errors import Location, Problem, UserError, problem_lines, read_user_text
 
 CATEGORIES = ("VQA", "ImageEdit", "MMGeneration")
 TEXT_FIELDS = ("category", "sub_category", "paper_task", "modality", "instruction", "answer")
@@ -93,12 +93,7 @@ def _counts(counter: Mapping[str, int]) -> str:
 
 def _read_records(path: Path) -> list[tuple[Location, Any]]:
     """(where, value) for each record of a JSON list, a JSON object of id -> record, or JSONL."""
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except OSError as exc:
-        raise UserError(Problem(Location(path), f"cannot read: {exc.strerror}", fix="check the path")) from None
-    except UnicodeDecodeError:
-        raise UserError(Problem(Location(path), "not UTF-8 text", fix="save the file as UTF-8 JSON or JSONL")) from None
+    text = read_user_text(path, "records file", "JSON or JSONL")
     if not text.strip():
         raise UserError(Problem(Location(path), "the file is empty", fix="give the MedGEN-Bench records (JSON list or JSONL)"))
     try:
