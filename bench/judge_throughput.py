@@ -50,6 +50,9 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 JUDGE = "openai/bench-judge"
+# The engine's two transports (judge/transport.py): `direct` is what `auto` picks for this
+# OpenAI-compatible server; `litellm` is the path every other provider takes.
+ENGINES = {"engine": "direct", "litellm": "litellm"}
 DIMENSIONS = ("scientific_accuracy", "structural_correctness", "semantic_alignment")
 
 # --------------------------------------------------------------------------------------------
@@ -192,12 +195,13 @@ class Result:
         return self.concurrency / self.latency if self.latency > 0 else float("inf")
 
 
-def run_engine(calls: list, concurrency: int, server: ServerProcess, cache_dir: Path, profile: cProfile.Profile | None = None) -> tuple[float, float, int]:
+def run_engine(calls: list, concurrency: int, server: ServerProcess, cache_dir: Path, transport: str,
+               profile: cProfile.Profile | None = None) -> tuple[float, float, int]:
     from rubric_judge.cache.store import CacheMode, VerdictCache
     from rubric_judge.judge.executor import Executor, ExecutorSettings, Progress
 
     executor = Executor(VerdictCache(cache_dir, CacheMode.off),
-                        ExecutorSettings(concurrency=concurrency, api_base=server.base_url, api_key="sk-bench"))
+                        ExecutorSettings(concurrency=concurrency, api_base=server.base_url, api_key="sk-bench", transport=transport))
     cpu0, t0 = time.process_time(), time.perf_counter()
     if profile:
         profile.enable()
@@ -258,13 +262,13 @@ def run_naive(bodies: list[dict], concurrency: int, server: ServerProcess) -> tu
 def measure(kind: str, latency: float, args, calls: list, bodies: list[dict], tmp: Path) -> Result:
     with ServerProcess(latency) as server:
         # Warm-up (imports, connection pools, the instructor client, image encodings): 4 calls.
-        if kind == "engine":
-            run_engine(calls[:4], 4, server, tmp / "cache-off")
+        if kind in ENGINES:
+            run_engine(calls[:4], 4, server, tmp / "cache-off", ENGINES[kind])
         else:
             run_naive(bodies[:4], 4, server)
         server_cpu0 = server.cpu()
-        if kind == "engine":
-            wall, cpu, ok = run_engine(calls, args.concurrency, server, tmp / "cache-off")
+        if kind in ENGINES:
+            wall, cpu, ok = run_engine(calls, args.concurrency, server, tmp / "cache-off", ENGINES[kind])
         else:
             wall, cpu, ok = run_naive(bodies, args.concurrency, server)
         server_cpu = server.cpu() - server_cpu0
@@ -307,14 +311,14 @@ def cached_rerun(args, tmp: Path) -> dict:
 def profile_engine(calls: list, args, tmp: Path) -> str:
     profile = cProfile.Profile()
     with ServerProcess(args.peak_latency) as server:
-        run_engine(calls[:4], 4, server, tmp / "cache-off")
-        wall, cpu, _ = run_engine(calls, args.concurrency, server, tmp / "cache-off", profile)
+        run_engine(calls[:4], 4, server, tmp / "cache-off", args.profile_transport)
+        wall, cpu, _ = run_engine(calls, args.concurrency, server, tmp / "cache-off", args.profile_transport, profile)
     buffer = io.StringIO()
     stats = pstats.Stats(profile, stream=buffer)
     stats.sort_stats("cumulative").print_stats(r"rubric_judge|litellm|instructor", args.profile_top)
     buffer.write("\n--- top by own time (tottime), all modules ---\n")
     stats.sort_stats("tottime").print_stats(args.profile_top)
-    head = f"cProfile of the engine, N={len(calls)} C={args.concurrency} L={args.peak_latency}: wall {wall:.2f} s, client CPU {cpu:.2f} s ({1000 * cpu / len(calls):.1f} ms/call, profiler overhead included)\n"
+    head = f"cProfile of the engine ({args.profile_transport} transport), N={len(calls)} C={args.concurrency} L={args.peak_latency}: wall {wall:.2f} s, client CPU {cpu:.2f} s ({1000 * cpu / len(calls):.1f} ms/call, profiler overhead included)\n"
     text = buffer.getvalue()
     # Trim pstats' preamble and make paths shorter.
     text = text.replace(str(ROOT) + "/", "").replace(sys.prefix + "/lib/python" + f"{sys.version_info.major}.{sys.version_info.minor}/site-packages/", "")
@@ -334,6 +338,8 @@ def main() -> None:
     parser.add_argument("--fill-concurrency", type=int, default=128, help="concurrency of the cache-filling run (default 128)")
     parser.add_argument("--fill-latency", type=float, default=0.0, help="server latency of the cache-filling run (default 0)")
     parser.add_argument("--profile-top", type=int, default=15, help="profile entries to print (default 15)")
+    parser.add_argument("--profile-transport", choices=sorted(set(ENGINES.values())), default="direct",
+                        help="the engine transport to profile (default direct)")
     parser.add_argument("--skip-cached", action="store_true", help="skip the IlluGenBench-sized cached re-run")
     parser.add_argument("--skip-profile", action="store_true", help="skip the cProfile section")
     args = parser.parse_args()
@@ -352,7 +358,7 @@ def main() -> None:
         runs = [(n, args.latency) for n in sizes] + ([(sizes[-1], args.peak_latency)] if args.peak_latency != args.latency else [])
         for n, latency in runs:
             calls, bodies = all_calls[:n], all_bodies[:n]
-            for kind in ("engine", "naive"):
+            for kind in (*ENGINES, "naive"):
                 r = measure(kind, latency, args, calls, bodies, tmp)
                 results.append(r)
                 print(f"  {kind:6s} N={n} L={latency:<4g} C={r.concurrency}: {r.rate:7.1f} calls/s (ideal {r.ideal:.0f}, {100 * r.rate / r.ideal:5.1f}%), "

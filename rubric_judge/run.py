@@ -19,6 +19,7 @@ from rubric_judge.errors import UserError
 from rubric_judge.job import load_job
 from rubric_judge.judge.executor import Executor, ExecutorSettings, Outcome, Progress
 from rubric_judge.judge.llm import litellm_module
+from rubric_judge.judge.transport import provider_api_key, resolve_transport
 from rubric_judge.metrics import MetricCache, compute_run_metrics, metric_groups
 from rubric_judge.rubrics.compile import JudgeTarget, build_plan
 
@@ -35,6 +36,7 @@ class ScoreOptions:
     judge: str | None = None
     offline: bool = False
     api_base: str | None = None
+    transport: str = "auto"  # auto | litellm | direct (judge/transport.py)
     concurrency: int = 16
     rpm: float | None = None
     timeout_s: float = 120.0
@@ -71,9 +73,13 @@ def score(options: ScoreOptions) -> int:
     else:
         judge_model = options.judge or base.judge.model
         identity_base = transport_base = options.api_base
-        api_key = os.environ.get("RUBRIC_JUDGE_API_KEY") or ("not-needed" if options.api_base and not _provider_key_set(judge_model) else None)
-        stdout.print(f"Judge: [bold]{judge_model}[/]" + (f" at {redact_url(options.api_base)}" if options.api_base else ""))
+        # A self-hosted server may want no key at all, but the OpenAI clients insist on one.
+        api_key = os.environ.get("RUBRIC_JUDGE_API_KEY") or provider_api_key(judge_model) or ("not-needed" if options.api_base else None)
     try:
+        transport = resolve_transport(options.transport, judge_model, transport_base)
+        if not options.offline:
+            stdout.print(f"Judge: [bold]{judge_model}[/]" + (f" at {redact_url(options.api_base)}" if options.api_base else "")
+                         + f" [dim](transport: {transport})[/]")
         target = JudgeTarget(judge_model, identity_base, options.max_image_side)
         plan = build_plan(job.rubrics, job.samples, target, None, options.replicates)
         if plan.problems:
@@ -92,12 +98,12 @@ def score(options: ScoreOptions) -> int:
                      + (f", estimated ${estimate.cost_usd:.4f}" if estimate and estimate.cost_usd is not None else ""))
         settings = ExecutorSettings(
             concurrency=options.concurrency, requests_per_minute=options.rpm, timeout_s=options.timeout_s,
-            api_key=api_key, max_cost_usd=options.max_cost_usd, api_base=transport_base,
+            api_key=api_key, max_cost_usd=options.max_cost_usd, api_base=transport_base, transport=transport,
             backoff_base_s=_backoff_base_s(),
         )
         config = {
             "data": str(options.data), "outputs": str(options.outputs), "replicates": options.replicates, "judge_api_base": redact_url(identity_base),
-            "concurrency": options.concurrency, "cache_mode": options.cache_mode.value, "batching": base.judge.mode.value,
+            "concurrency": options.concurrency, "transport": transport, "cache_mode": options.cache_mode.value, "batching": base.judge.mode.value,
             "temperature": base.judge.temperature, "offline_judge": options.offline,
         }
         store = ResultStore(options.db)
@@ -252,11 +258,6 @@ def _first_sentence(text: str | None) -> str:
 
 def _fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.3f}"
-
-
-def _provider_key_set(model: str) -> bool:
-    provider = model.split("/", 1)[0].upper() if "/" in model else "OPENAI"
-    return bool(os.environ.get(f"{provider}_API_KEY"))
 
 
 def _backoff_base_s() -> float:

@@ -18,7 +18,7 @@ def _burn_cpu(seconds: float) -> None:
 
 def test_spacing_follows_the_cpu_each_attempt_costs() -> None:
     pacer = Pacer(per_minute=None)
-    assert pacer.interval() == Pacer.WARM_UP_FLOOR_S  # nothing measured yet
+    assert pacer.interval() == 0.0  # nothing measured yet
 
     async def attempts() -> None:
         for _ in range(80):  # enough for the moving average to forget its start
@@ -33,7 +33,8 @@ def test_spacing_follows_the_cpu_each_attempt_costs() -> None:
 
 
 def test_before_any_answer_starts_are_spaced_by_the_warm_up_floor() -> None:
-    pacer = Pacer(per_minute=None)
+    floor = 0.005
+    pacer = Pacer(per_minute=None, warm_up_floor_s=floor)
     starts: list[float] = []
 
     async def starters() -> None:
@@ -45,7 +46,7 @@ def test_before_any_answer_starts_are_spaced_by_the_warm_up_floor() -> None:
 
     asyncio.run(starters())
     # The event loop may wake a sleeper slightly early, so the bound is on the whole spread.
-    assert starts[-1] - starts[0] >= 4 * Pacer.WARM_UP_FLOOR_S * 0.8
+    assert starts[-1] - starts[0] >= 4 * floor * 0.8
 
 
 def test_requests_per_minute_is_a_lower_bound_on_spacing() -> None:

@@ -161,14 +161,17 @@ def test_known_scores_match_independent_computation(scored_db: Path) -> None:
     assert statuses == {"ok": N_VERDICTS - len(TASK_CRITERIA["dna-double-helix"]), "missing_output": len(TASK_CRITERIA["dna-double-helix"])}
     calls = query(scored_db, "SELECT count(*), count(DISTINCT call_id) FROM judge_calls j JOIN runs r USING (run_id) WHERE r.model_name = 'good-model'")
     assert calls == [(N_CALLS, N_CALLS)]
+    # `auto` sent these through the direct transport (a loopback server, an openai/ model) and says so.
+    assert query(scored_db, "SELECT DISTINCT config->>'transport' FROM runs") == [("direct",)]
 
 
 # 2. Faults ------------------------------------------------------------------------------------
 
 
-def test_transient_faults_are_retried_to_the_fault_free_scores(judge_server, tmp_path: Path) -> None:
+@pytest.mark.parametrize("transport", ["direct", "litellm"])  # both transports meet every fault the same way
+def test_transient_faults_are_retried_to_the_fault_free_scores(judge_server, tmp_path: Path, transport: str) -> None:
     # A fault-free run first (also warms litellm up, so cold-start time does not eat the 1 s timeout).
-    assert score(options(judge_server, tmp_path, model="fault-free", cache_mode=CacheMode.off)) == 0
+    assert score(options(judge_server, tmp_path, model="fault-free", cache_mode=CacheMode.off, transport=transport)) == 0
     # Each fault hits the first request of a different call, so no call meets two faults whatever the timing.
     planned = {
         "heart-chambers/scientific_accuracy/0": Fault.http_429(retry_after_s=0.2),
@@ -181,7 +184,7 @@ def test_transient_faults_are_retried_to_the_fault_free_scores(judge_server, tmp
     pending = dict(planned)
     judge_server.fault_rule = lambda body, index: pending.pop(call_id_of(body), None)
     judge_server.clear_requests()
-    assert score(options(judge_server, tmp_path, timeout_s=1.0)) == 0
+    assert score(options(judge_server, tmp_path, timeout_s=1.0, transport=transport)) == 0
     assert not pending
     db = tmp_path / "results.duckdb"
     # (avg() sums in no fixed order, so equal up to rounding)
@@ -192,16 +195,17 @@ def test_transient_faults_are_retried_to_the_fault_free_scores(judge_server, tmp
     assert query(db, "SELECT DISTINCT status FROM judge_calls") == [("ok",)]
     assert judge_server.request_count == N_CALLS + len(planned)
     calls = {row[0]: row[1:] for row in query(db, "SELECT j.call_id, j.attempts, j.latency_ms FROM judge_calls j JOIN runs r USING (run_id) WHERE r.model_name = 'good-model'")}
-    transport = [call_id for call_id, fault in planned.items() if fault.kind in ("http_429", "http_500", "slow")]
-    assert {call_id: calls[call_id][0] for call_id in transport} == dict.fromkeys(transport, 2)
+    retried = [call_id for call_id, fault in planned.items() if fault.kind in ("http_429", "http_500", "slow")]
+    assert {call_id: calls[call_id][0] for call_id in retried} == dict.fromkeys(retried, 2)
     # An invalid answer is re-asked inside the same transport attempt.
-    assert {call_id: calls[call_id][0] for call_id in planned if call_id not in transport} == dict.fromkeys(set(planned) - set(transport), 1)
-    assert sum(attempts for attempts, _ in calls.values()) == N_CALLS + len(transport)
+    assert {call_id: calls[call_id][0] for call_id in planned if call_id not in retried} == dict.fromkeys(set(planned) - set(retried), 1)
+    assert sum(attempts for attempts, _ in calls.values()) == N_CALLS + len(retried)
     assert calls["heart-chambers/scientific_accuracy/0"][1] >= 200  # waited for Retry-After
     assert calls["dna-double-helix/semantic_alignment/0"][1] >= 1000  # waited out the 1 s timeout
 
 
-def test_faults_that_never_stop_end_unscored_or_error_never_unmet(judge_server, tmp_path: Path) -> None:
+@pytest.mark.parametrize("transport", ["direct", "litellm"])  # both transports meet every fault the same way
+def test_faults_that_never_stop_end_unscored_or_error_never_unmet(judge_server, tmp_path: Path, transport: str) -> None:
     def rule(body, index):
         text = prompt_text(body)
         if "human heart" in text and "on scientific accuracy" in text:
@@ -213,7 +217,7 @@ def test_faults_that_never_stop_end_unscored_or_error_never_unmet(judge_server, 
         return None
 
     judge_server.fault_rule = rule
-    assert score(options(judge_server, tmp_path)) == 1  # failed calls -> exit 1
+    assert score(options(judge_server, tmp_path, transport=transport)) == 1  # failed calls -> exit 1
     db = tmp_path / "results.duckdb"
     calls = {row[0]: row[1:] for row in query(db, "SELECT call_id, status, attempts, response FROM judge_calls")}
     assert len(calls) == N_CALLS
@@ -244,7 +248,7 @@ def test_faults_that_never_stop_end_unscored_or_error_never_unmet(judge_server, 
     # Nothing failed is cached: a fault-free re-run asks exactly those three calls again and scores fully.
     judge_server.fault_rule = None
     judge_server.clear_requests()
-    assert score(options(judge_server, tmp_path)) == 0
+    assert score(options(judge_server, tmp_path, transport=transport)) == 0
     assert judge_server.request_count == 3
     assert_scores(db, "good-model")
 
@@ -348,9 +352,10 @@ def test_cache_modes(judge_server, tmp_path: Path) -> None:
 # 5. Secrets ----------------------------------------------------------------------------------
 
 
-def test_api_key_reaches_the_judge_but_is_never_stored_or_printed(judge_server, tmp_path: Path, monkeypatch, capfd) -> None:
+@pytest.mark.parametrize("transport", ["direct", "litellm"])
+def test_api_key_reaches_the_judge_but_is_never_stored_or_printed(judge_server, tmp_path: Path, monkeypatch, capfd, transport: str) -> None:
     monkeypatch.setenv("RUBRIC_JUDGE_API_KEY", SECRET)
-    assert score(options(judge_server, tmp_path)) == 0
+    assert score(options(judge_server, tmp_path, transport=transport)) == 0
     assert judge_server.request_count == N_CALLS
     assert judge_server.authorization and all(h == f"Bearer {SECRET}" for h in judge_server.authorization)
     captured = capfd.readouterr()

@@ -17,6 +17,7 @@ def command(
     model: Annotated[str, typer.Option("--model", help="Name of the model under test, as it should appear on the leaderboard.")],
     judge: Annotated[str | None, typer.Option("--judge", help="litellm model string of the judge (overrides the rubric's); `offline` = the built-in offline judge (not a VLM).")] = None,
     api_base: Annotated[str | None, typer.Option("--api-base", help="Base URL of an OpenAI-compatible server (vLLM, Ollama, ...).")] = None,
+    transport: Annotated[str, typer.Option("--transport", help="How requests reach the judge: `litellm` (any provider litellm knows), `direct` (rubric-judge's own HTTP client for an OpenAI-compatible --api-base; about a quarter of litellm's client CPU per call) or `auto`: direct when --api-base is given with an openai/ or hosted_vllm/ model, else litellm.")] = "auto",
     concurrency: Annotated[int, typer.Option(min=1, max=1024, help="Judge calls in flight at once.")] = 16,
     rpm: Annotated[float | None, typer.Option("--rpm", min=0.1, help="Requests-per-minute limit.")] = None,
     timeout: Annotated[float, typer.Option(min=1, help="Seconds before one judge request is abandoned and retried.")] = 120.0,
@@ -44,7 +45,7 @@ def command(
         raise UserError(f"--cache must be one of {', '.join(m.value for m in CacheMode)}, not {cache!r}") from None
     options = ScoreOptions(
         rubric=rubric, data=data, outputs=outputs, model_name=model, judge=judge, offline=judge == OFFLINE,
-        api_base=api_base, concurrency=concurrency, rpm=rpm, timeout_s=timeout, db=db or default_db_path(),
+        api_base=api_base, transport=transport, concurrency=concurrency, rpm=rpm, timeout_s=timeout, db=db or default_db_path(),
         cache_dir=cache_dir or default_cache_dir(), cache_mode=cache_mode, max_cost_usd=max_cost,
         replicates=replicates, max_image_side=max_image_side, device=device,
     )

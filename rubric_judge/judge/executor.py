@@ -1,4 +1,4 @@
-"""Run judge calls: cache first, then litellm + instructor with bounded concurrency and retries.
+"""Run judge calls: cache first, then instructor over a transport, with bounded concurrency and retries.
 
 Transport failures (429, 5xx, timeouts, dropped connections) are retried with exponential
 backoff and jitter, honouring Retry-After; answers that fail validation are re-asked a bounded
@@ -16,17 +16,21 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import Any
 
 from rubric_judge.cache.store import CachedAnswer, VerdictCache
 from rubric_judge.judge.estimate import price
 from rubric_judge.judge.llm import litellm_module
+from rubric_judge.judge.transport import Completion, JudgeConnectionError, completion_function
 from rubric_judge.media import EncodedImage, encoded_image
 from rubric_judge.rubrics.compile import ImagePart, JudgeCall, TextPart
 from rubric_judge.rubrics.response import verdicts_by_id
 
 INSTRUCTOR_MODES = {"tools": "TOOLS", "json": "JSON", "json_schema": "JSON_SCHEMA", "md_json": "MD_JSON"}
+# The Pacer's spacing before the first answer, per transport. litellm builds each request on an
+# executor thread that may not have run when the next start is due, so the CPU estimate starts
+# late; 5 ms lets it catch up. `direct` builds requests on the loop, seen at the very next start.
+WARM_UP_FLOOR_S = {"litellm": 0.005, "direct": 0.0}
 
 
 @dataclass(frozen=True)
@@ -40,6 +44,7 @@ class ExecutorSettings:
     backoff_max_s: float = 60.0
     api_key: str | None = None
     api_base: str | None = None  # where requests go; the cache key holds the judge's identity
+    transport: str = "litellm"  # litellm | direct (judge/transport.py; resolve `auto` before)
     max_cost_usd: float | None = None
 
 
@@ -88,21 +93,22 @@ class Progress:
 class Pacer:
     """Spaces request starts: no faster than the process can handle answers, nor than --rpm.
 
-    Request building and answer parsing (litellm, the OpenAI SDK, instructor: ~10 ms of CPU a
-    call) all run under one interpreter lock, and asyncio interleaves them round-robin. When a judge
+    Request building and answer parsing (instructor and the transport: ~2.5 ms of CPU a call
+    direct, ~11 ms through litellm) all run under one interpreter lock, and asyncio interleaves
+    them round-robin. When a judge
     with a steady latency answers a whole wave of calls at once, each answer is finished only
     when the whole wave is, so every call waits for the wave's total CPU time and the waves
     stay bunched for good (67% of ideal throughput at 64 calls in flight and 1 s latency).
     Starting calls no closer together than the CPU one call costs spreads the answers out, so
-    each is handled as it arrives and the next request leaves at once (~92%). The cap is the
+    each is handled as it arrives and the next request leaves at once (~90% through litellm). The cap is the
     rate the process could handle anyway, so pacing costs no throughput.
     """
 
-    WARM_UP_FLOOR_S = 0.005
     SMOOTHING = 1 / 32  # weight of the newest sample in the moving average
 
-    def __init__(self, per_minute: float | None):
+    def __init__(self, per_minute: float | None, warm_up_floor_s: float = 0.0):
         self.rpm_interval = 60.0 / per_minute if per_minute else 0.0
+        self.warm_up_floor_s = warm_up_floor_s
         self._next = 0.0
         self._cpu_seen = _judging_cpu()
         self._cpu_per_event: float | None = None
@@ -123,11 +129,11 @@ class Pacer:
         self._finished += 1
 
     def interval(self) -> float:
-        # An attempt is two events, its start and its finish. Until the first answer is back
-        # the estimate lags (litellm builds requests on a worker thread that may not have run
-        # yet), so a small floor gives it time to see what the first requests cost.
+        # An attempt is two events, its start and its finish. A transport whose requests are built
+        # off the event loop makes the estimate lag until answers come back; its floor gives the
+        # estimate time to see what the first requests cost.
         cpu_per_attempt = 2 * self._cpu_per_event if self._cpu_per_event is not None else 0.0
-        floor = self.WARM_UP_FLOOR_S if not self._finished else 0.0
+        floor = self.warm_up_floor_s if not self._finished else 0.0
         return max(self.rpm_interval, cpu_per_attempt, floor)
 
     def _observe(self) -> None:
@@ -174,11 +180,16 @@ class Executor:
             progress.record(outcome)
         if not pending:
             return outcomes
-        client = _client(pending[0].structured_output)
+        async with completion_function(self.settings.transport, self.settings.api_base, self.settings.api_key, self.settings.concurrency) as completion:
+            client = _instructor_client(completion, pending[0].structured_output)
+            await self._run_pending(client, pending, progress, outcomes)
+        return outcomes
+
+    async def _run_pending(self, client: Any, pending: list[JudgeCall], progress: Progress, outcomes: list[Outcome]) -> None:
         queue: asyncio.Queue[JudgeCall] = asyncio.Queue()
         for call in pending:
             queue.put_nowait(call)
-        pacer = Pacer(self.settings.requests_per_minute)
+        pacer = Pacer(self.settings.requests_per_minute, WARM_UP_FLOOR_S[self.settings.transport])
 
         async def worker() -> None:
             while True:
@@ -203,7 +214,6 @@ class Executor:
         finally:
             for task in workers:
                 task.cancel()
-        return outcomes
 
     async def _judge(self, client: Any, call: JudgeCall, pacer: Pacer) -> Outcome:
         litellm = litellm_module()
@@ -215,10 +225,6 @@ class Executor:
         kwargs: dict[str, Any] = {"temperature": call.temperature}
         if call.max_tokens:
             kwargs["max_tokens"] = call.max_tokens
-        if settings.api_base:
-            kwargs["api_base"] = settings.api_base
-        if settings.api_key:
-            kwargs["api_key"] = settings.api_key
         started = time.perf_counter()
         last_error = ""
         for attempt in range(1, settings.max_attempts + 1):
@@ -232,7 +238,6 @@ class Executor:
                         # instructor's (v2) retry loop counts re-asks after the first ask: 1 + N asks in all.
                         max_retries=settings.validation_retries,
                         timeout=settings.timeout_s,
-                        num_retries=0,
                         **kwargs,
                     ),
                     timeout=settings.timeout_s + 5,
@@ -272,6 +277,8 @@ def classify(exc: BaseException, litellm: Any) -> tuple[str, float | None, str]:
         return "invalid", None, f"invalid answer after {exc.n_attempts} attempt(s): {_short(exc)}"
     if isinstance(exc, asyncio.TimeoutError | litellm.Timeout):
         return "transient", None, "timed out"
+    if isinstance(exc, JudgeConnectionError):
+        return "transient", None, f"no usable answer: {_short(exc)}"
     if isinstance(exc, litellm.RateLimitError):
         return "transient", _retry_after(exc), f"rate limited (429): {_short(exc)}"
     transient = (litellm.InternalServerError, litellm.ServiceUnavailableError, litellm.APIConnectionError, litellm.BadGatewayError)
@@ -306,8 +313,10 @@ def _is_validation(exc: BaseException) -> bool:
 
 
 def _retry_after(exc: BaseException) -> float | None:
-    # litellm keeps the provider's headers on the exception, not on exc.response.
-    headers = getattr(exc, "litellm_response_headers", None) or getattr(getattr(exc, "response", None), "headers", None) or {}
+    # litellm keeps the provider's headers on the exception, not on exc.response; the direct
+    # transport's JudgeHTTPError keeps them as `headers`.
+    headers = (getattr(exc, "litellm_response_headers", None) or getattr(exc, "headers", None)
+               or getattr(getattr(exc, "response", None), "headers", None) or {})
     value = headers.get("retry-after") if hasattr(headers, "get") else None
     try:
         return max(0.0, float(value)) if value is not None else None
@@ -331,16 +340,10 @@ def _ms(started: float) -> float:
     return (time.perf_counter() - started) * 1000.0
 
 
-@lru_cache(maxsize=4)
-def _client(structured_output: str) -> Any:
-    import functools
-
+def _instructor_client(completion: Completion, structured_output: str) -> Any:
     import instructor
 
-    litellm = litellm_module()
-    # The OpenAI SDK under litellm retries 429/5xx on its own; retries belong to this executor
-    # alone, so every attempt is counted and the backoff policy is ours.
-    completion = functools.partial(litellm.acompletion, max_retries=0)
+    # from_litellm takes any OpenAI-shaped async completion function, which both transports are.
     return instructor.from_litellm(completion, mode=getattr(instructor.Mode, INSTRUCTOR_MODES[structured_output]))
 
 

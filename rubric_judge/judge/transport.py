@@ -1,0 +1,173 @@
+"""How judge requests reach the judge: through litellm, or straight to an OpenAI-compatible server.
+
+Both transports give instructor the same thing, an async chat-completions function, so prompts,
+structured output, re-asks and validation are identical; only the HTTP layer differs.
+
+* `litellm` speaks to every provider litellm knows (OpenAI, Anthropic, Gemini, Bedrock, ...) and
+  maps parameters to each provider's quirks. That generality costs ~10 ms of client CPU a call
+  (the OpenAI SDK's request transform, litellm's dispatch, response and cost bookkeeping), which
+  caps one process near 90 calls/s.
+* `direct` posts the chat-completions body itself to a server you name with `--api-base` that
+  speaks the OpenAI API (vLLM, SGLang, llama.cpp, Ollama, the loopback and offline judges):
+  one aiohttp session, one JSON encode, ~2 ms a call. It sends the body litellm would send to
+  such a server (tests compare the two byte for byte), so the cache key does not depend on it.
+
+`auto` picks `direct` exactly when there is an `--api-base` and the model string names an
+OpenAI-compatible provider, and litellm otherwise.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+from rubric_judge.errors import Location, Problem, UserError
+
+TRANSPORTS = ("auto", "litellm", "direct")
+# litellm providers whose requests are plain OpenAI chat completions at the given base URL.
+OPENAI_COMPATIBLE_PROVIDERS = ("openai", "hosted_vllm")
+
+Completion = Callable[..., Awaitable[Any]]
+
+
+class JudgeHTTPError(Exception):
+    """The judge's server answered with an HTTP error status."""
+
+    def __init__(self, status_code: int, message: str, headers: dict[str, str]):
+        super().__init__(f"HTTP {status_code}: {message}")
+        self.status_code = status_code
+        self.headers = headers  # Retry-After is read from here
+
+
+class JudgeConnectionError(Exception):
+    """No usable answer arrived: the connection failed or the server sent something not JSON."""
+
+
+def provider_of(model: str) -> str:
+    """litellm's provider prefix of a model string (`openai` when there is none)."""
+    return model.split("/", 1)[0] if "/" in model else "openai"
+
+
+def provider_api_key(model: str) -> str | None:
+    """The key litellm would read from the environment for this model's provider."""
+    return os.environ.get(f"{provider_of(model).upper()}_API_KEY")
+
+
+def resolve_transport(requested: str, model: str, api_base: str | None) -> str:
+    """`litellm` or `direct` for this judge; a `direct` that cannot work is a UserError."""
+    if requested not in TRANSPORTS:
+        raise UserError(_problem(f"unknown transport {requested!r}", f"use one of {', '.join(TRANSPORTS)}"))
+    compatible = provider_of(model) in OPENAI_COMPATIBLE_PROVIDERS
+    if requested == "direct":
+        if not api_base:
+            raise UserError(_problem("`direct` needs the URL of an OpenAI-compatible server",
+                                     "give --api-base, or use --transport litellm for a hosted provider"))
+        if not compatible:
+            raise UserError(_problem(f"`direct` speaks only the OpenAI chat API, but litellm reads {model!r} as a {provider_of(model)!r} model",
+                                     f"use --transport litellm, or name the model {' or '.join(p + '/...' for p in OPENAI_COMPATIBLE_PROVIDERS)}"))
+        return "direct"
+    if requested == "auto":
+        return "direct" if api_base and compatible else "litellm"
+    return "litellm"
+
+
+@contextlib.asynccontextmanager
+async def completion_function(transport: str, api_base: str | None, api_key: str | None, concurrency: int) -> AsyncIterator[Completion]:
+    """An async `completion(model=..., messages=..., timeout=..., **body)` for instructor, open for a run."""
+    if transport == "direct":
+        async with DirectClient(api_base or "", api_key, concurrency) as client:
+            yield client.complete
+        return
+    from rubric_judge.judge.llm import litellm_module
+
+    litellm = litellm_module()
+    endpoint = {key: value for key, value in (("api_base", api_base), ("api_key", api_key)) if value}
+    # The OpenAI SDK under litellm and litellm itself both retry on their own; retries belong to
+    # the executor alone, so every attempt is counted and the backoff policy is ours.
+    yield functools.partial(litellm.acompletion, max_retries=0, num_retries=0, **endpoint)
+
+
+class DirectClient:
+    """POST /chat/completions on one OpenAI-compatible server, over one pooled aiohttp session."""
+
+    def __init__(self, api_base: str, api_key: str | None, concurrency: int):
+        self.url = api_base.rstrip("/") + "/chat/completions"
+        self.headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        if api_key:
+            self.headers["Authorization"] = f"Bearer {api_key}"
+        self.concurrency = concurrency
+        self.proxy = _proxy_for(self.url)
+        self._session: Any = None
+
+    async def __aenter__(self) -> DirectClient:
+        import aiohttp
+
+        connector = aiohttp.TCPConnector(limit=self.concurrency, ttl_dns_cache=300)
+        self._session = aiohttp.ClientSession(connector=connector)
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self._session.close()
+
+    async def complete(self, *, model: str, messages: list[dict[str, Any]], timeout: float, **body: Any) -> Any:
+        """One chat completion, as the OpenAI SDK's `ChatCompletion` (what instructor parses)."""
+        import aiohttp
+        from openai.types.chat import ChatCompletion
+
+        payload = json.dumps({"model": _served_name(model), "messages": messages, **body}, ensure_ascii=False, separators=(",", ":"))
+        try:
+            async with self._session.post(self.url, data=payload.encode("utf-8"), headers=self.headers, proxy=self.proxy,
+                                          timeout=aiohttp.ClientTimeout(total=timeout)) as response:
+                raw = await response.read()
+                status, headers = response.status, {key.lower(): value for key, value in response.headers.items()}
+        except aiohttp.ClientError as exc:  # timeouts are not ClientErrors: they stay TimeoutError
+            raise JudgeConnectionError(f"{type(exc).__name__}: {exc}") from exc
+        if status >= 400:
+            raise JudgeHTTPError(status, _error_message(raw), headers)
+        try:
+            data = json.loads(raw)
+        except ValueError as exc:
+            raise JudgeConnectionError(f"the server answered HTTP {status} with a body that is not JSON: {raw[:200]!r}") from exc
+        if not isinstance(data, dict) or not isinstance(data.get("choices"), list):
+            raise JudgeConnectionError(f"the server's answer has no `choices` list: {raw[:200]!r}")
+        try:
+            return ChatCompletion.model_validate(data)
+        except ValueError:
+            # A server that leaves out fields the SDK's types require (`created`, `object`) still
+            # works: construct() builds the models without validating, as the OpenAI SDK itself
+            # does. It is ~15x slower, so only the odd server pays for it.
+            return ChatCompletion.construct(**data)
+
+
+def _proxy_for(url: str) -> str | None:
+    """The proxy HTTP(S)_PROXY / NO_PROXY name for this URL, read once per run: aiohttp's own
+    `trust_env` looks it up again on a worker thread for every request (~8% of the client CPU)."""
+    import urllib.request
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if urllib.request.proxy_bypass(parts.hostname or ""):
+        return None
+    return urllib.request.getproxies().get(parts.scheme)
+
+
+def _problem(message: str, fix: str) -> Problem:
+    return Problem(Location(None), message, field="--transport", fix=fix)
+
+
+def _served_name(model: str) -> str:
+    """The model name the server knows: litellm's provider prefix removed (`openai/Qwen/X` -> `Qwen/X`)."""
+    provider, _, name = model.partition("/")
+    return name if name and provider in OPENAI_COMPATIBLE_PROVIDERS else model
+
+
+def _error_message(raw: bytes) -> str:
+    text = raw.decode("utf-8", "replace")
+    with contextlib.suppress(ValueError, AttributeError, TypeError):
+        error = json.loads(text).get("error")
+        text = error.get("message", text) if isinstance(error, dict) else str(error or text)
+    return " ".join(text.split())[:500]
