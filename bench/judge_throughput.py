@@ -6,7 +6,8 @@ measured in this process is the client's alone and the server's CPU is reported 
 
 Sections (all in one run):
 
-1. Engine: `Executor` (litellm + instructor, asyncio, cache off) on N synthetic JudgeCalls built
+1. Engine: `Executor` (instructor, asyncio, cache off) over its `direct` transport (what `auto` picks
+   for an OpenAI-compatible --api-base) and over `litellm`, on N synthetic JudgeCalls built
    through the real compile path (rubric YAML extending builtin:illugenbench/base.yaml, manifest,
    PNGs -> load_job -> build_plan), at concurrency C against a server answering after L seconds.
 2. Naive baseline, like the official IlluGenBench script: ThreadPoolExecutor(C), each worker does a
@@ -16,7 +17,7 @@ Sections (all in one run):
 3. A fully cached re-run of an IlluGenBench-sized job (296 tasks, 9,015 criteria, per-dimension
    calls = 888) through `rubric_judge.run.score`: first run (fills the cache) and cached re-run
    wall times, plus the HTTP request count the server saw during the re-run (should be 0).
-4. A cProfile of the engine at the low latency: the top cumulative entries from
+4. A cProfile of the engine (one transport) at the low latency: the top cumulative entries from
    rubric_judge / litellm / instructor.
 
 Figures are printed, never asserted. Usage:
@@ -50,9 +51,9 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 JUDGE = "openai/bench-judge"
-# The engine's two transports (judge/transport.py): `direct` is what `auto` picks for this
-# OpenAI-compatible server; `litellm` is the path every other provider takes.
-ENGINES = {"engine": "direct", "litellm": "litellm"}
+# The engine's two transports (judge/transport.py), each a row of the results: `direct` is what
+# `auto` picks for this OpenAI-compatible server; `litellm` is the path every other provider takes.
+TRANSPORTS = ("direct", "litellm")
 DIMENSIONS = ("scientific_accuracy", "structural_correctness", "semantic_alignment")
 
 # --------------------------------------------------------------------------------------------
@@ -262,13 +263,13 @@ def run_naive(bodies: list[dict], concurrency: int, server: ServerProcess) -> tu
 def measure(kind: str, latency: float, args, calls: list, bodies: list[dict], tmp: Path) -> Result:
     with ServerProcess(latency) as server:
         # Warm-up (imports, connection pools, the instructor client, image encodings): 4 calls.
-        if kind in ENGINES:
-            run_engine(calls[:4], 4, server, tmp / "cache-off", ENGINES[kind])
+        if kind in TRANSPORTS:
+            run_engine(calls[:4], 4, server, tmp / "cache-off", kind)
         else:
             run_naive(bodies[:4], 4, server)
         server_cpu0 = server.cpu()
-        if kind in ENGINES:
-            wall, cpu, ok = run_engine(calls, args.concurrency, server, tmp / "cache-off", ENGINES[kind])
+        if kind in TRANSPORTS:
+            wall, cpu, ok = run_engine(calls, args.concurrency, server, tmp / "cache-off", kind)
         else:
             wall, cpu, ok = run_naive(bodies, args.concurrency, server)
         server_cpu = server.cpu() - server_cpu0
@@ -338,7 +339,7 @@ def main() -> None:
     parser.add_argument("--fill-concurrency", type=int, default=128, help="concurrency of the cache-filling run (default 128)")
     parser.add_argument("--fill-latency", type=float, default=0.0, help="server latency of the cache-filling run (default 0)")
     parser.add_argument("--profile-top", type=int, default=15, help="profile entries to print (default 15)")
-    parser.add_argument("--profile-transport", choices=sorted(set(ENGINES.values())), default="direct",
+    parser.add_argument("--profile-transport", choices=TRANSPORTS, default="direct",
                         help="the engine transport to profile (default direct)")
     parser.add_argument("--skip-cached", action="store_true", help="skip the IlluGenBench-sized cached re-run")
     parser.add_argument("--skip-profile", action="store_true", help="skip the cProfile section")
@@ -358,7 +359,7 @@ def main() -> None:
         runs = [(n, args.latency) for n in sizes] + ([(sizes[-1], args.peak_latency)] if args.peak_latency != args.latency else [])
         for n, latency in runs:
             calls, bodies = all_calls[:n], all_bodies[:n]
-            for kind in (*ENGINES, "naive"):
+            for kind in (*TRANSPORTS, "naive"):
                 r = measure(kind, latency, args, calls, bodies, tmp)
                 results.append(r)
                 print(f"  {kind:6s} N={n} L={latency:<4g} C={r.concurrency}: {r.rate:7.1f} calls/s (ideal {r.ideal:.0f}, {100 * r.rate / r.ideal:5.1f}%), "

@@ -76,7 +76,9 @@ def score(options: ScoreOptions) -> int:
         # A self-hosted server may want no key at all, but the OpenAI clients insist on one.
         api_key = os.environ.get("RUBRIC_JUDGE_API_KEY") or provider_api_key(judge_model) or ("not-needed" if options.api_base else None)
     try:
-        transport = resolve_transport(options.transport, judge_model, transport_base)
+        # The offline judge is there to run the whole real path, so `auto` takes it through litellm.
+        requested = "litellm" if options.offline and options.transport == "auto" else options.transport
+        transport = resolve_transport(requested, judge_model, transport_base)
         if not options.offline:
             stdout.print(f"Judge: [bold]{judge_model}[/]" + (f" at {redact_url(options.api_base)}" if options.api_base else "")
                          + f" [dim](transport: {transport})[/]")

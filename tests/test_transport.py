@@ -186,3 +186,13 @@ def test_a_server_that_is_not_there_is_a_connection_error(tmp_path: Path) -> Non
     outcomes = judge(example_calls("tools")[:1], f"http://127.0.0.1:{port}/v1", "direct", tmp_path, max_attempts=2, backoff_base_s=0.01)
     assert (outcomes[0].status, outcomes[0].attempts) == ("error", 2)
     assert "no usable answer" in outcomes[0].error and "connect" in outcomes[0].error.lower()
+
+
+def test_the_offline_judge_runs_through_litellm_by_default() -> None:
+    # The demo's offline judge exists to run the whole real path, litellm included.
+    import duckdb
+    from report_fixtures import example_db
+
+    with duckdb.connect(str(example_db()), read_only=True) as db:
+        rows = db.execute("SELECT DISTINCT config->>'transport', config->>'offline_judge' FROM runs").fetchall()
+    assert rows == [("litellm", "true")]
