@@ -95,13 +95,13 @@ class Pacer:
 
     Request building and answer parsing (instructor and the transport: ~2.5 ms of CPU a call
     direct, ~11 ms through litellm) all run under one interpreter lock, and asyncio interleaves
-    them round-robin. When a judge
-    with a steady latency answers a whole wave of calls at once, each answer is finished only
-    when the whole wave is, so every call waits for the wave's total CPU time and the waves
-    stay bunched for good (67% of ideal throughput at 64 calls in flight and 1 s latency).
-    Starting calls no closer together than the CPU one call costs spreads the answers out, so
-    each is handled as it arrives and the next request leaves at once (~90% through litellm). The cap is the
-    rate the process could handle anyway, so pacing costs no throughput.
+    them round-robin. When a judge with a steady latency answers a whole wave of calls at once,
+    each answer is finished only when the whole wave is, so every call waits for the wave's
+    total CPU time and the waves stay bunched for good (through litellm: 67% of ideal
+    throughput at 64 calls in flight and 1 s latency). Starting calls no closer together than
+    the CPU one call costs spreads the answers out, so each is handled as it arrives and the
+    next request leaves at once (~90%). The cap is the rate the process could handle anyway,
+    so pacing costs no throughput.
     """
 
     SMOOTHING = 1 / 32  # weight of the newest sample in the moving average
