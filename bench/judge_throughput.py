@@ -196,6 +196,21 @@ class Result:
         return self.concurrency / self.latency if self.latency > 0 else float("inf")
 
 
+@dataclass
+class Summary:
+    """Repeated runs of one client at one (N, C, L)."""
+
+    runs: list[Result]
+
+    @property
+    def median(self) -> Result:
+        return sorted(self.runs, key=lambda r: r.wall_s)[len(self.runs) // 2]
+
+    @property
+    def ratios(self) -> list[float]:
+        return sorted(r.rate / r.ideal for r in self.runs)
+
+
 def run_engine(calls: list, concurrency: int, server: ServerProcess, cache_dir: Path, transport: str,
                profile: cProfile.Profile | None = None) -> tuple[float, float, int]:
     from rubric_judge.cache.store import CacheMode, VerdictCache
@@ -333,6 +348,8 @@ def main() -> None:
                              "counts, and about one IlluGenBench model's 888 calls); the low-latency run uses the largest")
     parser.add_argument("-c", "--concurrency", type=int, default=64, help="concurrent calls, both clients (default 64)")
     parser.add_argument("-l", "--latency", type=float, default=1.0, help="server latency per request in s (default 1.0)")
+    parser.add_argument("--repeat", type=int, default=3,
+                        help="runs of each client at each (N, L), interleaved; the summary shows the median run and the range (default 3)")
     parser.add_argument("--peak-latency", type=float, default=0.2, help="second, low latency to show peak calls/s (default 0.2)")
     parser.add_argument("--big-tasks", type=int, default=296, help="tasks in the cached re-run job (default 296)")
     parser.add_argument("--big-criteria", type=int, default=9015, help="criteria in the cached re-run job (default 9015)")
@@ -348,7 +365,7 @@ def main() -> None:
     from rubric_judge.judge.llm import litellm_module
 
     litellm_module()  # pay litellm's import before any clock starts
-    results: list[Result] = []
+    results: list[Summary] = []
     with tempfile.TemporaryDirectory(prefix="rj-bench-") as name:
         tmp = Path(name)
         sizes = sorted({int(n) for n in args.calls.split(",")})
@@ -359,11 +376,14 @@ def main() -> None:
         runs = [(n, args.latency) for n in sizes] + ([(sizes[-1], args.peak_latency)] if args.peak_latency != args.latency else [])
         for n, latency in runs:
             calls, bodies = all_calls[:n], all_bodies[:n]
-            for kind in (*TRANSPORTS, "naive"):
-                r = measure(kind, latency, args, calls, bodies, tmp)
-                results.append(r)
-                print(f"  {kind:6s} N={n} L={latency:<4g} C={r.concurrency}: {r.rate:7.1f} calls/s (ideal {r.ideal:.0f}, {100 * r.rate / r.ideal:5.1f}%), "
-                      f"client CPU {1000 * r.client_cpu_s / r.n:6.2f} ms/call, server CPU {1000 * r.server_cpu_s / r.n:5.2f} ms/call, ok {r.ok}/{r.n}")
+            repeats: dict[str, list[Result]] = {kind: [] for kind in (*TRANSPORTS, "naive")}
+            for _ in range(args.repeat):  # interleaved, so a slow minute on a shared machine hits every client
+                for kind, measured in repeats.items():
+                    r = measure(kind, latency, args, calls, bodies, tmp)
+                    measured.append(r)
+                    print(f"  {kind:7s} N={n} L={latency:<4g} C={r.concurrency}: {r.rate:7.1f} calls/s (ideal {r.ideal:.0f}, {100 * r.rate / r.ideal:5.1f}%), "
+                          f"client CPU {1000 * r.client_cpu_s / r.n:6.2f} ms/call, server CPU {1000 * r.server_cpu_s / r.n:5.2f} ms/call, ok {r.ok}/{r.n}")
+            results.extend(Summary(measured) for measured in repeats.values())
         big = None
         if not args.skip_cached:
             print(f"cached re-run: writing {args.big_tasks} tasks / {args.big_criteria} criteria and scoring twice ...")
@@ -376,12 +396,15 @@ def main() -> None:
         print("\n== Profile (client side) ==")
         print(prof)
     print("\n== Summary ==")
-    header = f"{'client':8s} {'N':>5s} {'C':>4s} {'L s':>5s} {'wall s':>7s} {'calls/s':>8s} {'ideal C/L':>9s} {'ratio':>6s} {'client CPU ms/call':>19s} {'server CPU ms/call':>19s}"
+    print(f"(the run with the median wall time of {args.repeat} per client; `ratio range` spans all {args.repeat})")
+    header = (f"{'client':8s} {'N':>5s} {'C':>4s} {'L s':>5s} {'wall s':>7s} {'calls/s':>8s} {'ideal C/L':>9s} {'ratio':>6s} {'ratio range':>13s} "
+              f"{'client CPU ms/call':>19s} {'server CPU ms/call':>19s}")
     print(header)
     print("-" * len(header))
-    for r in results:
+    for summary in results:
+        r, low, high = summary.median, summary.ratios[0], summary.ratios[-1]
         print(f"{r.name:8s} {r.n:5d} {r.concurrency:4d} {r.latency:5g} {r.wall_s:7.2f} {r.rate:8.1f} {r.ideal:9.0f} {r.rate / r.ideal:6.1%} "
-              f"{1000 * r.client_cpu_s / r.n:19.2f} {1000 * r.server_cpu_s / r.n:19.2f}")
+              f"{f'{low:.1%}-{high:.1%}':>13s} {1000 * r.client_cpu_s / r.n:19.2f} {1000 * r.server_cpu_s / r.n:19.2f}")
     if big:
         calls_big = 3 * big["tasks"]
         print(f"\nIlluGenBench-sized job: {big['tasks']} tasks, {big['criteria']} criteria, {calls_big} per-dimension calls")

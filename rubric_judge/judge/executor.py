@@ -104,14 +104,17 @@ class Pacer:
     so pacing costs no throughput.
     """
 
-    SMOOTHING = 1 / 32  # weight of the newest sample in the moving average
+    # Decay per event of the CPU and event tallies: a horizon of a few hundred events, so the
+    # estimate follows a run whose cost per call drifts but not the lumps of single events.
+    SMOOTHING = 1 / 256
 
     def __init__(self, per_minute: float | None, warm_up_floor_s: float = 0.0):
         self.rpm_interval = 60.0 / per_minute if per_minute else 0.0
         self.warm_up_floor_s = warm_up_floor_s
         self._next = 0.0
         self._cpu_seen = _judging_cpu()
-        self._cpu_per_event: float | None = None
+        self._cpu_tally = 0.0  # decayed sums: CPU seconds, and events that used them
+        self._event_tally = 0.0
         self._finished = 0
 
     async def wait(self) -> None:
@@ -132,18 +135,21 @@ class Pacer:
         # An attempt is two events, its start and its finish. A transport whose requests are built
         # off the event loop makes the estimate lag until answers come back; its floor gives the
         # estimate time to see what the first requests cost.
-        cpu_per_attempt = 2 * self._cpu_per_event if self._cpu_per_event is not None else 0.0
+        cpu_per_attempt = 2 * self._cpu_tally / self._event_tally if self._event_tally else 0.0
         floor = self.warm_up_floor_s if not self._finished else 0.0
         return max(self.rpm_interval, cpu_per_attempt, floor)
 
     def _observe(self) -> None:
-        # A moving average, so one-off start-up costs fade instead of slowing the whole run.
+        # A ratio of decayed sums, not a moving average of per-event CPU: a request's sending
+        # and its connection's setup run after its start event, so their CPU lands in lumps on
+        # whichever event comes next (the first answer of a run carries the whole first wave's).
+        # An average over events is skewed by such a lump for as long as it takes to forget it;
+        # CPU over events counts each lump once, where it belongs.
         now = _judging_cpu()
         used, self._cpu_seen = max(0.0, now - self._cpu_seen), now
-        if self._cpu_per_event is None:
-            self._cpu_per_event = used
-        else:
-            self._cpu_per_event += self.SMOOTHING * (used - self._cpu_per_event)
+        keep = 1.0 - self.SMOOTHING
+        self._cpu_tally = self._cpu_tally * keep + used
+        self._event_tally = self._event_tally * keep + 1.0
 
 
 def _judging_cpu() -> float:
