@@ -109,7 +109,7 @@ async def _serve_once(handler, run) -> None:
     """Serve `handler` on 127.0.0.1 in this event loop while `run(url)` runs."""
     app = web.Application()
     app.router.add_post("/v1/chat/completions", handler)
-    runner = web.AppRunner(app)
+    runner = web.AppRunner(app, shutdown_timeout=0.5)  # do not wait long for a stalled handler
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
@@ -196,3 +196,12 @@ def test_the_offline_judge_runs_through_litellm_by_default() -> None:
     with duckdb.connect(str(example_db()), read_only=True) as db:
         rows = db.execute("SELECT DISTINCT config->>'transport', config->>'offline_judge' FROM runs").fetchall()
     assert rows == [("litellm", "true")]
+
+
+def test_a_server_slower_than_the_timeout_is_reported_as_timed_out(tmp_path: Path) -> None:
+    async def stall(request: web.Request) -> web.Response:
+        await asyncio.sleep(5)
+        return web.json_response({})
+
+    outcome, requests = direct_outcome(tmp_path, stall, timeout_s=0.3, max_attempts=2)
+    assert (outcome.status, outcome.attempts, requests, outcome.error) == ("error", 2, 2, "timed out")

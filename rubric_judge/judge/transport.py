@@ -124,7 +124,9 @@ class DirectClient:
                                           timeout=aiohttp.ClientTimeout(total=timeout)) as response:
                 raw = await response.read()
                 status, headers = response.status, {key.lower(): value for key, value in response.headers.items()}
-        except aiohttp.ClientError as exc:  # timeouts are not ClientErrors: they stay TimeoutError
+        except TimeoutError:
+            raise  # aiohttp's socket timeouts are ClientErrors too; the executor reports these as timeouts
+        except aiohttp.ClientError as exc:
             raise JudgeConnectionError(f"{type(exc).__name__}: {exc}") from exc
         if status >= 400:
             raise JudgeHTTPError(status, _error_message(raw), headers)
