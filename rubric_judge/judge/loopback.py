@@ -406,6 +406,7 @@ class LoopbackJudge:
 
     `faults` is a FIFO queue consumed one fault per request; when it is empty, `fault_rule(body, index)`
     (if set) may choose a fault for that request. Both may be changed while the server runs.
+    `latency` is the time from a request's arrival to its answer (at least the time to build it).
     """
 
     def __init__(
@@ -576,6 +577,7 @@ class LoopbackJudge:
         return web.json_response({"object": "list", "data": [model]})
 
     async def _chat_completions(self, request: web.Request) -> web.Response:
+        arrived = asyncio.get_running_loop().time()
         try:
             body = await request.json()
         except (json.JSONDecodeError, UnicodeDecodeError):
@@ -589,21 +591,25 @@ class LoopbackJudge:
             self._in_flight += 1
             self._peak_in_flight = max(self._peak_in_flight, self._in_flight)
         try:
-            return await self._answer(body, index)
+            fault = self._next_fault(body, index)
+            response = self._respond(body, fault)
+            # The latency runs from the request's arrival and includes building the answer, as a
+            # judge that works on requests in parallel would: after a shared sleep, a burst of
+            # answers would queue for this one thread and arrive later the later they came.
+            await self._pause(self.latency - (asyncio.get_running_loop().time() - arrived))
+            if fault and fault.kind is FaultKind.slow:
+                await self._pause(fault.delay_s)
+            return response
         finally:
             with self._lock:
                 self._in_flight -= 1
 
-    async def _answer(self, body: dict[str, Any], index: int) -> web.Response:
-        fault = self._next_fault(body, index)
-        await self._pause(self.latency)
+    def _respond(self, body: dict[str, Any], fault: Fault | None) -> web.Response:
         if fault and fault.kind is FaultKind.http_429:
             headers = {"Retry-After": _format_seconds(fault.retry_after_s)}
             return _error_response(429, "Rate limit reached (injected by the loopback judge)", "rate_limit_exceeded", headers)
         if fault and fault.kind is FaultKind.http_500:
             return _error_response(500, "Internal server error (injected by the loopback judge)", "server_error")
-        if fault and fault.kind is FaultKind.slow:
-            await self._pause(fault.delay_s)
         if body.get("stream"):
             return _error_response(400, "the loopback judge does not stream; send stream=false", "invalid_request_error")
         try:
