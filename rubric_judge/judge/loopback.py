@@ -1,7 +1,7 @@
 """A fake OpenAI-compatible judge on 127.0.0.1 that answers rubric questions with a pluggable policy.
 
-Its one job: let the judge pipeline (instructor over litellm) run end to end without a network or an
-API key. It reads the structured-output schema a request carries (a tool's parameters, a
+Its one job: let the judge pipeline (instructor over either transport) run end to end without a
+network or an API key. It reads the structured-output schema a request carries (a tool's parameters, a
 `response_format` JSON schema, or the schema instructor writes into the prompt), asks a policy for
 one verdict per criterion, and answers in the shape the request asked for. Tests can inject faults
 (HTTP 429/500, slow, malformed or truncated answers, missing or out-of-range fields) one request

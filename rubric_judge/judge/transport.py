@@ -4,16 +4,18 @@ Both transports give instructor the same thing, an async chat-completions functi
 structured output, re-asks and validation are identical; only the HTTP layer differs.
 
 * `litellm` speaks to every provider litellm knows (OpenAI, Anthropic, Gemini, Bedrock, ...) and
-  maps parameters to each provider's quirks. That generality costs ~10 ms of client CPU a call
-  (the OpenAI SDK's request transform, litellm's dispatch, response and cost bookkeeping), which
-  caps one process near 90 calls/s.
+  maps parameters to each provider's quirks. That generality costs 10-17 ms of client CPU a
+  call (the OpenAI SDK's request transform, litellm's dispatch, response and cost bookkeeping),
+  which caps one process near 60-90 calls/s.
 * `direct` posts the chat-completions body itself to a server you name with `--api-base` that
-  speaks the OpenAI API (vLLM, SGLang, llama.cpp, Ollama, the loopback and offline judges):
-  one aiohttp session, one JSON encode, ~2 ms a call. It sends the body litellm would send to
-  such a server (tests compare the two byte for byte), so the cache key does not depend on it.
+  speaks the OpenAI API (vLLM, SGLang, llama.cpp, Ollama, the loopback judge): one aiohttp
+  session, one JSON encode, ~2 ms a call. It sends the body litellm would send to
+  such a server (a test compares the decoded bodies in every structured-output mode), so the
+  cache key does not depend on it.
 
 `auto` picks `direct` exactly when there is an `--api-base` and the model string names an
-OpenAI-compatible provider, and litellm otherwise.
+OpenAI-compatible provider, and litellm otherwise (`score` takes its built-in offline judge
+through litellm, which that judge exists to exercise).
 """
 
 from __future__ import annotations
