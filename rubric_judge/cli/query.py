@@ -67,8 +67,21 @@ def leaderboard(
     # Accuracy rates exist only for pass_rate rubrics; without any, the columns are noise.
     keep = [i for i, name in enumerate(names) if not name.startswith("accuracy_") or any(row[i] is not None for row in rows)]
     # Short headers for the coverage counts keep the table within a terminal's width.
-    short = {"judge_model": "judge", "accuracy_rate": "accuracy", "accuracy_ci_low": "acc_low", "accuracy_ci_high": "acc_high", "samples_scored": "scored", "samples_excluded": "excluded", "missing_outputs": "missing", "unscored_verdicts": "unscored"}
+    short = {"judge_model": "judge", "accuracy_rate": "accuracy", "accuracy_ci_low": "acc_low", "accuracy_ci_high": "acc_high", "samples_scored": "scored", "samples_excluded": "excluded", "missing_outputs": "missing", "unscored_verdicts": "unscored", "samples_total": "of"}
     _print([short.get(names[i], names[i]) for i in keep], [tuple(row[i] for i in keep) for row in rows], "table")
+    _warn_incomplete(names, rows)
+
+
+def _warn_incomplete(names: list[str], rows: list[tuple]) -> None:
+    """A line under the table for each run that did not finish: its scores cover part of the work."""
+    from rubric_judge.cli.output import stdout
+
+    status, model, scored, total = (names.index(n) for n in ("status", "model_name", "samples_scored", "samples_total"))
+    seen = set()
+    for row in rows:
+        if row[status] != "finished" and row[model] not in seen:
+            seen.add(row[model])
+            stdout.print(f"[yellow]{row[model]}: run {row[status]}; its scores cover {row[scored]} of {row[total]} samples (incomplete)[/]")
 
 
 def _print(names: list[str], rows: list[tuple], format: str) -> None:

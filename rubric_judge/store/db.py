@@ -1,5 +1,6 @@
-"""The results database: one DuckDB file with the schema in schema.sql, scoring views in views.sql
-and statistics (bootstrap intervals) in stats.sql.
+"""The results database: one DuckDB file with the schema built by the numbered migrations in
+migrations/ (store/migrate.py), scoring views in views.sql and statistics (bootstrap intervals)
+in stats.sql.
 
 Writes are idempotent: a run's id is derived from (rubric, version, model, judge, api base), a
 new run with the same id first removes that run's rows, and every table has a primary key, so a
@@ -21,13 +22,14 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rubric_judge.errors import Location, Problem, UserError
+
 if TYPE_CHECKING:  # at run time only for writing: readers (query, report) stay free of litellm
     from rubric_judge.judge.executor import Outcome
     from rubric_judge.metrics import MetricRow
     from rubric_judge.rubrics.compile import SamplePlan
     from rubric_judge.rubrics.schema import Criterion, Rubric
 
-SCHEMA = Path(__file__).with_name("schema.sql")
 VIEWS = Path(__file__).with_name("views.sql")
 STATS = Path(__file__).with_name("stats.sql")
 TABLES = ("runs", "samples", "judge_calls", "verdicts", "metric_values", "criteria", "run_fields")
@@ -52,31 +54,72 @@ class RunInfo:
 
 
 def connect(path: Path, read_only: bool = False, external_access: bool = True):
-    """A connection to the results database. Read-write connections (re)create the schema, views
-    and macros; a read-only one first brings a results database written by another version up to
-    date (by opening it read-write once), so every reader sees the current views."""
-    from rubric_judge.errors import UserError
+    """A connection to the results database, brought up to date first.
+
+    A read-write connection applies the migrations the file lacks, (re)creates the views and
+    macros when this version's differ, and marks runs whose writer died as `interrupted`. A
+    read-only connection needs the same, so a reader opens the file read-write once when it is
+    behind (a file it may not write is read as it is, unless its tables are too old to read).
+    A file from a newer version is refused; a DuckDB file that is not a rubric-judge database is
+    read as it is and refused for writing.
+    """
+    from rubric_judge.store.migrate import check_version, latest_version, schema_version
 
     if read_only and not Path(path).exists():
         raise UserError(f"database {path} does not exist; run `rubric-judge score` first or pass --db")
     con = _open(path, read_only, external_access)
-    if not read_only:
-        con.execute(SCHEMA.read_text())
+    try:
+        if not read_only:
+            _bring_up_to_date(con, path)
+            return con
+        version = schema_version(con)
+        if version is None:  # somebody else's DuckDB file: readable as it is, never modified
+            return con
+        check_version(path, version)
+        if version == latest_version() and _stored_digest(con) == _sql_digest() and not _dead_runs(con):
+            return con
+    except BaseException:
+        con.close()
+        raise
+    con.close()
+    try:
+        connect(path).close()
+    except UserError:
+        if version < latest_version():  # its tables lack columns the views read: nothing would work
+            raise UserError(Problem(Location(Path(path)), "written by an older rubric-judge and cannot be upgraded here: the file is not writable",
+                                    fix="copy it somewhere writable and pass the copy with --db")) from None
+    return _open(path, read_only, external_access)
+
+
+def _bring_up_to_date(con, path: Path) -> None:
+    from rubric_judge.store.migrate import migrate
+
+    migrate(con, path)
+    if _stored_digest(con) != _sql_digest():
         con.execute(VIEWS.read_text())
         con.execute(STATS.read_text())
         con.execute("CREATE OR REPLACE TABLE _store_version AS SELECT ? AS digest", [_sql_digest()])
-    elif _stored_digest(con) != _sql_digest() and _is_results_database(con):
-        con.close()
-        with contextlib.suppress(UserError):  # a file we may not write: read it as it is
-            connect(path).close()
-        con = _open(path, read_only, external_access)
-    return con
+    con.execute(
+        "UPDATE runs SET status = 'interrupted', status_detail = coalesce(status_detail, "
+        "'the process writing this run ended before it finished (killed or crashed); run the same score command again to resume') "
+        "WHERE status = 'running' AND NOT coalesce(writer_pid = ? AND writer_host = ?, false)", _writer())
+
+
+def _dead_runs(con) -> bool:
+    """Whether the file holds `running` runs of other processes. A writer holds DuckDB's exclusive
+    lock for its whole run, so a process that could open the file sees only dead writers' runs."""
+    return bool(con.execute("SELECT count(*) FROM runs WHERE status = 'running' AND NOT coalesce(writer_pid = ? AND writer_host = ?, false)",
+                            _writer()).fetchone()[0])
+
+
+def _writer() -> list[Any]:
+    import socket
+
+    return [os.getpid(), socket.gethostname()]
 
 
 def _open(path: Path, read_only: bool, external_access: bool):
     import duckdb
-
-    from rubric_judge.errors import Location, Problem, UserError
 
     try:
         return duckdb.connect(str(path), read_only=read_only, config={"enable_external_access": external_access})
@@ -92,13 +135,8 @@ def _open(path: Path, read_only: bool, external_access: bool):
 
 @lru_cache(maxsize=1)
 def _sql_digest() -> str:
-    """Identifies the schema, views and macros this version writes."""
-    return hashlib.sha256("\0".join(f.read_text() for f in (SCHEMA, VIEWS, STATS)).encode()).hexdigest()
-
-
-def _is_results_database(con) -> bool:
-    # Only ever update a rubric-judge database; a reader never writes into somebody else's file.
-    return bool(con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'runs' AND database_name = current_database()").fetchone()[0])
+    """Identifies the views and macros this version writes."""
+    return hashlib.sha256("\0".join(f.read_text() for f in (VIEWS, STATS)).encode()).hexdigest()
 
 
 def _stored_digest(con) -> str | None:
@@ -111,33 +149,58 @@ def _stored_digest(con) -> str | None:
     return row[0] if row else None
 
 
+# Every insert names its columns, so a migration that adds or reorders columns never shifts a
+# value into the wrong one. Row lists given to `_insert` follow these orders.
+COLUMNS = {
+    "samples": ("run_id", "sample_id", "category", "modality", "missing_outputs", "fields"),
+    "judge_calls": ("run_id", "call_id", "sample_id", "grp", "replicate", "cache_key", "cache_hit", "attempts", "status", "error",
+                    "latency_ms", "prompt_tokens", "completion_tokens", "cost_usd", "prompt", "response"),
+    "verdicts": ("run_id", "sample_id", "criterion_id", "replicate", "dimension", "weight", "met", "score", "confidence", "reasoning",
+                 "status", "call_id"),
+    "metric_values": ("run_id", "sample_id", "metric", "value", "passed", "status", "detail"),
+    "criteria": ("run_id", "sample_id", "criterion_id", "position", "dimension", "dimension_name", "weight", "text"),
+    "run_fields": ("run_id", "field", "kind", "is_output", "label", "position"),
+}
+
+
+class StorageError(UserError):
+    """The results database could not be written (disk full, file made read-only, I/O error)."""
+
+
 class ResultStore:
+    """Writes one process's runs into the results database; every write names the file in its
+    error when storage fails, and leaves the run marked as not finished."""
+
     def __init__(self, path: Path):
         self.path = Path(path)
         self.con = connect(self.path)
 
     def close(self) -> None:
-        self.con.close()
+        with self._writing("close"):
+            self.con.close()
 
     def begin_run(self, run: RunInfo) -> str:
         rubric = run.rubric
         run_id = run.run_id
-        with self._transaction():
+        scale = rubric.verdict.kind == "scale"
+        row = {
+            "run_id": run_id, "rubric_id": rubric.rubric, "rubric_version": str(rubric.version), "model_name": run.model_name,
+            "judge_model": run.judge_model, "scoring_method": rubric.scoring.method.value, "missing_output": rubric.scoring.missing_output.value,
+            "unscored_policy": rubric.scoring.unscored, "threshold": rubric.scoring.threshold, "pass_criterion": rubric.scoring.criterion,
+            "scale_min": rubric.verdict.min if scale else None, "scale_max": rubric.verdict.max if scale else None, "started_at": _now(),
+            "finished_at": None, "status": "running", "config": json.dumps(run.config, default=str),
+            "writer_pid": _writer()[0], "writer_host": _writer()[1], "status_detail": None,
+        }
+        with self._writing("start the run"), self._transaction():
             for table in TABLES:
                 self.con.execute(f"DELETE FROM {table} WHERE run_id = ?", [run_id])
-            self.con.execute(
-                "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, 'running', ?)",
-                [
-                    run_id, rubric.rubric, str(rubric.version), run.model_name, run.judge_model,
-                    rubric.scoring.method.value, rubric.scoring.missing_output.value, rubric.scoring.unscored, rubric.scoring.threshold,
-                    rubric.scoring.criterion, rubric.verdict.min if rubric.verdict.kind == "scale" else None,
-                    rubric.verdict.max if rubric.verdict.kind == "scale" else None, _now(), json.dumps(run.config, default=str),
-                ],
-            )
+            self.con.execute(f"INSERT INTO runs ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})", list(row.values()))
         return run_id
 
-    def finish_run(self, run_id: str, status: str) -> None:
-        self.con.execute("UPDATE runs SET finished_at = ?, status = ? WHERE run_id = ?", [_now(), status, run_id])
+    def finish_run(self, run_id: str, status: str, detail: str | None = None) -> None:
+        """Record how the run ended: finished | stopped (budget) | interrupted | failed, and why."""
+        with self._writing("record how the run ended"):
+            self.con.execute("UPDATE runs SET finished_at = ?, status = ?, status_detail = ? WHERE run_id = ?", [_now(), status, detail, run_id])
 
     def write_samples(self, run_id: str, plans: Sequence[SamplePlan], replicates: int) -> None:
         rows = []
@@ -148,7 +211,7 @@ class ResultStore:
             [run_id, plan.sample.id, c.id, replicate, c.dimension, c.weight, None, None, None, None, "missing_output", None]
             for plan in plans for c in plan.unjudged for replicate in range(replicates)
         ]
-        with self._transaction():
+        with self._writing("write the samples"), self._transaction():
             self._insert("samples", rows)
             self._insert("verdicts", missing)
             self._insert("criteria", criterion_rows(run_id, plans))
@@ -179,19 +242,17 @@ class ResultStore:
                     status = "unscored" if outcome.status in ("ok", "unscored") else "error"
                     verdicts.append([run_id, call.sample_id, criterion.id, call.replicate, criterion.dimension, criterion.weight,
                                      None, None, None, outcome.error, status, call_id])
-        with self._transaction():
+        with self._writing("write judge answers"), self._transaction():
             self._insert("judge_calls", calls)
             self._insert("verdicts", verdicts)
 
     def write_metrics(self, run_id: str, rows: Iterable[MetricRow]) -> None:
         values = [[run_id, r.sample_id, r.metric, r.value, r.passed, r.status, r.detail or None] for r in rows]
-        with self._transaction():
+        with self._writing("write metric values"), self._transaction():
             self._insert("metric_values", values)
 
     def metric_summary(self, run_id: str) -> list[dict[str, Any]]:
-        cursor = self.con.execute("SELECT * FROM metric_summary WHERE run_id = ? ORDER BY metric", [run_id])
-        names = [d[0] for d in cursor.description]
-        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+        return _records(self.con.execute("SELECT * FROM metric_summary WHERE run_id = ? ORDER BY metric", [run_id]))
 
     def leaderboard(self, rubric_id: str | None = None) -> list[dict[str, Any]]:
         return leaderboard(self.con, rubric_id)
@@ -201,12 +262,38 @@ class ResultStore:
         # a fully cached 9,015-verdict re-run take over a minute.
         if not rows:
             return
+        names = COLUMNS[table]
         columns = [list(column) for column in zip(*rows, strict=True)]
+        if len(columns) != len(names):
+            raise ValueError(f"{table} rows have {len(columns)} values, expected {len(names)}: {', '.join(names)}")
         selected = ", ".join(f"unnest(${i + 1})" for i in range(len(columns)))
-        self.con.execute(f"INSERT OR REPLACE INTO {table} SELECT {selected}", columns)
+        self.con.execute(f"INSERT OR REPLACE INTO {table} ({', '.join(names)}) SELECT {selected}", columns)
 
     def _transaction(self):
         return _Transaction(self.con)
+
+    @contextlib.contextmanager
+    def _writing(self, what: str):
+        """Turn a failed write (disk full, read-only file, I/O error) into one StorageError that
+        names the file and what to do; nothing is lost that a re-run cannot recover, since every
+        paid answer is in the verdict cache before it is written here."""
+        import duckdb
+
+        try:
+            yield
+        except (duckdb.IOException, duckdb.TransactionException, duckdb.OutOfMemoryException, duckdb.FatalException,
+                duckdb.PermissionException, OSError) as exc:
+            detail = " ".join(str(exc).split())[:300]
+            full = "space" in detail.lower() or "full" in detail.lower()
+            fix = (f"free space on the disk that holds {self.path} (or pass another --db), then run the same command again: "
+                   "paid answers are in the verdict cache and cost nothing again") if full else (
+                   f"make {self.path} writable (or pass another --db), then run the same command again; paid answers are in the verdict cache")
+            raise StorageError(Problem(Location(self.path), f"cannot {what} in the results database: {detail}", fix=fix)) from None
+
+
+def _records(cursor) -> list[dict[str, Any]]:
+    names = [d[0] for d in cursor.description]
+    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
 
 class _Transaction:
@@ -217,14 +304,16 @@ class _Transaction:
         self.con.execute("BEGIN TRANSACTION")
 
     def __exit__(self, exc_type, exc, tb):
-        self.con.execute("ROLLBACK" if exc_type else "COMMIT")
+        if exc_type is None:
+            self.con.execute("COMMIT")
+        else:
+            with contextlib.suppress(Exception):  # a failed commit or a dead connection has nothing to roll back
+                self.con.execute("ROLLBACK")
 
 
 def leaderboard(con, rubric_id: str | None = None) -> list[dict[str, Any]]:
     sql = "SELECT * FROM leaderboard" + (" WHERE rubric_id = ?" if rubric_id else "") + " ORDER BY rubric_id, dimension = 'overall' DESC, dimension, score DESC NULLS LAST"
-    cursor = con.execute(sql, [rubric_id] if rubric_id else [])
-    names = [d[0] for d in cursor.description]
-    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+    return _records(con.execute(sql, [rubric_id] if rubric_id else []))
 
 
 def criterion_rows(run_id: str, plans: Sequence[SamplePlan]) -> list[list[Any]]:
@@ -267,11 +356,12 @@ def write_imported_run(store: ResultStore, run: RunInfo, samples: Sequence[Seque
     """Write a run whose verdicts come from elsewhere (e.g. a benchmark's own evaluation script).
 
     Rows are those of `samples`, `judge_calls`, `verdicts` and, optionally, `criteria` (the
-    texts the report shows) and `run_fields` without their leading `run_id`; the run replaces
-    an earlier one with the same identity, and is finished in one go.
+    texts the report shows) and `run_fields`, in the column order of `COLUMNS` without the
+    leading `run_id`; the run replaces an earlier one with the same identity, and is finished
+    in one go.
     """
     run_id = store.begin_run(run)
-    with store._transaction():
+    with store._writing("write the imported run"), store._transaction():
         store._insert("samples", [[run_id, *row] for row in samples])
         store._insert("judge_calls", [[run_id, *row] for row in calls])
         store._insert("verdicts", [[run_id, *row] for row in verdicts])

@@ -70,15 +70,20 @@ SELECT run_id, sample_id, replicate, dimension, method,
            OR (method = 'weighted_points' AND positive_points IS NULL AND NOT missing_output) AS excluded
 FROM per_dimension;
 
+-- `status` is the run's (running | finished | stopped | interrupted | failed): anything but
+-- finished means the scores cover only part of the work. `samples_total` is the number of
+-- samples in the run's manifest, so samples_scored / samples_total is its coverage.
 CREATE OR REPLACE VIEW leaderboard AS
+WITH totals AS (SELECT run_id, count(*) AS samples_total FROM samples GROUP BY run_id)
 SELECT r.run_id, r.rubric_id, r.rubric_version, r.model_name, r.judge_model, 'overall' AS dimension,
        avg(t.score) FILTER (WHERE NOT t.excluded) AS score,
        CASE WHEN any_value(t.method) = 'pass_rate' THEN avg(t.passed::INTEGER) FILTER (WHERE NOT t.excluded AND t.passed IS NOT NULL) END AS accuracy_rate,
        count(*) FILTER (WHERE NOT t.excluded AND t.score IS NOT NULL) AS samples_scored,
        count(*) FILTER (WHERE t.excluded) AS samples_excluded,
        count(*) FILTER (WHERE t.missing_output) AS missing_outputs,
-       coalesce(sum(t.unscored), 0) AS unscored_verdicts
-FROM runs r JOIN task_scores t USING (run_id)
+       coalesce(sum(t.unscored), 0) AS unscored_verdicts,
+       r.status, coalesce(any_value(n.samples_total), 0) AS samples_total
+FROM runs r JOIN task_scores t USING (run_id) LEFT JOIN totals n USING (run_id)
 GROUP BY ALL
 UNION ALL
 SELECT r.run_id, r.rubric_id, r.rubric_version, r.model_name, r.judge_model, d.dimension,
@@ -87,8 +92,9 @@ SELECT r.run_id, r.rubric_id, r.rubric_version, r.model_name, r.judge_model, d.d
        count(*) FILTER (WHERE NOT d.excluded AND d.score IS NOT NULL) AS samples_scored,
        count(*) FILTER (WHERE d.excluded) AS samples_excluded,
        count(*) FILTER (WHERE d.missing_output) AS missing_outputs,
-       coalesce(sum(d.unscored), 0) AS unscored_verdicts
-FROM runs r JOIN dimension_scores d USING (run_id)
+       coalesce(sum(d.unscored), 0) AS unscored_verdicts,
+       r.status, coalesce(any_value(n.samples_total), 0) AS samples_total
+FROM runs r JOIN dimension_scores d USING (run_id) LEFT JOIN totals n USING (run_id)
 GROUP BY ALL;
 
 -- Metric values: `ok` values count; a `missing_output` counts as failed under the `fail`

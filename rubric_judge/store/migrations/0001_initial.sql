@@ -1,5 +1,7 @@
--- rubric-judge results database: one DuckDB file, readable by any DuckDB client.
--- Tables hold facts (runs, samples, judge calls, verdicts, metric values); views hold scoring.
+-- Migration 1: the schema of the first release (rubric-judge 0.1), kept verbatim so that a
+-- file it wrote is upgraded by the same steps as every other. Never edit a migration that has
+-- shipped: add the next one. Tables hold facts (runs, samples, judge calls, verdicts, metric
+-- values); views.sql holds scoring.
 
 CREATE TABLE IF NOT EXISTS runs (
     run_id            VARCHAR PRIMARY KEY,  -- sha of (rubric id, version, model, judge model, api base)
@@ -9,7 +11,6 @@ CREATE TABLE IF NOT EXISTS runs (
     judge_model       VARCHAR NOT NULL,     -- litellm model string of the judge
     scoring_method    VARCHAR NOT NULL,     -- weighted_points | mean_scale | pass_rate
     missing_output    VARCHAR NOT NULL,     -- fail | skip
-    unscored_policy   VARCHAR NOT NULL,     -- exclude | fail (count error/unscored verdicts as not met)
     threshold         DOUBLE,               -- pass_rate: score needed to pass
     pass_criterion    VARCHAR,              -- pass_rate: the criterion thresholded (NULL: mean of all)
     scale_min         INTEGER,
@@ -75,32 +76,4 @@ CREATE TABLE IF NOT EXISTS metric_values (
     status     VARCHAR NOT NULL,
     detail     VARCHAR,
     PRIMARY KEY (run_id, sample_id, metric)
-);
-
--- What was judged, as the rubric stated it, so a report can show each verdict next to its
--- criterion without the rubric files: one row per criterion applicable to a sample (task
--- rubrics differ per sample), `position` its order in the rubric. Absent for imported runs
--- whose importer does not pass the texts.
-CREATE TABLE IF NOT EXISTS criteria (
-    run_id          VARCHAR NOT NULL,
-    sample_id       VARCHAR NOT NULL,
-    criterion_id    VARCHAR NOT NULL,
-    position        INTEGER NOT NULL,
-    dimension       VARCHAR NOT NULL,
-    dimension_name  VARCHAR,              -- the dimension's display name
-    weight          DOUBLE NOT NULL,
-    text            VARCHAR NOT NULL,
-    PRIMARY KEY (run_id, sample_id, criterion_id)
-);
-
--- The rubric's declared sample fields per run: which are images, which the model produced
--- (`outputs:`), and the label and order in which the judge saw the images (`images:`).
-CREATE TABLE IF NOT EXISTS run_fields (
-    run_id     VARCHAR NOT NULL,
-    field      VARCHAR NOT NULL,
-    kind       VARCHAR NOT NULL,          -- text | image
-    is_output  BOOLEAN NOT NULL,          -- produced by the model under test
-    label      VARCHAR,                   -- grounding label from `images:`, NULL when not sent
-    position   INTEGER,                   -- index in `images:`, NULL when not sent
-    PRIMARY KEY (run_id, field)
 );
