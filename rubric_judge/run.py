@@ -7,6 +7,7 @@ running the same command again: cached calls cost nothing and the run's rows are
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
@@ -47,13 +48,14 @@ class ScoreOptions:
     replicates: int = 1
     max_image_side: int | None = None
     device: str = "auto"  # metrics: auto | cpu | cuda | mps
+    max_unreachable: int = ExecutorSettings.max_unreachable  # connection failures in a row before the run stops
 
 
 def score(options: ScoreOptions) -> int:
     """Run the job; returns the exit code (0 done, 1 stopped by budget or with failed calls)."""
-    from rubric_judge.cli.output import print_problems, stdout
+    from rubric_judge.cli.output import print_problems, stderr, stdout
     from rubric_judge.judge.estimate import estimate_calls
-    from rubric_judge.store.db import ResultStore, RunInfo
+    from rubric_judge.store.db import ResultStore, RunInfo, StorageError
 
     job = load_job(options.rubric, options.data, options.outputs)
     base = job.rubrics[0]
@@ -101,7 +103,7 @@ def score(options: ScoreOptions) -> int:
         settings = ExecutorSettings(
             concurrency=options.concurrency, requests_per_minute=options.rpm, timeout_s=options.timeout_s,
             api_key=api_key, max_cost_usd=options.max_cost_usd, api_base=transport_base, transport=transport,
-            backoff_base_s=_backoff_base_s(),
+            backoff_base_s=_backoff_base_s(), max_unreachable=options.max_unreachable,
         )
         config = {
             "data": str(options.data), "outputs": str(options.outputs), "replicates": options.replicates, "judge_api_base": redact_url(identity_base),
@@ -110,19 +112,39 @@ def score(options: ScoreOptions) -> int:
         }
         store = ResultStore(options.db)
         run_id = store.begin_run(RunInfo(base, options.model_name, judge_model, identity_base, config))
-        store.write_samples(run_id, plan.samples, options.replicates)
-        status = "interrupted"
-        progress = Progress()
         try:
+            store.write_samples(run_id, plan.samples, options.replicates)
             progress = _execute(Executor(cache, settings), calls, store, run_id, metrics)
-            status = "stopped" if progress.budget_reached else "finished"
+        except BaseException as exc:
+            if isinstance(exc, StorageError):
+                status, detail = "failed", exc.problems[0].message
+            else:
+                status, detail = "interrupted", "stopped (Ctrl-C or an error) before it finished; run the same command again to resume"
+            # When storage itself failed these may fail too: the run then stays `running`,
+            # which the next process to open the file reads as `interrupted`.
+            with contextlib.suppress(StorageError):
+                store.finish_run(run_id, status, detail)
+            with contextlib.suppress(StorageError):
+                store.close()
+            raise
         finally:
-            store.finish_run(run_id, status)
             cache.close()
             if metric_cache is not None:
                 metric_cache.close()
+        if progress.judge_unreachable:
+            status, detail = "failed", progress.judge_unreachable
+        elif progress.budget_reached:
+            status, detail = "stopped", "the --max-cost budget was reached"
+        else:
+            status, detail = "finished", None
+        store.finish_run(run_id, status, detail)
         _print_summary(store, run_id, progress, judge_model, options.db)
         store.close()
+        if progress.judge_unreachable:
+            from rich.markup import escape
+
+            stderr.print(f"[bold red]Stopped early:[/] {escape(progress.judge_unreachable)}. Nothing more was sent; check --api-base and "
+                         "that the judge's server is up, then run the same command again (answers already paid for are cached).")
         return 0 if status == "finished" and not progress.errors else 1
     finally:
         if server is not None:
@@ -170,10 +192,13 @@ def _execute(executor: Executor, calls, store, run_id: str, metrics: _MetricsJob
     last_flush = [time.monotonic()]
 
     def flush() -> None:
-        if buffer:
-            store.write_outcomes(run_id, buffer)
-            buffer.clear()
+        # Taken out of the buffer before writing: a write that fails (disk full) is reported
+        # once, not again by the final flush; its answers stay in the verdict cache.
+        batch = buffer[:]
+        buffer.clear()
         last_flush[0] = time.monotonic()
+        if batch:
+            store.write_outcomes(run_id, batch)
 
     def on_outcome(outcome: Outcome) -> None:
         buffer.append(outcome)

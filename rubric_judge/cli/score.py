@@ -28,6 +28,7 @@ def command(
     replicates: Annotated[int, typer.Option(min=1, help="Judge every call this many times (replicate index is part of the cache key).")] = 1,
     max_image_side: Annotated[int | None, typer.Option(min=64, help="Downscale images whose longer side exceeds this (default: send originals).")] = None,
     device: Annotated[str, typer.Option(help="Where metrics run: auto (cuda, then mps, then cpu) | cpu | cuda | mps.")] = "auto",
+    max_unreachable: Annotated[int, typer.Option("--max-unreachable", min=0, help="Stop the run (exit 1) after this many attempts in a row could not connect to the judge at all; 0 = never.")] = 20,
 ) -> None:
     """Judge model outputs against a rubric: cached, resumable, every call and verdict in DuckDB.
 
@@ -47,6 +48,6 @@ def command(
         rubric=rubric, data=data, outputs=outputs, model_name=model, judge=judge, offline=judge == OFFLINE,
         api_base=api_base, transport=transport, concurrency=concurrency, rpm=rpm, timeout_s=timeout, db=db or default_db_path(),
         cache_dir=cache_dir or default_cache_dir(), cache_mode=cache_mode, max_cost_usd=max_cost,
-        replicates=replicates, max_image_side=max_image_side, device=device,
+        replicates=replicates, max_image_side=max_image_side, device=device, max_unreachable=max_unreachable,
     )
     raise typer.Exit(score(options))

@@ -46,6 +46,9 @@ class ExecutorSettings:
     api_base: str | None = None  # where requests go; the cache key holds the judge's identity
     transport: str = "litellm"  # litellm | direct (judge/transport.py; resolve `auto` before)
     max_cost_usd: float | None = None
+    # Attempts in a row that could not even connect (refused, unknown host) before the run stops:
+    # a judge that is down for the whole run fails in seconds, not after every call's retries.
+    max_unreachable: int = 20
 
 
 @dataclass(frozen=True)
@@ -74,6 +77,7 @@ class Progress:
     cost_usd: float = 0.0
     cost_unknown: bool = False
     budget_reached: bool = False
+    judge_unreachable: str | None = None  # why the run stopped early: the judge could not be reached
     listeners: list[Callable[[Outcome], None]] = field(default_factory=list)
 
     def record(self, outcome: Outcome) -> None:
@@ -196,6 +200,7 @@ class Executor:
         for call in pending:
             queue.put_nowait(call)
         pacer = Pacer(self.settings.requests_per_minute, WARM_UP_FLOOR_S[self.settings.transport])
+        reachability = _Reachability(self.settings.max_unreachable, progress)
 
         async def worker() -> None:
             while True:
@@ -204,11 +209,13 @@ class Executor:
                 except asyncio.QueueEmpty:
                     return
                 budget = self.settings.max_cost_usd
-                if progress.budget_reached or (budget is not None and progress.cost_usd >= budget):
+                if progress.judge_unreachable:
+                    outcome = Outcome(call, "skipped", error=f"not run: {progress.judge_unreachable}")
+                elif progress.budget_reached or (budget is not None and progress.cost_usd >= budget):
                     progress.budget_reached = True
                     outcome = Outcome(call, "skipped", error=f"not run: the cost budget of ${budget} was reached")
                 else:
-                    outcome = await self._judge(client, call, pacer)
+                    outcome = await self._judge(client, call, pacer, reachability)
                     if outcome.status == "ok" and outcome.answer is not None:
                         self.cache.put(call.cache_key, CachedAnswer(outcome.answer, outcome.prompt_tokens, outcome.completion_tokens, outcome.cost_usd, call.model))
                 outcomes.append(outcome)
@@ -221,7 +228,7 @@ class Executor:
             for task in workers:
                 task.cancel()
 
-    async def _judge(self, client: Any, call: JudgeCall, pacer: Pacer) -> Outcome:
+    async def _judge(self, client: Any, call: JudgeCall, pacer: Pacer, reachability: _Reachability) -> Outcome:
         litellm = litellm_module()
         settings = self.settings
         try:
@@ -234,6 +241,8 @@ class Executor:
         started = time.perf_counter()
         last_error = ""
         for attempt in range(1, settings.max_attempts + 1):
+            if attempt > 1 and reachability.progress.judge_unreachable:  # tripped while this call waited to retry
+                return Outcome(call, "error", error=f"{last_error} ({reachability.progress.judge_unreachable})", attempts=attempt - 1, latency_ms=_ms(started))
             await pacer.wait()
             try:
                 answer, completion = await asyncio.wait_for(
@@ -252,6 +261,9 @@ class Executor:
                 pacer.finished()
                 kind, retry_after, message = classify(exc, litellm)
                 last_error = message
+                reachability.attempt_ended(connected=not _is_unreachable(exc), error=message)
+                if reachability.progress.judge_unreachable:
+                    return Outcome(call, "error", error=f"{message} ({reachability.progress.judge_unreachable})", attempts=attempt, latency_ms=_ms(started))
                 if kind == "invalid":
                     usage = getattr(exc, "total_usage", None) or getattr(getattr(exc, "last_completion", None), "usage", None)
                     prompt, completion_tokens = _usage_tokens(usage)
@@ -262,10 +274,43 @@ class Executor:
                 await asyncio.sleep(delay * random.uniform(1.0, 1.25))
                 continue
             pacer.finished()
+            reachability.attempt_ended(connected=True)
             prompt, completion_tokens = _usage_tokens(getattr(completion, "usage", None))
             verdicts = {criterion_id: value.model_dump() for criterion_id, value in verdicts_by_id(answer).items()}
             return Outcome(call, "ok", verdicts, attempts=attempt, latency_ms=_ms(started), prompt_tokens=prompt, completion_tokens=completion_tokens, cost_usd=price(call.model, prompt, completion_tokens))
         return Outcome(call, "error", error=last_error, attempts=settings.max_attempts, latency_ms=_ms(started))
+
+
+class _Reachability:
+    """Counts attempts in a row that could not connect to the judge at all; at the limit it
+    marks the run's progress as stopped, so no further call starts and no retry waits."""
+
+    def __init__(self, limit: int, progress: Progress):
+        self.limit = limit
+        self.progress = progress
+        self.failures_in_a_row = 0
+
+    def attempt_ended(self, connected: bool, error: str = "") -> None:
+        if connected:
+            self.failures_in_a_row = 0
+            return
+        self.failures_in_a_row += 1
+        if self.limit and self.failures_in_a_row >= self.limit and not self.progress.judge_unreachable:
+            self.progress.judge_unreachable = f"the judge was unreachable for {self.failures_in_a_row} attempts in a row ({error})"
+
+
+# Exceptions (by class name, across httpx, aiohttp, openai and litellm) that mean no connection
+# could be opened at all, as opposed to a server that answered badly or slowly.
+_CONNECT_FAILURES = {"ConnectError", "ClientConnectorError", "ClientConnectorDNSError", "ConnectionRefusedError", "gaierror"}
+
+
+def _is_unreachable(exc: BaseException | None) -> bool:
+    seen = 0
+    while exc is not None and seen < 10:
+        if type(exc).__name__ in _CONNECT_FAILURES:
+            return True
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return False
 
 
 def classify(exc: BaseException, litellm: Any) -> tuple[str, float | None, str]:
@@ -347,7 +392,14 @@ def _ms(started: float) -> float:
 
 
 def _instructor_client(completion: Completion, structured_output: str) -> Any:
+    import logging
+
     import instructor
+
+    # instructor logs every failed attempt at ERROR on stderr (two lines each: 600 KB for a run
+    # against a judge that is down). Each call's outcome and error are recorded by the executor
+    # and stored in judge_calls, so its log adds only noise under the progress bar.
+    logging.getLogger("instructor").setLevel(logging.CRITICAL)
 
     # from_litellm takes any OpenAI-shaped async completion function, which both transports are.
     return instructor.from_litellm(completion, mode=getattr(instructor.Mode, INSTRUCTOR_MODES[structured_output]))
