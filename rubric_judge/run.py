@@ -59,7 +59,8 @@ def score(options: ScoreOptions) -> int:
 
     job = load_job(options.rubric, options.data, options.outputs)
     base = job.rubrics[0]
-    metric_cache = None if options.cache_mode is CacheMode.off else MetricCache(options.cache_dir, writes=options.cache_mode.writes)
+    # Opened only for a rubric with metrics: nothing to read or warn about otherwise.
+    metric_cache = MetricCache(options.cache_dir, writes=options.cache_mode.writes) if base.metrics and options.cache_mode is not CacheMode.off else None
     # Metrics need only the samples: start them now, so they overlap planning and judging.
     metrics = _MetricsJob(base.metrics, job.samples, options.device, metric_cache) if base.metrics else None
     server = None

@@ -48,37 +48,58 @@ def default_cache_dir() -> Path:
 
 
 class VerdictCache:
+    """Validated judge answers under `<directory>/verdicts`, in the given mode.
+
+    A corrupted store is set aside and rebuilt empty, an unwritable one is only read, and in
+    read-only mode nothing is opened for writing (see `rubric_judge.cache.guard`): the run always
+    goes on, at worst paying again for calls it had cached.
+    """
+
     def __init__(self, directory: Path, mode: CacheMode = CacheMode.read_write):
-        import diskcache
+        from rubric_judge.cache.guard import DiskStore
 
         self.mode = mode
         self.directory = Path(directory)
-        self._cache = diskcache.Cache(str(self.directory / "verdicts"), size_limit=2**40, eviction_policy="none") if mode is not CacheMode.off else None
+        self._store = None if mode is CacheMode.off else DiskStore(
+            self.directory, "verdicts", "verdict cache", read_only=not mode.writes, size_limit=2**40, eviction_policy="none")
+
+    @property
+    def folder(self) -> Path:
+        return self.directory / "verdicts"
+
+    @property
+    def writable(self) -> bool:
+        """Whether entries can be stored or removed (False read-only, or when the folder cannot be written)."""
+        return self._store is not None and self._store.writable
+
+    @property
+    def corruption(self) -> str | None:
+        """Why the store was found corrupted in this session, if it was."""
+        return self._store.corruption if self._store is not None else None
 
     def get(self, key: str) -> CachedAnswer | None:
-        if self._cache is None or not self.mode.reads:
+        if self._store is None or not self.mode.reads:
             return None
-        value = self._cache.get(key)
-        return CachedAnswer(**value) if isinstance(value, dict) else None
+        return _answer(self._store.get(key))
 
     def put(self, key: str, entry: CachedAnswer) -> None:
-        if self._cache is None or not self.mode.writes:
+        if self._store is None or not self.mode.writes:
             return
         import time
 
-        self._cache.set(key, {**entry.__dict__, "created_at": entry.created_at or time.time()})
+        self._store.set(key, {**entry.__dict__, "created_at": entry.created_at or time.time()})
 
     def entries(self):
-        """(key, CachedAnswer) for every entry."""
-        if self._cache is None:
+        """(key, CachedAnswer) for every readable entry."""
+        if self._store is None:
             return
-        for key in list(self._cache.iterkeys()):
-            value = self._cache.get(key)
-            if isinstance(value, dict):
-                yield key, CachedAnswer(**value)
+        for key, value in self._store.items():
+            answer = _answer(value)
+            if answer is not None:
+                yield key, answer
 
     def clear(self) -> int:
-        return self._cache.clear() if self._cache is not None else 0
+        return self._store.clear() if self._store is not None else 0
 
     def prune(self, judge_model: str | None, older_than_days: float | None) -> int:
         import time
@@ -88,13 +109,11 @@ class VerdictCache:
             key for key, entry in self.entries()
             if (judge_model is None or entry.judge_model == judge_model) and (cutoff is None or entry.created_at < cutoff)
         ]
-        for key in doomed:
-            self._cache.delete(key)
-        return len(doomed)
+        return sum(1 for key in doomed if self._store is not None and self._store.delete(key))
 
     def close(self) -> None:
-        if self._cache is not None:
-            self._cache.close()
+        if self._store is not None:
+            self._store.close()
 
     def __enter__(self) -> VerdictCache:
         return self
@@ -103,19 +122,35 @@ class VerdictCache:
         self.close()
 
 
+def _answer(value: Any) -> CachedAnswer | None:
+    """The stored dict as a CachedAnswer; None for anything else (an entry from another version)."""
+    if not isinstance(value, dict):
+        return None
+    try:
+        return CachedAnswer(**value)
+    except TypeError:
+        return None
+
+
 def cache_stats(directory: Path) -> dict[str, Any]:
     """Verdicts (what they cost) and the derived data kept beside them: metric values
     (`metrics/`) and report thumbnails (`thumbnails/`), which `cache clear` leaves alone
-    because they cost nothing to recompute but time."""
+    because they cost nothing to recompute but time. Reads only: works on a read-only folder,
+    and reports a corrupted store (`corrupted`) and stores set aside earlier (`set_aside`)
+    without changing anything."""
+    from rubric_judge.cache.guard import folder_bytes, set_aside_folders
+
+    directory = Path(directory)
     with VerdictCache(directory, CacheMode.read_only) as cache:
-        totals = {"directory": str(directory), "entries": 0, "prompt_tokens": 0, "completion_tokens": 0, "cost_usd": 0.0}
+        totals: dict[str, Any] = {"directory": str(directory), "entries": 0, "prompt_tokens": 0, "completion_tokens": 0, "cost_usd": 0.0}
         for _, entry in cache.entries():
             totals["entries"] += 1
             totals["prompt_tokens"] += entry.prompt_tokens
             totals["completion_tokens"] += entry.completion_tokens
             totals["cost_usd"] += entry.cost_usd or 0.0
-        totals["bytes"] = cache._cache.volume() if cache._cache is not None else 0
+        totals["corrupted"] = cache.corruption
+    totals["bytes"] = folder_bytes(directory / "verdicts")
     for name in ("metrics", "thumbnails"):
-        files = [f for f in (Path(directory) / name).rglob("*") if f.is_file()]
-        totals[f"{name}_bytes"] = sum(f.stat().st_size for f in files)
+        totals[f"{name}_bytes"] = folder_bytes(directory / name)
+    totals["set_aside"] = [(path, folder_bytes(path)) for path in set_aside_folders(directory)]
     return totals

@@ -46,25 +46,37 @@ def passes(condition: str | None, value: float | None) -> bool | None:
 
 
 class MetricCache:
-    """Metric values on disk (diskcache), keyed by metric, options and the sha256 of both inputs."""
+    """Metric values on disk (diskcache), keyed by metric, options and the sha256 of both inputs.
+
+    Args:
+        directory: the cache folder; values live in `<directory>/metrics`.
+        writes: False for `--cache read-only`: values are read through a read-only connection
+            and nothing is created or written. A corrupted or unwritable store is dealt with as
+            for verdicts (rubric_judge.cache.guard): set aside and rebuilt, or only read.
+    """
 
     def __init__(self, directory: Path, writes: bool = True):
-        import diskcache
+        from rubric_judge.cache.guard import DiskStore
 
-        self._cache = diskcache.Cache(str(Path(directory) / "metrics"))
+        self._store = DiskStore(Path(directory), "metrics", "metric cache", read_only=not writes)
         self.writes = writes
 
     def get(self, key: str) -> MetricValue | None:
-        value = self._cache.get(key)
-        return MetricValue(**value) if isinstance(value, dict) else None
+        value = self._store.get(key)
+        if not isinstance(value, dict):
+            return None
+        try:
+            return MetricValue(**value)
+        except TypeError:  # an entry from another version of MetricValue
+            return None
 
     def put(self, key: str, value: MetricValue) -> None:
         # Only computed values are kept: a missing file or an unavailable model may be fixed.
         if self.writes and value.status == "ok":
-            self._cache.set(key, value.__dict__)
+            self._store.set(key, value.__dict__)
 
     def close(self) -> None:
-        self._cache.close()
+        self._store.close()
 
 
 def compute_run_metrics(

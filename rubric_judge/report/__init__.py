@@ -33,9 +33,10 @@ class ReportResult:
 
 def build_report(db: Path, out: Path, rubric: str | None = None, compare: Sequence[str] = (), resamples: int = 1000, seed: int = 0,
                  level: float = 0.95, link_images: bool = False, thumb_size: int = 256, max_embed_mb: float = 64.0,
-                 cache_dir: Path | None = None) -> ReportResult:
+                 cache_dir: Path | None = None, cache_read_only: bool = False) -> ReportResult:
     """Read `db`, render the report and write it to `out` atomically; thumbnails are kept in
-    `cache_dir` (when given) for the next report over the same images."""
+    `cache_dir` (when given) for the next report over the same images, or with
+    `cache_read_only` only read from there."""
     from rubric_judge.benchmarks.files import write_atomic
     from rubric_judge.report.data import load_report_data
     from rubric_judge.report.images import make_thumbnails
@@ -45,7 +46,8 @@ def build_report(db: Path, out: Path, rubric: str | None = None, compare: Sequen
     out = Path(out)
     _check_options(out, resamples, level, thumb_size, max_embed_mb)
     data = load_report_data(db, rubric, compare, resamples, seed, level)
-    thumbnails = None if link_images else make_thumbnails(image_paths(data), thumb_size, max_embed_mb, cache_dir=cache_dir)
+    thumbnails = None if link_images else make_thumbnails(image_paths(data), thumb_size, max_embed_mb, cache_dir=cache_dir,
+                                                             cache_read_only=cache_read_only)
     html = render_page(data, thumbnails, out, link_images)
     try:
         write_atomic(out, html)

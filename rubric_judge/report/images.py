@@ -11,6 +11,7 @@ capped: a report that would exceed the cap is refused with a message naming the 
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import io
 import os
@@ -20,6 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from rubric_judge.cache.guard import GuardedFolder, describe
 from rubric_judge.errors import UserError
 
 DEFAULT_MAX_SIDE = 256
@@ -52,15 +54,16 @@ class Thumbnails:
 
 
 def make_thumbnails(paths: Iterable[Path], max_side: int = DEFAULT_MAX_SIDE, cap_mb: float = DEFAULT_CAP_MB,
-                    workers: int | None = None, cache_dir: Path | None = None) -> Thumbnails:
+                    workers: int | None = None, cache_dir: Path | None = None, cache_read_only: bool = False) -> Thumbnails:
     """Thumbnail every file in `paths` on all cores; raise UserError when their total exceeds `cap_mb`.
 
     With `cache_dir`, each thumbnail is also kept there under its content digest and size, so
-    the next report over the same images only hashes them (decoding dominates otherwise).
+    the next report over the same images only hashes them (decoding dominates otherwise); with
+    `cache_read_only` too, thumbnails found there are used and nothing is created or written.
     """
     unique = list(dict.fromkeys(Path(p) for p in paths))
     workers = workers or min(32, os.cpu_count() or 1)
-    store = _DiskCache(cache_dir, max_side) if cache_dir is not None else None
+    store = _DiskCache(cache_dir, max_side, cache_read_only) if cache_dir is not None else None
 
     def make(digest: str, path: Path) -> tuple[str | None, int, int, str | None]:
         cached = store.get(digest) if store else None
@@ -92,31 +95,51 @@ def make_thumbnails(paths: Iterable[Path], max_side: int = DEFAULT_MAX_SIDE, cap
     return result
 
 
-class _DiskCache:
-    """Thumbnails as small text files `<dir>/thumbnails/<version>-<side>/<digest>`: best effort,
-    a cache that cannot be read or written is simply not used."""
+class _DiskCache(GuardedFolder):
+    """Thumbnails as small text files `<dir>/thumbnails/<version>-<side>/<digest>`. Failures
+    follow the other caches (rubric_judge.cache.guard): a file where the folder belongs is set
+    aside, an undecodable entry is a miss (made again and replaced), an unwritable folder is only
+    read, and a read-only one is never written or created."""
 
     VERSION = "v1"  # bump when _thumbnail's output changes
 
-    def __init__(self, root: Path, max_side: int):
-        self.dir = Path(root) / "thumbnails" / f"{self.VERSION}-{max_side}"
+    def __init__(self, root: Path, max_side: int, read_only: bool = False):
+        super().__init__(Path(root), f"thumbnails/{self.VERSION}-{max_side}", "thumbnail cache", read_only)
+        self.dir = self.folder
+        with self._lock:
+            self._check_writable()
+            self.usable = self._check_shape()
 
     def get(self, digest: str) -> tuple[str | None, int, int, str | None] | None:
+        if not self.usable:
+            return None
         try:
             width, height, uri = (self.dir / digest).read_text(encoding="ascii").split(" ", 2)
-            return (uri, int(width), int(height), None) if uri.startswith("data:image/") else None
-        except (OSError, ValueError):
+            if not uri.startswith("data:image/"):
+                raise ValueError("not a data: URI")
+            return uri, int(width), int(height), None
+        except FileNotFoundError:
             return None
+        except ValueError as exc:  # garbled content (UnicodeDecodeError is one too)
+            self._unreadable_entry(exc)
+        except OSError as exc:
+            self._unreadable(exc)
+        return None
 
     def put(self, digest: str, made: tuple[str | None, int, int, str | None]) -> None:
+        if not (self.usable and self.writable):
+            return
         uri, width, height, _ = made
+        tmp = self.dir / f"{digest}.{os.getpid()}.{threading.get_ident()}.tmp"
         try:
             self.dir.mkdir(parents=True, exist_ok=True)
-            tmp = self.dir / f"{digest}.{os.getpid()}.{threading.get_ident()}.tmp"
             tmp.write_text(f"{width} {height} {uri}", encoding="ascii")
             tmp.replace(self.dir / digest)
-        except OSError:
-            pass
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
+            with self._lock:
+                self._stop_writing(describe(exc))
 
 
 def _digest(path: Path) -> str | None:
