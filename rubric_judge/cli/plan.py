@@ -14,41 +14,39 @@ def command(
     outputs: Annotated[Path | None, typer.Option("--outputs", help="Model outputs: a directory of <id>.png/<id>.txt files or a JSONL file.")] = None,
     judge: Annotated[str | None, typer.Option("--judge", help="litellm model string of the judge (overrides the rubric's).")] = None,
     replicates: Annotated[int, typer.Option(min=1, help="Judge every call this many times.")] = 1,
+    cache_dir: Annotated[Path | None, typer.Option("--cache-dir", help="Verdict cache to read for calls already paid (default: $RUBRIC_JUDGE_CACHE_DIR, else ~/.cache/rubric-judge).")] = None,
 ) -> None:
-    """Show judge calls, criteria, images, estimated tokens and cost per batching mode, offline.
+    """Show judge calls, criteria, images, estimated tokens and cost per batching mode, offline,
+    and how many calls are already in the verdict cache (free) and what the rest would cost.
 
     Prices come from litellm's bundled price map (no network); tokens are estimates.
     """
     from rich.table import Table
 
     from rubric_judge.cli.output import print_warnings, stdout
-    from rubric_judge.job import load_job
-    from rubric_judge.judge.estimate import COMPLETION_TOKENS_PER_CRITERION, estimate_calls
-    from rubric_judge.rubrics.compile import JudgeTarget, build_plan
-    from rubric_judge.rubrics.schema import Batching
+    from rubric_judge.judge.estimate import COMPLETION_TOKENS_PER_CRITERION
+    from rubric_judge.planning.summary import plan
 
-    job = load_job(rubric, data, outputs)
-    model = judge or job.rubrics[0].judge.model
-    target = JudgeTarget(model)
-    configured = job.rubrics[0].judge.mode
-    table = Table(title=f"Plan: {job.rubric_id} v{job.rubric_version} over {len(job.samples)} samples, judge {model}", title_justify="left")
-    for column in ("batching", "calls", "criteria", "images", "prompt tokens", "completion tokens", "est. cost (USD)"):
+    summary = plan(rubric, data=data, outputs=outputs, judge=judge, replicates=replicates, cache_dir=cache_dir)
+    table = Table(title=f"Plan: {summary.rubric_id} v{summary.rubric_version} over {summary.samples} samples, judge {summary.judge_model}",
+                  title_justify="left")
+    for column in ("batching", "calls", "cached", "criteria", "images", "prompt tokens", "completion tokens", "est. cost (USD)", "to pay (USD)"):
         table.add_column(column, justify="left" if column == "batching" else "right")
-    plan = None
-    for mode in Batching:
-        mode_plan = build_plan(job.rubrics, job.samples, target, mode, replicates)
-        if mode is configured:
-            plan = mode_plan
-        est = estimate_calls(mode_plan.calls, model)
-        cost = "unknown (model not in litellm's price map)" if est.cost_usd is None else f"{est.cost_usd:,.4f}"
-        label = f"{mode.value} (rubric's)" if mode is configured else mode.value
-        table.add_row(label, f"{est.calls:,}", f"{est.criteria:,}", f"{est.images:,}", f"{est.prompt_tokens:,}", f"{est.completion_tokens:,}", cost)
-    assert plan is not None
+
+    def usd(value: float | None) -> str:
+        return "unknown" if value is None else f"{value:,.4f}"
+
+    for mode in summary.modes:
+        label = f"{mode.mode} (rubric's)" if mode.configured else mode.mode
+        table.add_row(label, f"{mode.calls:,}", f"{mode.cached_calls:,}", f"{mode.criteria:,}", f"{mode.images:,}", f"{mode.prompt_tokens:,}",
+                      f"{mode.completion_tokens:,}", usd(mode.cost_usd), usd(mode.to_pay_cost_usd))
     stdout.print(table)
-    missing = [sp for sp in plan.samples if sp.unjudged]
-    if missing:
-        names = ", ".join(sp.sample.id for sp in missing[:10]) + (" ..." if len(missing) > 10 else "")
-        policy = job.rubrics[0].scoring.missing_output.value
-        stdout.print(f"[yellow]{len(missing)} sample(s) have no model output[/] ({names}): no judge call; scored by missing_output: {policy}")
-    print_warnings(plan.problems)
-    stdout.print(f"[dim]Estimates: text tokens by litellm's tokenizer, images by the 512-px tile formula, {COMPLETION_TOKENS_PER_CRITERION} completion tokens per criterion.[/]")
+    if summary.missing_outputs:
+        names = ", ".join(summary.missing_outputs[:10]) + (" ..." if len(summary.missing_outputs) > 10 else "")
+        stdout.print(f"[yellow]{len(summary.missing_outputs)} sample(s) have no model output[/] ({names}): no judge call; "
+                     f"scored by missing_output: {summary.missing_output_policy}")
+    print_warnings(summary.warnings)
+    if summary.configured.cost_usd is None:
+        stdout.print(f"[yellow]{summary.judge_model} has no price in litellm's map, so costs are unknown[/] (not zero).")
+    stdout.print(f"[dim]Estimates: text tokens by litellm's tokenizer, images by the 512-px tile formula, {COMPLETION_TOKENS_PER_CRITERION} "
+                 "completion tokens per criterion; `cached` calls are in the verdict cache and cost nothing again.[/]")
