@@ -6,6 +6,10 @@ new run with the same id first removes that run's rows, and every table has a pr
 re-run or a resume replaces rows and never duplicates them. Rows are written as outcomes
 arrive, in small transactions, so a crash loses at most the last batch (and the verdict cache
 still holds every paid answer).
+
+Every string written passes rubric_judge.redaction first (`_insert` and the run's config), so
+no API key echoed in an error message or answer reaches the file, nor the exports and reports
+read from it.
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from rubric_judge.redaction import redact, redact_data
 
 if TYPE_CHECKING:  # at run time only for writing: readers (query, report) stay free of litellm
     from rubric_judge.judge.executor import Outcome
@@ -131,7 +137,7 @@ class ResultStore:
                     run_id, rubric.rubric, str(rubric.version), run.model_name, run.judge_model,
                     rubric.scoring.method.value, rubric.scoring.missing_output.value, rubric.scoring.unscored, rubric.scoring.threshold,
                     rubric.scoring.criterion, rubric.verdict.min if rubric.verdict.kind == "scale" else None,
-                    rubric.verdict.max if rubric.verdict.kind == "scale" else None, _now(), json.dumps(run.config, default=str),
+                    rubric.verdict.max if rubric.verdict.kind == "scale" else None, _now(), redact(json.dumps(run.config, default=str)),
                 ],
             )
         return run_id
@@ -201,7 +207,8 @@ class ResultStore:
         # a fully cached 9,015-verdict re-run take over a minute.
         if not rows:
             return
-        columns = [list(column) for column in zip(*rows, strict=True)]
+        # Every text cell, in whichever table: errors, prompts, answers, reasoning, details.
+        columns = [[redact_data(cell) for cell in column] for column in zip(*rows, strict=True)]
         selected = ", ".join(f"unnest(${i + 1})" for i in range(len(columns)))
         self.con.execute(f"INSERT OR REPLACE INTO {table} SELECT {selected}", columns)
 
