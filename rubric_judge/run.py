@@ -19,7 +19,7 @@ from rubric_judge.errors import UserError
 from rubric_judge.job import load_job
 from rubric_judge.judge.executor import Executor, ExecutorSettings, Outcome, Progress
 from rubric_judge.judge.llm import litellm_module
-from rubric_judge.judge.transport import provider_api_key, resolve_transport
+from rubric_judge.judge.transport import NO_KEY, provider_api_key, resolve_transport
 from rubric_judge.metrics import MetricCache, compute_run_metrics, metric_groups
 from rubric_judge.redaction import redact_url, register_secret, register_url, url_without_userinfo
 from rubric_judge.rubrics.compile import JudgeTarget, build_plan
@@ -80,7 +80,7 @@ def score(options: ScoreOptions) -> int:
         api_key = os.environ.get("RUBRIC_JUDGE_API_KEY") or provider_api_key(judge_model)
         register_secret(api_key)  # before anything is printed or stored (redaction.py)
         register_url(options.api_base)
-        api_key = api_key or ("not-needed" if options.api_base else None)
+        api_key = api_key or (NO_KEY if options.api_base else None)
     try:
         # The offline judge is there to run the whole real path, so `auto` takes it through litellm.
         requested = "litellm" if options.offline and options.transport == "auto" else options.transport

@@ -42,6 +42,8 @@ TRANSPORTS = ("auto", "litellm", "direct")
 OPENAI_COMPATIBLE_PROVIDERS = ("openai", "hosted_vllm")
 
 Completion = Callable[..., Awaitable[Any]]
+# The key sent to a self-hosted server that wants none (the OpenAI clients insist on one): no secret.
+NO_KEY = "not-needed"
 
 
 class JudgeHTTPError(Exception):
@@ -88,7 +90,8 @@ def resolve_transport(requested: str, model: str, api_base: str | None) -> str:
 @contextlib.asynccontextmanager
 async def completion_function(transport: str, api_base: str | None, api_key: str | None, concurrency: int) -> AsyncIterator[Completion]:
     """An async `completion(model=..., messages=..., timeout=..., **body)` for instructor, open for a run."""
-    register_secret(api_key)
+    if api_key != NO_KEY:
+        register_secret(api_key)
     register_url(api_base)
     url, basic_auth = split_credentials(api_base)
     if transport == "direct":
