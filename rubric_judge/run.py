@@ -20,8 +20,9 @@ from rubric_judge.errors import UserError
 from rubric_judge.job import load_job
 from rubric_judge.judge.executor import Executor, ExecutorSettings, Outcome, Progress
 from rubric_judge.judge.llm import litellm_module
-from rubric_judge.judge.transport import provider_api_key, resolve_transport
+from rubric_judge.judge.transport import NO_KEY, provider_api_key, resolve_transport
 from rubric_judge.metrics import MetricCache, compute_run_metrics, metric_groups
+from rubric_judge.redaction import redact_url, register_secret, register_url, url_without_userinfo
 from rubric_judge.rubrics.compile import JudgeTarget, build_plan
 
 FLUSH_EVERY = 25
@@ -75,9 +76,14 @@ def score(options: ScoreOptions) -> int:
         stdout.print("[bold yellow]Judge: the built-in OFFLINE judge[/] - deterministic image similarity, NOT a vision-language model; for demos and tests only.")
     else:
         judge_model = options.judge or base.judge.model
-        identity_base = transport_base = options.api_base
+        transport_base = options.api_base
+        # Credentials say who asks, not who answers: changing a password keeps the cache and run id.
+        identity_base = url_without_userinfo(options.api_base) if options.api_base else None
         # A self-hosted server may want no key at all, but the OpenAI clients insist on one.
-        api_key = os.environ.get("RUBRIC_JUDGE_API_KEY") or provider_api_key(judge_model) or ("not-needed" if options.api_base else None)
+        api_key = os.environ.get("RUBRIC_JUDGE_API_KEY") or provider_api_key(judge_model)
+        register_secret(api_key)  # before anything is printed or stored (redaction.py)
+        register_url(options.api_base)
+        api_key = api_key or (NO_KEY if options.api_base else None)
     try:
         # The offline judge is there to run the whole real path, so `auto` takes it through litellm.
         requested = "litellm" if options.offline and options.transport == "auto" else options.transport
@@ -262,19 +268,6 @@ def _print_summary(store, run_id: str, progress: Progress, judge_model: str, db:
     if progress.budget_reached:
         stdout.print("[yellow]Stopped: the --max-cost budget was reached; re-run with a higher budget to finish (cached calls are free).[/]")
     stdout.print(f"Results in {db} (run {run_id}); try: rubric-judge query \"SELECT * FROM task_scores\" --db {db}")
-
-
-def redact_url(url: str | None) -> str | None:
-    """The URL without user:password@ and query string, which can carry credentials; what is
-    stored in the database and printed."""
-    if not url:
-        return url
-    from urllib.parse import urlsplit, urlunsplit
-
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    netloc = f"{host}:{parts.port}" if parts.port else host
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
 def _first_sentence(text: str | None) -> str:

@@ -36,7 +36,11 @@ app.command("new")(new.command)
 
 def main() -> None:
     from rubric_judge.errors import UserError
+    from rubric_judge.redaction import redact_logging
 
+    # Libraries log the errors they see (instructor logs each failed call), and a server's error
+    # can repeat the API key: every log record is redacted, whoever made it.
+    redact_logging()
     try:
         # Without standalone mode click returns a command's exit code instead of exiting.
         code = app(standalone_mode=False)

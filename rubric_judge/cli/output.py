@@ -1,20 +1,41 @@
-"""Shared terminal output: problem lists on stderr and tables on stdout."""
+"""Shared terminal output: problem lists on stderr and tables on stdout, with secrets redacted."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from rich.console import Console
+from rich.text import Text
 
 from rubric_judge.errors import Problem
+from rubric_judge.redaction import redact
+
+
+class RedactingConsole(Console):
+    """A rich console that never shows a secret (rubric_judge/redaction.py).
+
+    Strings are redacted as they become text, before rich wraps them: a key folded across two
+    lines would no longer match. What is built as rich Text elsewhere (progress columns,
+    tracebacks) is redacted once more in the rendered output.
+    """
+
+    def render_str(self, text: str, **kwargs: Any) -> Text:
+        return super().render_str(redact(text), **kwargs)
+
+    def _render_buffer(self, buffer: Any) -> str:
+        # rich's (private) last step before writing: if it is ever renamed, render_str still
+        # covers every string printed here.
+        return redact(super()._render_buffer(buffer))
+
 
 # Piped output (CI logs, files) gets a wide console so tables do not fold every cell.
-stdout = Console(highlight=False)
+stdout = RedactingConsole(highlight=False)
 if not stdout.is_terminal:
-    stdout = Console(highlight=False, width=160)
-stderr = Console(stderr=True, highlight=False)
+    stdout = RedactingConsole(highlight=False, width=160)
+stderr = RedactingConsole(stderr=True, highlight=False)
 if not stderr.is_terminal:
-    stderr = Console(stderr=True, highlight=False, width=160)
+    stderr = RedactingConsole(stderr=True, highlight=False, width=160)
 
 
 def print_problems(problems: Iterable[Problem]) -> None:

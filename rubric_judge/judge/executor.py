@@ -23,6 +23,7 @@ from rubric_judge.judge.estimate import price
 from rubric_judge.judge.llm import litellm_module
 from rubric_judge.judge.transport import Completion, JudgeConnectionError, completion_function
 from rubric_judge.media import EncodedImage, encoded_image
+from rubric_judge.redaction import redact, redact_data
 from rubric_judge.rubrics.compile import ImagePart, JudgeCall, TextPart
 from rubric_judge.rubrics.response import verdicts_by_id
 
@@ -234,7 +235,7 @@ class Executor:
         try:
             messages = build_messages(call)
         except Exception as exc:  # an image that vanished or changed since planning
-            return Outcome(call, "error", error=f"cannot prepare the request: {exc}")
+            return Outcome(call, "error", error=f"cannot prepare the request: {redact(str(exc))}")
         kwargs: dict[str, Any] = {"temperature": call.temperature}
         if call.max_tokens:
             kwargs["max_tokens"] = call.max_tokens
@@ -276,7 +277,8 @@ class Executor:
             pacer.finished()
             reachability.attempt_ended(connected=True)
             prompt, completion_tokens = _usage_tokens(getattr(completion, "usage", None))
-            verdicts = {criterion_id: value.model_dump() for criterion_id, value in verdicts_by_id(answer).items()}
+            # A judge can echo what it was sent in its reasoning too; the answer is cached and stored.
+            verdicts = {criterion_id: redact_data(value.model_dump()) for criterion_id, value in verdicts_by_id(answer).items()}
             return Outcome(call, "ok", verdicts, attempts=attempt, latency_ms=_ms(started), prompt_tokens=prompt, completion_tokens=completion_tokens, cost_usd=price(call.model, prompt, completion_tokens))
         return Outcome(call, "error", error=last_error, attempts=settings.max_attempts, latency_ms=_ms(started))
 
@@ -376,7 +378,9 @@ def _retry_after(exc: BaseException) -> float | None:
 
 
 def _short(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
+    """The exception's message on one line, secrets redacted before it is cut (a cut could
+    leave part of a key that no longer matches), at most 500 characters."""
+    text = " ".join(redact(str(exc)).split())
     return text[:500]
 
 

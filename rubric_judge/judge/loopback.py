@@ -29,7 +29,7 @@ import threading
 import time
 import traceback
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Literal
@@ -60,6 +60,9 @@ class FaultKind(StrEnum):
     truncated = "truncated"
     drop_criterion = "drop_criterion"  # the first criterion missing from the answer
     out_of_range = "out_of_range"  # first criterion: scale score maximum+5, or binary confidence 7
+    # 401 whose message repeats the request's Authorization header, as some proxies do: what a
+    # client must keep out of its logs and files.
+    http_401_echo = "http_401_echo"
 
 
 @dataclass(frozen=True)
@@ -78,6 +81,10 @@ class Fault:
     @classmethod
     def http_500(cls) -> Fault:
         return cls(FaultKind.http_500)
+
+    @classmethod
+    def http_401_echo(cls) -> Fault:
+        return cls(FaultKind.http_401_echo)
 
     @classmethod
     def slow(cls, delay_s: float = 30.0) -> Fault:
@@ -592,7 +599,7 @@ class LoopbackJudge:
             self._peak_in_flight = max(self._peak_in_flight, self._in_flight)
         try:
             fault = self._next_fault(body, index)
-            response = self._respond(body, fault)
+            response = self._respond(body, fault, request.headers)
             # The latency runs from the request's arrival and includes building the answer, as a
             # judge that works on requests in parallel would: after a shared sleep, a burst of
             # answers would queue for this one thread and arrive later the later they came.
@@ -604,7 +611,11 @@ class LoopbackJudge:
             with self._lock:
                 self._in_flight -= 1
 
-    def _respond(self, body: dict[str, Any], fault: Fault | None) -> web.Response:
+    def _respond(self, body: dict[str, Any], fault: Fault | None, headers: Mapping[str, str] | None = None) -> web.Response:
+        if fault and fault.kind is FaultKind.http_401_echo:
+            sent = (headers or {}).get("Authorization")
+            return _error_response(401, f"Unauthorized: the credentials in 'Authorization: {sent}' were rejected (injected by the loopback judge)",
+                                   "invalid_api_key", {"WWW-Authenticate": 'Bearer realm="loopback"'})
         if fault and fault.kind is FaultKind.http_429:
             headers = {"Retry-After": _format_seconds(fault.retry_after_s)}
             return _error_response(429, "Rate limit reached (injected by the loopback judge)", "rate_limit_exceeded", headers)

@@ -13,6 +13,12 @@ structured output, re-asks and validation are identical; only the HTTP layer dif
   such a server (a test compares the decoded bodies in every structured-output mode), so the
   cache key does not depend on it.
 
+Credentials in the base URL (`http://user:password@host/v1`, for a server behind a proxy with
+basic auth) work the same on both: they are taken out of the URL and sent as an
+`Authorization: Basic` header, in place of the API key's `Bearer` header. That is what httpx,
+under the OpenAI SDK, does with such a URL on its own; aiohttp, the HTTP client of `direct` and
+of litellm's async calls, refuses a URL with credentials next to an Authorization header.
+
 `auto` picks `direct` exactly when there is an `--api-base` and the model string names an
 OpenAI-compatible provider, and litellm otherwise (`score` takes its built-in offline judge
 through litellm, which that judge exists to exercise).
@@ -20,6 +26,7 @@ through litellm, which that judge exists to exercise).
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import functools
 import json
@@ -28,12 +35,15 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from rubric_judge.errors import Location, Problem, UserError
+from rubric_judge.redaction import redact, register_secret, register_url, url_without_userinfo
 
 TRANSPORTS = ("auto", "litellm", "direct")
 # litellm providers whose requests are plain OpenAI chat completions at the given base URL.
 OPENAI_COMPATIBLE_PROVIDERS = ("openai", "hosted_vllm")
 
 Completion = Callable[..., Awaitable[Any]]
+# The key sent to a self-hosted server that wants none (the OpenAI clients insist on one): no secret.
+NO_KEY = "not-needed"
 
 
 class JudgeHTTPError(Exception):
@@ -80,27 +90,58 @@ def resolve_transport(requested: str, model: str, api_base: str | None) -> str:
 @contextlib.asynccontextmanager
 async def completion_function(transport: str, api_base: str | None, api_key: str | None, concurrency: int) -> AsyncIterator[Completion]:
     """An async `completion(model=..., messages=..., timeout=..., **body)` for instructor, open for a run."""
+    if api_key != NO_KEY:
+        register_secret(api_key)
+    register_url(api_base)
+    url, basic_auth = split_credentials(api_base)
     if transport == "direct":
-        async with DirectClient(api_base or "", api_key, concurrency) as client:
+        async with DirectClient(url or "", api_key, concurrency, authorization=basic_auth) as client:
             yield client.complete
         return
     from rubric_judge.judge.llm import litellm_module
 
     litellm = litellm_module()
-    endpoint = {key: value for key, value in (("api_base", api_base), ("api_key", api_key)) if value}
+    endpoint: dict[str, Any] = {key: value for key, value in (("api_base", url), ("api_key", api_key)) if value}
+    if basic_auth:
+        # The OpenAI SDK lets extra headers override the Authorization it builds from the key.
+        endpoint["extra_headers"] = {"Authorization": basic_auth}
     # The OpenAI SDK under litellm and litellm itself both retry on their own; retries belong to
     # the executor alone, so every attempt is counted and the backoff policy is ours.
     yield functools.partial(litellm.acompletion, max_retries=0, num_retries=0, **endpoint)
 
 
+def split_credentials(api_base: str | None) -> tuple[str | None, str | None]:
+    """(the URL without `user:password@`, the `Basic` Authorization value for them, or None).
+
+    Percent-escapes in the user name and password are decoded first, and the pair is sent as
+    UTF-8, as httpx does for a URL with credentials.
+
+    Args:
+        api_base: the judge's base URL, possibly None.
+    Returns:
+        The URL requests go to, and the header value when the URL carried credentials.
+    """
+    if not api_base:
+        return api_base, None
+    from urllib.parse import unquote, urlsplit
+
+    parts = urlsplit(api_base)
+    if parts.username is None and parts.password is None:
+        return api_base, None
+    pair = f"{unquote(parts.username or '')}:{unquote(parts.password or '')}".encode()
+    return url_without_userinfo(api_base), "Basic " + base64.b64encode(pair).decode("ascii")
+
+
 class DirectClient:
     """POST /chat/completions on one OpenAI-compatible server, over one pooled aiohttp session."""
 
-    def __init__(self, api_base: str, api_key: str | None, concurrency: int):
+    def __init__(self, api_base: str, api_key: str | None, concurrency: int, authorization: str | None = None):
+        """`authorization`, when given, is sent instead of `Bearer <api_key>` (see split_credentials);
+        `api_base` must then be free of credentials, which aiohttp would refuse next to it."""
         self.url = api_base.rstrip("/") + "/chat/completions"
         self.headers = {"Content-Type": "application/json", "Accept": "application/json"}
-        if api_key:
-            self.headers["Authorization"] = f"Bearer {api_key}"
+        if authorization or api_key:
+            self.headers["Authorization"] = authorization or f"Bearer {api_key}"
         self.concurrency = concurrency
         self.proxy = _proxy_for(self.url)
         self._session: Any = None
@@ -135,9 +176,9 @@ class DirectClient:
         try:
             data = json.loads(raw)
         except ValueError as exc:
-            raise JudgeConnectionError(f"the server answered HTTP {status} with a body that is not JSON: {raw[:200]!r}") from exc
+            raise JudgeConnectionError(f"the server answered HTTP {status} with a body that is not JSON: {_excerpt(raw)}") from exc
         if not isinstance(data, dict) or not isinstance(data.get("choices"), list):
-            raise JudgeConnectionError(f"the server's answer has no `choices` list: {raw[:200]!r}")
+            raise JudgeConnectionError(f"the server's answer has no `choices` list: {_excerpt(raw)}")
         try:
             return ChatCompletion.model_validate(data)
         except ValueError:
@@ -174,4 +215,10 @@ def _error_message(raw: bytes) -> str:
     with contextlib.suppress(ValueError, AttributeError, TypeError):
         error = json.loads(text).get("error")
         text = error.get("message", text) if isinstance(error, dict) else str(error or text)
-    return " ".join(text.split())[:500]
+    # Redacted before it is cut: a cut through an echoed key would leave a part no longer matched.
+    return " ".join(redact(text).split())[:500]
+
+
+def _excerpt(raw: bytes) -> str:
+    """The start of a body, for an error message: redacted, then cut."""
+    return repr(redact(raw.decode("utf-8", "replace"))[:200])

@@ -7,6 +7,10 @@ new run with the same id first removes that run's rows, and every table has a pr
 re-run or a resume replaces rows and never duplicates them. Rows are written as outcomes
 arrive, in small transactions, so a crash loses at most the last batch (and the verdict cache
 still holds every paid answer).
+
+Every string written passes rubric_judge.redaction first (`_insert` and the run's config), so
+no API key echoed in an error message or answer reaches the file, nor the exports and reports
+read from it.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rubric_judge.errors import Location, Problem, UserError
+from rubric_judge.redaction import redact, redact_data
 
 if TYPE_CHECKING:  # at run time only for writing: readers (query, report) stay free of litellm
     from rubric_judge.judge.executor import Outcome
@@ -188,7 +193,7 @@ class ResultStore:
             "judge_model": run.judge_model, "scoring_method": rubric.scoring.method.value, "missing_output": rubric.scoring.missing_output.value,
             "unscored_policy": rubric.scoring.unscored, "threshold": rubric.scoring.threshold, "pass_criterion": rubric.scoring.criterion,
             "scale_min": rubric.verdict.min if scale else None, "scale_max": rubric.verdict.max if scale else None, "started_at": _now(),
-            "finished_at": None, "status": "running", "config": json.dumps(run.config, default=str),
+            "finished_at": None, "status": "running", "config": redact(json.dumps(run.config, default=str)),
             "writer_pid": _writer()[0], "writer_host": _writer()[1], "status_detail": None,
         }
         with self._writing("start the run"), self._transaction():
@@ -200,7 +205,7 @@ class ResultStore:
     def finish_run(self, run_id: str, status: str, detail: str | None = None) -> None:
         """Record how the run ended: finished | stopped (budget) | interrupted | failed, and why."""
         with self._writing("record how the run ended"):
-            self.con.execute("UPDATE runs SET finished_at = ?, status = ?, status_detail = ? WHERE run_id = ?", [_now(), status, detail, run_id])
+            self.con.execute("UPDATE runs SET finished_at = ?, status = ?, status_detail = ? WHERE run_id = ?", [_now(), status, redact(detail) if detail else None, run_id])
 
     def write_samples(self, run_id: str, plans: Sequence[SamplePlan], replicates: int) -> None:
         rows = []
@@ -263,7 +268,8 @@ class ResultStore:
         if not rows:
             return
         names = COLUMNS[table]
-        columns = [list(column) for column in zip(*rows, strict=True)]
+        # Every text cell, in whichever table: errors, prompts, answers, reasoning, details.
+        columns = [[redact_data(cell) for cell in column] for column in zip(*rows, strict=True)]
         if len(columns) != len(names):
             raise ValueError(f"{table} rows have {len(columns)} values, expected {len(names)}: {', '.join(names)}")
         selected = ", ".join(f"unnest(${i + 1})" for i in range(len(columns)))
