@@ -292,8 +292,7 @@ def measure(kind: str, latency: float, args, calls: list, bodies: list[dict], tm
 
 
 def cached_rerun(args, tmp: Path) -> dict:
-    from rubric_judge.cli import output
-    from rubric_judge.run import ScoreOptions, score
+    from rubric_judge.run import score
 
     tasks = args.big_tasks
     total = args.big_criteria
@@ -303,24 +302,18 @@ def cached_rerun(args, tmp: Path) -> dict:
     tasks_dir, manifest, outs = write_job(root, tasks, per_task)
     setup_s = time.perf_counter() - t0
     result = {"tasks": tasks, "criteria": sum(per_task), "setup_s": setup_s}
-    quiet = output.stdout.quiet
-    output.stdout.quiet = True  # the progress bar and score table would drown the report
-    try:
-        with ServerProcess(args.fill_latency) as server:
-            options = ScoreOptions(rubric=tasks_dir, data=manifest, outputs=outs, model_name="bench-model", judge=JUDGE,
-                                   api_base=server.base_url, concurrency=args.fill_concurrency,
-                                   cache_dir=root / "cache", db=root / "bench.duckdb")
-            t0 = time.perf_counter()
-            code1 = score(options)
-            result["first_s"] = time.perf_counter() - t0
-            result["first_requests"] = server.count()
-            t0 = time.perf_counter()
-            code2 = score(options)
-            result["cached_s"] = time.perf_counter() - t0
-            result["cached_requests"] = server.count() - result["first_requests"]
-            result["exit_codes"] = (code1, code2)
-    finally:
-        output.stdout.quiet = quiet
+    with ServerProcess(args.fill_latency) as server:
+        options = dict(data=manifest, outputs=outs, model="bench-model", judge=JUDGE, api_base=server.base_url,
+                       concurrency=args.fill_concurrency, cache_dir=root / "cache", db=root / "bench.duckdb")
+        t0 = time.perf_counter()
+        code1 = score(tasks_dir, **options).exit_code
+        result["first_s"] = time.perf_counter() - t0
+        result["first_requests"] = server.count()
+        t0 = time.perf_counter()
+        code2 = score(tasks_dir, **options).exit_code
+        result["cached_s"] = time.perf_counter() - t0
+        result["cached_requests"] = server.count() - result["first_requests"]
+        result["exit_codes"] = (code1, code2)
     return result
 
 

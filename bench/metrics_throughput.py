@@ -347,17 +347,14 @@ def time_plan(job: dict[str, Path], rubric_key: str) -> float:
 
 
 def time_score(job: dict[str, Path], rubric_key: str, server, args, workdir: Path) -> tuple[float, int]:
-    from rubric_judge.cache.store import CacheMode
-    from rubric_judge.run import ScoreOptions, score
+    from rubric_judge.run import score
 
     clear_process_caches()
     workdir.mkdir(parents=True, exist_ok=True)
-    options = ScoreOptions(rubric=job[rubric_key], data=job["manifest"], outputs=job["outputs"], model_name="bench-model",
-                           judge=JUDGE, api_base=server.base_url, concurrency=args.concurrency, cache_mode=CacheMode.off,
-                           cache_dir=workdir / "cache", db=workdir / "bench.duckdb", device="cpu")
     t0 = time.perf_counter()
-    code = score(options)
-    return time.perf_counter() - t0, code
+    run = score(job[rubric_key], data=job["manifest"], outputs=job["outputs"], model="bench-model", judge=JUDGE, api_base=server.base_url,
+                concurrency=args.concurrency, cache="off", cache_dir=workdir / "cache", db=workdir / "bench.duckdb", device="cpu")
+    return time.perf_counter() - t0, run.exit_code
 
 
 def time_metrics_only(job: dict[str, Path]) -> tuple[float, int]:

@@ -1,12 +1,18 @@
-"""One scoring run end to end: plan -> cache/judge -> DuckDB -> score table.
+"""The score pipeline: load and plan -> cache/judge -> DuckDB, for the CLI, notebooks and servers.
+
+`score()` and `score_async()` take keyword arguments named like `rubric-judge score`'s options,
+report progress through one callback (`on_progress`, called with the events below; the CLI draws
+rich bars from them, the library default is silence) and return a `RunResult`. `score()` also
+works inside a running event loop (a Jupyter cell): it then runs on a thread of its own.
 
 Outcomes are written to the database as they arrive (in small batches), and every validated
 answer is in the verdict cache before it is written, so a run killed at any point resumes by
-running the same command again: cached calls cost nothing and the run's rows are replaced.
+running the same call again: cached calls cost nothing and the run's rows are replaced.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import threading
@@ -14,9 +20,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rubric_judge.cache.store import CacheMode, VerdictCache
-from rubric_judge.errors import UserError
+from rubric_judge.errors import Location, Problem, UserError
 from rubric_judge.job import load_job
 from rubric_judge.judge.executor import Executor, ExecutorSettings, Outcome, Progress
 from rubric_judge.judge.llm import litellm_module
@@ -25,45 +32,268 @@ from rubric_judge.metrics import MetricCache, compute_run_metrics, metric_groups
 from rubric_judge.redaction import redact_url, register_secret, register_url, url_without_userinfo
 from rubric_judge.rubrics.compile import JudgeTarget, build_plan
 
+if TYPE_CHECKING:
+    from rubric_judge.store.results import Results
+
 FLUSH_EVERY = 25
 FLUSH_SECONDS = 1.0
+OFFLINE = "offline"  # judge="offline": the built-in deterministic judge (not a VLM), for demos and tests
+
+
+# Progress events, in the order a run emits them. Metrics events come from the metrics thread.
+@dataclass(frozen=True)
+class JudgeChosen:
+    """Which judge answers, and how requests reach it (api_base without credentials)."""
+
+    model: str
+    api_base: str | None
+    transport: str
+    offline: bool
+
+
+@dataclass(frozen=True)
+class Planned:
+    """The run's calls are compiled: how many, how many the cache already answers, the estimate."""
+
+    calls: int
+    cached: int
+    samples: int
+    estimated_cost_usd: float | None
+    metric_groups: int
+    metric_groups_done: int
+
+
+@dataclass(frozen=True)
+class CallsProgress:
+    """After each finished judge call (answered, cached, failed or skipped)."""
+
+    done: int
+    total: int
+    cache_hits: int
+    errors: int
+    tokens: int
+    cost_usd: float
+    cost_unknown: bool
+
+
+@dataclass(frozen=True)
+class MetricsProgress:
+    """After each metric group (one model load and its batch) is computed."""
+
+    done: int
+    total: int
+
+
+ScoreEvent = JudgeChosen | Planned | CallsProgress | MetricsProgress
+ProgressCallback = Callable[[ScoreEvent], None]
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What one `score` did.
+
+    Attributes:
+        run_id: the run's id in the results database.
+        status: finished | stopped (cost budget) | failed (judge unreachable) | interrupted.
+        status_detail: why a run that did not finish stopped; None when finished.
+        db: the results database.
+        model, judge_model, transport: what was scored, by which judge, over which transport.
+        samples: samples in the manifest.
+        calls, cache_hits: judge calls, and those answered from the verdict cache.
+        failed_calls: calls with no valid answer (error or unscored); their verdicts are unscored, never "not met".
+        unscored_calls: of those, calls the judge answered but never validly.
+        prompt_tokens, completion_tokens, cost_usd: what this run paid (cache hits cost nothing).
+        cost_unknown: some paid call's model has no known price, so cost_usd is a lower bound.
+    """
+
+    run_id: str
+    status: str
+    status_detail: str | None
+    db: Path
+    model: str
+    judge_model: str
+    transport: str
+    samples: int
+    calls: int
+    cache_hits: int
+    failed_calls: int
+    unscored_calls: int
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: float
+    cost_unknown: bool
+
+    @property
+    def exit_code(self) -> int:
+        """The CLI's exit code: 0 when finished with every call answered, else 1."""
+        return 0 if self.status == "finished" and not self.failed_calls else 1
+
+    def results(self) -> Results:
+        """The results database this run wrote, as DataFrames (`open_results(self.db)`)."""
+        from rubric_judge.store.results import open_results
+
+        return open_results(self.db)
 
 
 @dataclass(frozen=True)
 class ScoreOptions:
+    """`score`'s keyword arguments, checked and with defaults filled in."""
+
     rubric: Path
     data: Path
     outputs: Path
-    model_name: str
+    model: str
     judge: str | None = None
-    offline: bool = False
     api_base: str | None = None
     transport: str = "auto"  # auto | litellm | direct (judge/transport.py)
     concurrency: int = 16
     rpm: float | None = None
-    timeout_s: float = 120.0
+    timeout: float = 120.0
     db: Path = Path("rubric-judge.duckdb")
     cache_dir: Path = Path(".rubric-judge-cache")
-    cache_mode: CacheMode = CacheMode.read_write
-    max_cost_usd: float | None = None
+    cache: CacheMode = CacheMode.read_write
+    max_cost: float | None = None
     replicates: int = 1
     max_image_side: int | None = None
     device: str = "auto"  # metrics: auto | cpu | cuda | mps
     max_unreachable: int = ExecutorSettings.max_unreachable  # connection failures in a row before the run stops
 
+    @property
+    def offline(self) -> bool:
+        return self.judge == OFFLINE
 
-def score(options: ScoreOptions) -> int:
-    """Run the job; returns the exit code (0 done, 1 stopped by budget or with failed calls)."""
-    from rubric_judge.cli.output import print_problems, stderr, stdout
+
+def score(
+    rubric: str | Path,
+    *,
+    data: str | Path,
+    outputs: str | Path,
+    model: str,
+    judge: str | None = None,
+    api_base: str | None = None,
+    transport: str = "auto",
+    concurrency: int = 16,
+    rpm: float | None = None,
+    timeout: float = 120.0,
+    db: str | Path | None = None,
+    cache_dir: str | Path | None = None,
+    cache: str | CacheMode = "read-write",
+    max_cost: float | None = None,
+    replicates: int = 1,
+    max_image_side: int | None = None,
+    device: str = "auto",
+    max_unreachable: int = ExecutorSettings.max_unreachable,
+    on_progress: ProgressCallback | None = None,
+) -> RunResult:
+    """Judge a model's outputs against a rubric and store every call and verdict in DuckDB.
+
+    Re-running the same call is free (answers come from the verdict cache) and replaces the
+    run's rows; after a crash, run it again to resume. Works from scripts and inside a running
+    event loop (a Jupyter cell), where it runs on a thread of its own.
+
+    Args:
+        rubric: a rubric file, a directory of task rubrics, or `builtin:medgen/holistic-with-gt.yaml`.
+        data: the dataset manifest (JSONL, one sample per line).
+        outputs: the model's outputs: a directory of <id>.png/<id>.txt files or a JSONL file.
+        model: name of the model under test, as the leaderboard shows it.
+        judge: litellm model string of the judge (default: the rubric's); "offline" for the
+            built-in deterministic judge (not a VLM; demos and tests).
+        api_base: base URL of an OpenAI-compatible server (vLLM, Ollama, ...).
+        transport: auto | litellm | direct (rubric-judge's own client for an OpenAI-compatible api_base).
+        concurrency: judge calls in flight at once.
+        rpm: requests-per-minute limit.
+        timeout: seconds before one judge request is abandoned and retried.
+        db: results database (default: $RUBRIC_JUDGE_DB, else ./rubric-judge.duckdb).
+        cache_dir: verdict cache (default: $RUBRIC_JUDGE_CACHE_DIR, else ~/.cache/rubric-judge).
+        cache: read-write | read-only | refresh | off.
+        max_cost: refuse to start if the estimate exceeds this many USD; stop when spend reaches it.
+        replicates: judge every call this many times (the replicate index is in the cache key).
+        max_image_side: downscale images whose longer side exceeds this many pixels.
+        device: where metrics run: auto | cpu | cuda | mps.
+        max_unreachable: stop after this many attempts in a row could not connect to the judge; 0 = never.
+        on_progress: called with each progress event (JudgeChosen, Planned, CallsProgress, MetricsProgress).
+
+    Returns:
+        A `RunResult`; its `status` says whether the run finished.
+
+    Raises:
+        UserError: bad input (rubric, data, outputs, options), a storage failure, or a cost
+            estimate over `max_cost`; nothing is judged or written for bad input.
+    """
+    options = _options(rubric, data, outputs, model, judge, api_base, transport, concurrency, rpm, timeout, db, cache_dir, cache, max_cost,
+                       replicates, max_image_side, device, max_unreachable)
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(run_score(options, on_progress))
+    # Inside a running event loop (a notebook cell): asyncio.run would refuse, so run on a thread.
+    import concurrent.futures
+
+    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="rubric-judge-score") as pool:
+        return pool.submit(asyncio.run, run_score(options, on_progress)).result()
+
+
+async def score_async(
+    rubric: str | Path,
+    *,
+    data: str | Path,
+    outputs: str | Path,
+    model: str,
+    judge: str | None = None,
+    api_base: str | None = None,
+    transport: str = "auto",
+    concurrency: int = 16,
+    rpm: float | None = None,
+    timeout: float = 120.0,
+    db: str | Path | None = None,
+    cache_dir: str | Path | None = None,
+    cache: str | CacheMode = "read-write",
+    max_cost: float | None = None,
+    replicates: int = 1,
+    max_image_side: int | None = None,
+    device: str = "auto",
+    max_unreachable: int = ExecutorSettings.max_unreachable,
+    on_progress: ProgressCallback | None = None,
+) -> RunResult:
+    """`score` as a coroutine, judging on the caller's event loop; same arguments and result."""
+    options = _options(rubric, data, outputs, model, judge, api_base, transport, concurrency, rpm, timeout, db, cache_dir, cache, max_cost,
+                       replicates, max_image_side, device, max_unreachable)
+    return await run_score(options, on_progress)
+
+
+def _options(rubric, data, outputs, model, judge, api_base, transport, concurrency, rpm, timeout, db, cache_dir, cache, max_cost,
+             replicates, max_image_side, device, max_unreachable) -> ScoreOptions:
+    from rubric_judge.cache.store import default_cache_dir
+    from rubric_judge.store.db import default_db_path
+
+    try:
+        cache_mode = CacheMode(cache)
+    except ValueError:
+        raise UserError(Problem(Location(None), f"must be one of {', '.join(m.value for m in CacheMode)}, not {cache!r}", field="cache")) from None
+    for name, value, least in (("concurrency", concurrency, 1), ("replicates", replicates, 1), ("timeout", timeout, 1), ("max_unreachable", max_unreachable, 0)):
+        if value < least:
+            raise UserError(Problem(Location(None), f"must be at least {least}, not {value!r}", field=name))
+    return ScoreOptions(
+        rubric=Path(rubric), data=Path(data), outputs=Path(outputs), model=model, judge=judge, api_base=api_base, transport=transport,
+        concurrency=concurrency, rpm=rpm, timeout=timeout, db=Path(db) if db is not None else default_db_path(),
+        cache_dir=Path(cache_dir) if cache_dir is not None else default_cache_dir(), cache=cache_mode, max_cost=max_cost,
+        replicates=replicates, max_image_side=max_image_side, device=device, max_unreachable=max_unreachable,
+    )
+
+
+async def run_score(options: ScoreOptions, on_progress: ProgressCallback | None = None) -> RunResult:
+    """The pipeline behind `score` and `score_async`, for callers that built `ScoreOptions`."""
     from rubric_judge.judge.estimate import estimate_calls
     from rubric_judge.store.db import ResultStore, RunInfo, StorageError
 
-    job = load_job(options.rubric, options.data, options.outputs)
+    emit = on_progress or (lambda event: None)
+    # Loading and planning are CPU work (reading and hashing every image): off the event loop.
+    job = await asyncio.to_thread(load_job, options.rubric, options.data, options.outputs)
     base = job.rubrics[0]
     # Opened only for a rubric with metrics: nothing to read or warn about otherwise.
-    metric_cache = MetricCache(options.cache_dir, writes=options.cache_mode.writes) if base.metrics and options.cache_mode is not CacheMode.off else None
+    metric_cache = MetricCache(options.cache_dir, writes=options.cache.writes) if base.metrics and options.cache is not CacheMode.off else None
     # Metrics need only the samples: start them now, so they overlap planning and judging.
-    metrics = _MetricsJob(base.metrics, job.samples, options.device, metric_cache) if base.metrics else None
+    metrics = _MetricsJob(base.metrics, job.samples, options.device, metric_cache, emit) if base.metrics else None
     server = None
     if options.offline:
         from rubric_judge.judge.offline import OFFLINE_JUDGE_API_KEY, OFFLINE_JUDGE_MODEL, start_offline_judge
@@ -73,7 +303,6 @@ def score(options: ScoreOptions) -> int:
         free = dict.fromkeys(("input_cost_per_token", "output_cost_per_token", "cache_creation_input_token_cost", "cache_read_input_token_cost"), 0.0)
         litellm_module().register_model({OFFLINE_JUDGE_MODEL: {**free, "litellm_provider": "openai", "mode": "chat"}})
         judge_model, identity_base, transport_base, api_key = OFFLINE_JUDGE_MODEL, "builtin:offline", server.base_url, OFFLINE_JUDGE_API_KEY
-        stdout.print("[bold yellow]Judge: the built-in OFFLINE judge[/] - deterministic image similarity, NOT a vision-language model; for demos and tests only.")
     else:
         judge_model = options.judge or base.judge.model
         transport_base = options.api_base
@@ -88,40 +317,40 @@ def score(options: ScoreOptions) -> int:
         # The offline judge is there to run the whole real path, so `auto` takes it through litellm.
         requested = "litellm" if options.offline and options.transport == "auto" else options.transport
         transport = resolve_transport(requested, judge_model, transport_base)
-        if not options.offline:
-            stdout.print(f"Judge: [bold]{judge_model}[/]" + (f" at {redact_url(options.api_base)}" if options.api_base else "")
-                         + f" [dim](transport: {transport})[/]")
+        emit(JudgeChosen(judge_model, redact_url(options.api_base), transport, options.offline))
         target = JudgeTarget(judge_model, identity_base, options.max_image_side)
-        plan = build_plan(job.rubrics, job.samples, target, None, options.replicates)
+        plan = await asyncio.to_thread(build_plan, job.rubrics, job.samples, target, None, options.replicates)
         if plan.problems:
-            print_problems(plan.problems)
-            raise UserError("fix the problems above before scoring (nothing was judged or written)")
-        cache = VerdictCache(options.cache_dir, options.cache_mode)
+            # Each problem names its sample and file; nothing has been judged or written yet.
+            raise UserError([*plan.problems, Problem(Location(None), "fix the problems above before scoring (nothing was judged or written)")])
+        cache = VerdictCache(options.cache_dir, options.cache)
         calls = plan.calls
         uncached = [c for c in calls if cache.get(c.cache_key) is None]
         estimate = estimate_calls(uncached, judge_model) if uncached and not options.offline else None
-        if options.max_cost_usd is not None and estimate is not None:
+        if options.max_cost is not None and estimate is not None:
             if estimate.cost_usd is None:
-                raise UserError(f"--max-cost given but {judge_model} has no price in litellm's map, so the cost cannot be estimated")
-            if estimate.cost_usd > options.max_cost_usd:
-                raise UserError(f"estimated cost ${estimate.cost_usd:.4f} for {len(uncached)} uncached calls exceeds --max-cost ${options.max_cost_usd}")
-        stdout.print(f"{len(calls)} judge calls ({len(calls) - len(uncached)} cached), {len(plan.samples)} samples"
-                     + (f", estimated ${estimate.cost_usd:.4f}" if estimate and estimate.cost_usd is not None else ""))
+                raise UserError(Problem(Location(None), f"given, but {judge_model} has no price in litellm's map, so the cost cannot be estimated",
+                                        field="max_cost", fix="leave out the cost limit, or use a judge model with a known price"))
+            if estimate.cost_usd > options.max_cost:
+                raise UserError(Problem(Location(None), f"estimated cost ${estimate.cost_usd:.4f} for {len(uncached)} uncached calls exceeds "
+                                        f"the limit of ${options.max_cost}", field="max_cost", fix="raise the limit, or score fewer samples"))
+        emit(Planned(len(calls), len(calls) - len(uncached), len(plan.samples), estimate.cost_usd if estimate else None,
+                     metrics.groups if metrics else 0, metrics.done if metrics else 0))
         settings = ExecutorSettings(
-            concurrency=options.concurrency, requests_per_minute=options.rpm, timeout_s=options.timeout_s,
-            api_key=api_key, max_cost_usd=options.max_cost_usd, api_base=transport_base, transport=transport,
+            concurrency=options.concurrency, requests_per_minute=options.rpm, timeout_s=options.timeout,
+            api_key=api_key, max_cost_usd=options.max_cost, api_base=transport_base, transport=transport,
             backoff_base_s=_backoff_base_s(), max_unreachable=options.max_unreachable,
         )
         config = {
             "data": str(options.data), "outputs": str(options.outputs), "replicates": options.replicates, "judge_api_base": redact_url(identity_base),
-            "concurrency": options.concurrency, "transport": transport, "cache_mode": options.cache_mode.value, "batching": base.judge.mode.value,
+            "concurrency": options.concurrency, "transport": transport, "cache_mode": options.cache.value, "batching": base.judge.mode.value,
             "temperature": base.judge.temperature, "offline_judge": options.offline,
         }
         store = ResultStore(options.db)
-        run_id = store.begin_run(RunInfo(base, options.model_name, judge_model, identity_base, config))
+        run_id = store.begin_run(RunInfo(base, options.model, judge_model, identity_base, config))
         try:
             store.write_samples(run_id, plan.samples, options.replicates)
-            progress = _execute(Executor(cache, settings), calls, store, run_id, metrics)
+            progress = await _execute(Executor(cache, settings), calls, store, run_id, metrics, emit)
         except BaseException as exc:
             if isinstance(exc, StorageError):
                 status, detail = "failed", exc.problems[0].message
@@ -141,18 +370,17 @@ def score(options: ScoreOptions) -> int:
         if progress.judge_unreachable:
             status, detail = "failed", progress.judge_unreachable
         elif progress.budget_reached:
-            status, detail = "stopped", "the --max-cost budget was reached"
+            status, detail = "stopped", "the cost budget (max_cost) was reached; run again with a higher one to finish (cached calls are free)"
         else:
             status, detail = "finished", None
         store.finish_run(run_id, status, detail)
-        _print_summary(store, run_id, progress, judge_model, options.db)
         store.close()
-        if progress.judge_unreachable:
-            from rich.markup import escape
-
-            stderr.print(f"[bold red]Stopped early:[/] {escape(progress.judge_unreachable)}. Nothing more was sent; check --api-base and "
-                         "that the judge's server is up, then run the same command again (answers already paid for are cached).")
-        return 0 if status == "finished" and not progress.errors else 1
+        return RunResult(
+            run_id=run_id, status=status, status_detail=detail, db=options.db, model=options.model, judge_model=judge_model, transport=transport,
+            samples=len(job.samples), calls=progress.done, cache_hits=progress.cache_hits, failed_calls=progress.errors,
+            unscored_calls=progress.unscored, prompt_tokens=progress.prompt_tokens, completion_tokens=progress.completion_tokens,
+            cost_usd=progress.cost_usd, cost_unknown=progress.cost_unknown,
+        )
     finally:
         if server is not None:
             server.stop()
@@ -162,11 +390,10 @@ class _MetricsJob:
     """The run's metrics, computed on a background thread from the start of the run: the judge
     waits on the network, the metrics on CPU/GPU, so the two overlap."""
 
-    def __init__(self, specs, samples, device: str, cache: MetricCache | None):
-        self.specs, self.samples, self.device, self.cache = specs, samples, device, cache
+    def __init__(self, specs, samples, device: str, cache: MetricCache | None, emit: ProgressCallback):
+        self.specs, self.samples, self.device, self.cache, self.emit = specs, samples, device, cache, emit
         self.groups = len(metric_groups(specs))
         self.done = 0
-        self.on_group_done: Callable[[], None] | None = None  # set once a progress bar exists
         self.rows: list = []
         self.error: BaseException | None = None
         self._thread = threading.Thread(target=self._work, name="metrics", daemon=True)
@@ -180,20 +407,16 @@ class _MetricsJob:
 
     def _group_done(self, _: int) -> None:
         self.done += 1
-        if self.on_group_done is not None:
-            self.on_group_done()
+        self.emit(MetricsProgress(self.done, self.groups))
 
-    def wait(self) -> list:
-        self._thread.join()
+    async def wait(self) -> list:
+        await asyncio.to_thread(self._thread.join)
         if self.error is not None:
             raise self.error
         return self.rows
 
 
-def _execute(executor: Executor, calls, store, run_id: str, metrics: _MetricsJob | None) -> Progress:
-    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-    from rich.progress import Progress as Bar
-
+async def _execute(executor: Executor, calls, store, run_id: str, metrics: _MetricsJob | None, emit: ProgressCallback) -> Progress:
     progress = Progress()
     buffer: list[Outcome] = []
     last_flush = [time.monotonic()]
@@ -211,74 +434,17 @@ def _execute(executor: Executor, calls, store, run_id: str, metrics: _MetricsJob
         buffer.append(outcome)
         if len(buffer) >= FLUSH_EVERY or time.monotonic() - last_flush[0] >= FLUSH_SECONDS:
             flush()
+        emit(CallsProgress(progress.done, len(calls), progress.cache_hits, progress.errors, progress.prompt_tokens + progress.completion_tokens,
+                           progress.cost_usd, progress.cost_unknown))
 
-    from rubric_judge.cli.output import stdout
-
-    with Bar(
-        TextColumn("{task.description:8s}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[stats]}"),
-        TimeElapsedColumn(), TimeRemainingColumn(), console=stdout, transient=False,
-    ) as bar:
-        task = bar.add_task("judging", total=len(calls), stats="")
-        if metrics is not None:
-            metrics_task = bar.add_task("metrics", total=metrics.groups, completed=metrics.done, stats="metric groups")
-            metrics.on_group_done = lambda: bar.update(metrics_task, completed=metrics.done)
-
-        def show(_: Outcome) -> None:
-            cost = f"${progress.cost_usd:.4f}" + ("+?" if progress.cost_unknown else "")
-            stats = f"hits {progress.cache_hits}  errors {progress.errors}  tokens {progress.prompt_tokens + progress.completion_tokens:,}  {cost}"
-            bar.update(task, completed=progress.done, stats=stats)
-
-        progress.listeners.extend([on_outcome, show])
-        try:
-            executor.run(calls, progress)
-        finally:
-            flush()
-        if metrics is not None:
-            store.write_metrics(run_id, metrics.wait())
+    progress.listeners.append(on_outcome)
+    try:
+        await executor.run_async(calls, progress)
+    finally:
+        flush()
+    if metrics is not None:
+        store.write_metrics(run_id, await metrics.wait())
     return progress
-
-
-def _print_summary(store, run_id: str, progress: Progress, judge_model: str, db: Path) -> None:
-    from rich.table import Table
-
-    from rubric_judge.cli.output import stdout
-
-    rows = [r for r in store.leaderboard() if r["run_id"] == run_id]
-    table = Table(title=f"Scores ({judge_model})", title_justify="left")
-    for column in ("model", "dimension", "score", "accuracy", "samples", "excluded", "missing outputs", "unscored verdicts"):
-        table.add_column(column, justify="left" if column in ("model", "dimension") else "right")
-    for row in rows:
-        table.add_row(
-            row["model_name"], row["dimension"], _fmt(row["score"]), _fmt(row["accuracy_rate"]), str(row["samples_scored"]),
-            str(row["samples_excluded"]), str(row["missing_outputs"]), str(row["unscored_verdicts"]),
-        )
-    stdout.print(table)
-    metric_rows = store.metric_summary(run_id)
-    if metric_rows:
-        metrics = Table(title="Metrics", title_justify="left")
-        for column in ("metric", "mean", "accuracy", "ok", "missing outputs", "not computed", "why not computed"):
-            metrics.add_column(column, justify="left" if column in ("metric", "why not computed") else "right", overflow="fold")
-        for row in metric_rows:
-            metrics.add_row(row["metric"], _fmt(row["mean_value"]), _fmt(row["accuracy_rate"]), str(row["samples_ok"]),
-                            str(row["missing_outputs"]), str(row["not_computed"]), _first_sentence(row["example_problem"]))
-        stdout.print(metrics)
-    cost = f"${progress.cost_usd:.4f}" + (" (some calls had no known price)" if progress.cost_unknown else "")
-    stdout.print(f"{progress.done} calls: {progress.cache_hits} from cache, {progress.errors} failed; "
-                 f"{progress.prompt_tokens:,} prompt + {progress.completion_tokens:,} completion tokens paid, {cost}")
-    if progress.budget_reached:
-        stdout.print("[yellow]Stopped: the --max-cost budget was reached; re-run with a higher budget to finish (cached calls are free).[/]")
-    stdout.print(f"Results in {db} (run {run_id}); try: rubric-judge query \"SELECT * FROM task_scores\" --db {db}")
-
-
-def _first_sentence(text: str | None) -> str:
-    if not text:
-        return ""
-    head, dot, rest = text.partition(". ")
-    return head + (". (full text: metric_values.detail)" if rest else dot)
-
-
-def _fmt(value: float | None) -> str:
-    return "-" if value is None else f"{value:.3f}"
 
 
 def _backoff_base_s() -> float:

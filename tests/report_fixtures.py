@@ -30,23 +30,17 @@ _built: dict[str, Path] = {}
 def example_db() -> Path:
     """The examples scored offline into one database (built once per process)."""
     if "examples" not in _built:
-        from rubric_judge.cli import output
-        from rubric_judge.run import ScoreOptions, score
+        from rubric_judge.run import score
 
         root = Path(tempfile.mkdtemp(prefix="rj-report-examples-"))
         atexit.register(shutil.rmtree, root, ignore_errors=True)  # shared by two test modules: removed at exit
         db, cache = root / "rubric-judge.duckdb", root / "cache"
-        quiet = output.stdout.quiet
-        output.stdout.quiet = True
-        try:
-            for model in ("good-model", "weak-model"):
-                score(ScoreOptions(rubric=EXAMPLE / "tasks", data=EXAMPLE / "manifest.jsonl", outputs=EXAMPLE / "outputs" / model,
-                                   model_name=model, offline=True, db=db, cache_dir=cache))
-            score(ScoreOptions(rubric=Path("builtin:medgen/holistic-with-gt.yaml"), data=MEDGEN / "manifest.jsonl",
-                               outputs=MEDGEN / "outputs" / "demo-model" / "outputs.jsonl", model_name="demo-model", offline=True,
-                               db=db, cache_dir=cache, device="cpu"))
-        finally:
-            output.stdout.quiet = quiet
+        for model in ("good-model", "weak-model"):  # the library prints nothing
+            score(EXAMPLE / "tasks", data=EXAMPLE / "manifest.jsonl", outputs=EXAMPLE / "outputs" / model,
+                  model=model, judge="offline", db=db, cache_dir=cache)
+        score("builtin:medgen/holistic-with-gt.yaml", data=MEDGEN / "manifest.jsonl",
+              outputs=MEDGEN / "outputs" / "demo-model" / "outputs.jsonl", model="demo-model", judge="offline",
+              db=db, cache_dir=cache, device="cpu")
         _built["examples"] = db
     return _built["examples"]
 

@@ -16,7 +16,7 @@ from rubric_judge.benchmarks.medgen import import_medgen, table3
 from rubric_judge.errors import UserError
 from rubric_judge.job import load_job
 from rubric_judge.rubrics.loader import LIBRARY
-from rubric_judge.run import ScoreOptions, score
+from rubric_judge.run import score
 
 
 def _image(path: Path, seed: int, noise: bool = False) -> None:
@@ -156,9 +156,9 @@ def test_imported_release_scores_and_reads_back_as_table3(release: dict[str, Pat
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "no-hf"))  # PubMedBERT absent: BERTScore unavailable
     result = import_medgen(release["records"], release["images"], release["out"], release["responses"])
     db = tmp_path / "x.duckdb"
-    code = score(ScoreOptions(rubric=Path("builtin:medgen/holistic-with-gt.yaml"), data=result.manifest, outputs=result.outputs, model_name="m",
-                              offline=True, db=db, cache_dir=tmp_path / "cache", device="cpu"))
-    assert code == 0
+    run = score("builtin:medgen/holistic-with-gt.yaml", data=result.manifest, outputs=result.outputs, model="m",
+                judge="offline", db=db, cache_dir=tmp_path / "cache", device="cpu")
+    assert run.exit_code == 0
 
     with duckdb.connect(str(db), read_only=True) as con:
         metrics = {(s, m): (v, p, st) for s, m, v, p, st in con.execute("SELECT sample_id, metric, value, passed, status FROM metric_values").fetchall()}

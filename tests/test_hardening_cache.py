@@ -28,7 +28,7 @@ from rubric_judge.cache.store import CachedAnswer, CacheMode, VerdictCache
 from rubric_judge.metrics import MetricCache
 from rubric_judge.metrics.types import MetricValue
 from rubric_judge.report.images import make_thumbnails
-from rubric_judge.run import ScoreOptions, score
+from rubric_judge.run import score
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "illugenbench"
 JUDGE = "openai/test-judge"
@@ -80,10 +80,11 @@ def one_line(text: str) -> str:
     return " ".join(text.split())
 
 
-def options(server, tmp: Path, **extra) -> ScoreOptions:
-    return ScoreOptions(rubric=EXAMPLE / "tasks", data=EXAMPLE / "manifest.jsonl", outputs=EXAMPLE / "outputs" / "good-model",
-                        model_name="good-model", judge=JUDGE, api_base=server.base_url, db=tmp / "results.duckdb",
-                        cache_dir=extra.pop("cache_dir", tmp / "cache"), concurrency=4, timeout_s=10.0, **extra)
+def options(server, tmp: Path, **extra) -> dict:
+    """`score`'s keyword arguments for a run through the loopback judge."""
+    return dict(rubric=EXAMPLE / "tasks", data=EXAMPLE / "manifest.jsonl", outputs=EXAMPLE / "outputs" / "good-model",
+                model="good-model", judge=JUDGE, api_base=server.base_url, db=tmp / "results.duckdb",
+                cache_dir=extra.pop("cache_dir", tmp / "cache"), concurrency=4, timeout=10.0, **extra)
 
 
 def fill_verdicts(directory: Path) -> None:
@@ -103,7 +104,7 @@ def cli(*args: str, prefix: tuple[str, ...] = ()) -> subprocess.CompletedProcess
 
 @pytest.mark.parametrize("corrupt", CORRUPTIONS, ids=lambda f: f.__name__)
 def test_score_on_a_corrupted_verdict_cache_sets_it_aside_and_pays_again(corrupt: Callable[[Path], None], judge_server, tmp_path: Path, capfd) -> None:
-    assert score(options(judge_server, tmp_path)) == 0
+    assert score(**options(judge_server, tmp_path)).exit_code == 0
     paid = judge_server.request_count
     assert paid > 0
     db = tmp_path / "cache" / "verdicts" / "cache.db"
@@ -111,7 +112,7 @@ def test_score_on_a_corrupted_verdict_cache_sets_it_aside_and_pays_again(corrupt
     capfd.readouterr()
 
     judge_server.clear_requests()
-    assert score(options(judge_server, tmp_path)) == 0  # no traceback, no exit 1: the run completes
+    assert score(**options(judge_server, tmp_path)).exit_code == 0  # no traceback, no exit 1: the run completes
     assert judge_server.request_count == paid  # every call paid again
     [moved] = set_aside(tmp_path / "cache", "verdicts")
     assert (moved / "cache.db").stat().st_size >= 8192  # kept, for whoever wants to look
@@ -121,7 +122,7 @@ def test_score_on_a_corrupted_verdict_cache_sets_it_aside_and_pays_again(corrupt
     assert "Traceback" not in err
 
     judge_server.clear_requests()
-    assert score(options(judge_server, tmp_path)) == 0
+    assert score(**options(judge_server, tmp_path)).exit_code == 0
     assert judge_server.request_count == 0  # the rebuilt cache holds this run's answers
     assert set_aside(tmp_path / "cache", "verdicts") == [moved]
 
@@ -224,19 +225,19 @@ def test_cache_clear_on_a_corrupted_cache_sets_it_aside(corrupt: Callable[[Path]
 
 
 def test_read_only_score_changes_and_creates_nothing(judge_server, tmp_path: Path) -> None:
-    assert score(options(judge_server, tmp_path)) == 0
+    assert score(**options(judge_server, tmp_path)).exit_code == 0
     paid = judge_server.request_count
     before = snapshot(tmp_path / "cache")
     assert any(name.endswith("cache.db") for name in before)
 
     judge_server.clear_requests()
-    assert score(options(judge_server, tmp_path, cache_mode=CacheMode.read_only)) == 0
+    assert score(**options(judge_server, tmp_path, cache=CacheMode.read_only)).exit_code == 0
     assert judge_server.request_count == 0  # everything read from the cache...
     assert snapshot(tmp_path / "cache") == before  # ...without a byte, a timestamp or a file changing
 
     missing = tmp_path / "no-such-cache"
     judge_server.clear_requests()
-    assert score(options(judge_server, tmp_path, cache_dir=missing, cache_mode=CacheMode.read_only)) == 0
+    assert score(**options(judge_server, tmp_path, cache_dir=missing, cache=CacheMode.read_only)).exit_code == 0
     assert judge_server.request_count == paid  # an absent cache is an empty one
     assert not missing.exists()
 
@@ -294,7 +295,7 @@ def read_only_view(folder: Path) -> tuple[str, ...]:
 
 def test_unwritable_cache_folder(judge_server, tmp_path: Path) -> None:
     root = tmp_path / "mounted"
-    assert score(options(judge_server, tmp_path, cache_dir=root / "cache")) == 0
+    assert score(**options(judge_server, tmp_path, cache_dir=root / "cache")).exit_code == 0
     paid = judge_server.request_count
     cache_dir = str(root / "cache")
     before = snapshot(root)

@@ -17,7 +17,7 @@ import yaml
 from rubric_judge.errors import UserError
 from rubric_judge.rubrics import templates
 from rubric_judge.rubrics.compile import JudgeTarget, build_plan
-from rubric_judge.rubrics.loader import LIBRARY, load_rubric
+from rubric_judge.rubrics.loader import LIBRARY, load_rubric_file
 from rubric_judge.rubrics.yamlsrc import MAX_DEPTH, load_yaml
 from rubric_judge.samples import Sample
 
@@ -92,7 +92,7 @@ def test_nesting_up_to_the_limit_still_loads(tmp_path: Path) -> None:
     with pytest.raises(UserError):
         load_yaml(f"a: [{nested}]\n", None)
     # A real rubric, with flow mappings in lists in mappings, is unaffected.
-    assert load_rubric(LIBRARY / "illugenbench" / "base.yaml").rubric == "illugenbench"
+    assert load_rubric_file(LIBRARY / "illugenbench" / "base.yaml").rubric == "illugenbench"
 
 
 # --- template limits ----------------------------------------------------------------------------
@@ -126,7 +126,7 @@ def test_template_bombs_are_validation_errors_at_their_line(tmp_path: Path) -> N
 @pytest.mark.parametrize("name", sorted(BOMBS))
 def test_each_bomb_names_its_limit(tmp_path: Path, name: str) -> None:
     with pytest.raises(UserError) as caught:
-        load_rubric(rubric_with_prompt(tmp_path, name, BOMBS[name]))
+        load_rubric_file(rubric_with_prompt(tmp_path, name, BOMBS[name]))
     (problem,) = caught.value.problems
     assert problem.location.line == 12
     assert problem.field == "prompt"
@@ -137,7 +137,7 @@ def test_each_bomb_names_its_limit(tmp_path: Path, name: str) -> None:
 def test_a_large_input_over_the_limit_is_a_per_sample_error_when_scoring(tmp_path: Path) -> None:
     # Passes validation (the trial value is short), but a real 20,000-character input repeated
     # 1,000 times is 20 million characters: that sample is reported, the others are judged.
-    rubric = load_rubric(rubric_with_prompt(tmp_path, "echo", "{{ prompt * 1000 }}"))
+    rubric = load_rubric_file(rubric_with_prompt(tmp_path, "echo", "{{ prompt * 1000 }}"))
     samples = [Sample("short", {"prompt": "a heart"}), Sample("long", {"prompt": "x" * 20_000})]
     plan = build_plan([rubric], samples, JudgeTarget("openai/gpt-4.1"))
     assert [call.sample_id for call in plan.calls] == ["short"]

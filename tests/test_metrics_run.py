@@ -16,7 +16,7 @@ from skimage.metrics import structural_similarity
 
 from rubric_judge.cache.store import CacheMode
 from rubric_judge.rubrics.loader import LIBRARY
-from rubric_judge.run import ScoreOptions, score
+from rubric_judge.run import score
 
 ROOT = Path(__file__).resolve().parents[1]
 MEDGEN = ROOT / "examples" / "medgen"
@@ -58,9 +58,9 @@ def rubric(tmp_path: Path) -> Path:
 
 def _score(rubric: Path, outputs: Path, tmp_path: Path) -> Path:
     db = tmp_path / "results.duckdb"
-    code = score(ScoreOptions(rubric=rubric, data=MEDGEN / "manifest.jsonl", outputs=outputs, model_name="demo", offline=True,
-                              db=db, cache_dir=tmp_path / "cache", cache_mode=CacheMode.read_write, device="cpu"))
-    assert code == 0
+    run = score(rubric, data=MEDGEN / "manifest.jsonl", outputs=outputs, model="demo", judge="offline",
+                db=db, cache_dir=tmp_path / "cache", cache=CacheMode.read_write, device="cpu")
+    assert run.exit_code == 0
     return db
 
 

@@ -19,7 +19,7 @@ import yaml
 from rubric_judge.cache.store import CacheMode, VerdictCache
 from rubric_judge.judge.executor import ExecutorSettings
 from rubric_judge.judge.loopback import Fault
-from rubric_judge.run import ScoreOptions, score
+from rubric_judge.run import score
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "illugenbench"
 JUDGE = "openai/test-judge"
@@ -75,11 +75,12 @@ def _mean(values) -> float:
     return sum(values) / len(values)
 
 
-def options(server, tmp: Path, model: str = "good-model", outputs: Path = GOOD, tasks: Path = TASKS, **extra) -> ScoreOptions:
-    return ScoreOptions(
-        rubric=tasks, data=MANIFEST, outputs=outputs, model_name=model, judge=JUDGE, api_base=server.base_url,
+def options(server, tmp: Path, model: str = "good-model", outputs: Path = GOOD, tasks: Path = TASKS, **extra) -> dict:
+    """`score`'s keyword arguments for a run through the loopback judge."""
+    return dict(
+        rubric=tasks, data=MANIFEST, outputs=outputs, model=model, judge=JUDGE, api_base=server.base_url,
         db=tmp / "results.duckdb", cache_dir=tmp / "cache", concurrency=extra.pop("concurrency", 4),
-        timeout_s=extra.pop("timeout_s", 10.0), **extra,
+        timeout=extra.pop("timeout", 10.0), **extra,
     )
 
 
@@ -142,8 +143,8 @@ def scored_db(module_judge_server, tmp_path_factory) -> Path:
     """good-model and weak-model scored once with a fault-free judge (shared by several tests)."""
     tmp = tmp_path_factory.mktemp("scored")
     os.environ.setdefault("RUBRIC_JUDGE_API_KEY", "sk-loopback-test")
-    assert score(options(module_judge_server, tmp)) == 0
-    assert score(options(module_judge_server, tmp, model="weak-model", outputs=WEAK)) == 0
+    assert score(**options(module_judge_server, tmp)).exit_code == 0
+    assert score(**options(module_judge_server, tmp, model="weak-model", outputs=WEAK)).exit_code == 0
     return tmp / "results.duckdb"
 
 
@@ -171,7 +172,7 @@ def test_known_scores_match_independent_computation(scored_db: Path) -> None:
 @pytest.mark.parametrize("transport", ["direct", "litellm"])  # both transports meet every fault the same way
 def test_transient_faults_are_retried_to_the_fault_free_scores(judge_server, tmp_path: Path, transport: str) -> None:
     # A fault-free run first (also warms litellm up, so cold-start time does not eat the 1 s timeout).
-    assert score(options(judge_server, tmp_path, model="fault-free", cache_mode=CacheMode.off, transport=transport)) == 0
+    assert score(**options(judge_server, tmp_path, model="fault-free", cache=CacheMode.off, transport=transport)).exit_code == 0
     # Each fault hits the first request of a different call, so no call meets two faults whatever the timing.
     planned = {
         "heart-chambers/scientific_accuracy/0": Fault.http_429(retry_after_s=0.2),
@@ -184,7 +185,7 @@ def test_transient_faults_are_retried_to_the_fault_free_scores(judge_server, tmp
     pending = dict(planned)
     judge_server.fault_rule = lambda body, index: pending.pop(call_id_of(body), None)
     judge_server.clear_requests()
-    assert score(options(judge_server, tmp_path, timeout_s=1.0, transport=transport)) == 0
+    assert score(**options(judge_server, tmp_path, timeout=1.0, transport=transport)).exit_code == 0
     assert not pending
     db = tmp_path / "results.duckdb"
     # (avg() sums in no fixed order, so equal up to rounding)
@@ -217,7 +218,7 @@ def test_faults_that_never_stop_end_unscored_or_error_never_unmet(judge_server, 
         return None
 
     judge_server.fault_rule = rule
-    assert score(options(judge_server, tmp_path, transport=transport)) == 1  # failed calls -> exit 1
+    assert score(**options(judge_server, tmp_path, transport=transport)).exit_code == 1  # failed calls -> exit 1
     db = tmp_path / "results.duckdb"
     calls = {row[0]: row[1:] for row in query(db, "SELECT call_id, status, attempts, response FROM judge_calls")}
     assert len(calls) == N_CALLS
@@ -248,7 +249,7 @@ def test_faults_that_never_stop_end_unscored_or_error_never_unmet(judge_server, 
     # Nothing failed is cached: a fault-free re-run asks exactly those three calls again and scores fully.
     judge_server.fault_rule = None
     judge_server.clear_requests()
-    assert score(options(judge_server, tmp_path, transport=transport)) == 0
+    assert score(**options(judge_server, tmp_path, transport=transport)).exit_code == 0
     assert judge_server.request_count == 3
     assert_scores(db, "good-model")
 
@@ -284,7 +285,7 @@ def test_kill_9_then_resume_loses_and_duplicates_nothing(judge_server, tmp_path:
     assert 6 <= first < N_CALLS
     judge_server.latency = 0.0
     judge_server.clear_requests()
-    assert score(options(judge_server, tmp_path, concurrency=2)) == 0
+    assert score(**options(judge_server, tmp_path, concurrency=2)).exit_code == 0
     second = judge_server.request_count
     # Answered calls were cached; only the calls never sent, plus at most the 2 in flight, are asked again.
     assert N_CALLS - first <= second <= N_CALLS - first + 2
@@ -316,12 +317,12 @@ def edit_criterion(tasks: Path, task: str, criterion_id: str, suffix: str) -> No
 
 def test_cache_modes(judge_server, tmp_path: Path) -> None:
     db = tmp_path / "results.duckdb"
-    assert score(options(judge_server, tmp_path)) == 0
+    assert score(**options(judge_server, tmp_path)).exit_code == 0
     assert judge_server.request_count == N_CALLS
     assert cache_entries(tmp_path / "cache") == N_CALLS
 
     judge_server.clear_requests()
-    assert score(options(judge_server, tmp_path)) == 0
+    assert score(**options(judge_server, tmp_path)).exit_code == 0
     assert judge_server.request_count == 0
     assert query(db, "SELECT count(*) FILTER (WHERE cache_hit), count(*) FROM judge_calls") == [(N_CALLS, N_CALLS)]
 
@@ -329,23 +330,23 @@ def test_cache_modes(judge_server, tmp_path: Path) -> None:
     shutil.copytree(TASKS, tasks)
     edit_criterion(tasks, "heart-chambers", "structural_correctness-2", " (edited)")
     judge_server.clear_requests()
-    assert score(options(judge_server, tmp_path, tasks=tasks)) == 0
+    assert score(**options(judge_server, tmp_path, tasks=tasks)).exit_code == 0
     assert judge_server.request_count == 1
     assert "(edited)" in json.dumps(judge_server.requests[0])
     assert "on structural correctness" in prompt_text(judge_server.requests[0])
     assert cache_entries(tmp_path / "cache") == N_CALLS + 1
 
     judge_server.clear_requests()
-    assert score(options(judge_server, tmp_path, cache_mode=CacheMode.off)) == 0
+    assert score(**options(judge_server, tmp_path, cache=CacheMode.off)).exit_code == 0
     assert judge_server.request_count == N_CALLS
 
     edit_criterion(tasks, "lung-nodule", "semantic_alignment-1", " (edited again)")
     judge_server.clear_requests()
-    assert score(options(judge_server, tmp_path, tasks=tasks, cache_mode=CacheMode.read_only)) == 0
+    assert score(**options(judge_server, tmp_path, tasks=tasks, cache=CacheMode.read_only)).exit_code == 0
     assert judge_server.request_count == 1  # the edited call; every other one read from the cache
     assert cache_entries(tmp_path / "cache") == N_CALLS + 1  # read-only wrote nothing new
     judge_server.clear_requests()
-    assert score(options(judge_server, tmp_path, tasks=tasks, cache_mode=CacheMode.read_only)) == 0
+    assert score(**options(judge_server, tmp_path, tasks=tasks, cache=CacheMode.read_only)).exit_code == 0
     assert judge_server.request_count == 1  # still not cached
 
 
@@ -354,8 +355,14 @@ def test_cache_modes(judge_server, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("transport", ["direct", "litellm"])
 def test_api_key_reaches_the_judge_but_is_never_stored_or_printed(judge_server, tmp_path: Path, monkeypatch, capfd, transport: str) -> None:
+    from rubric_judge.cli.progress import RichProgress
+    from rubric_judge.cli.score import print_summary
+
     monkeypatch.setenv("RUBRIC_JUDGE_API_KEY", SECRET)
-    assert score(options(judge_server, tmp_path, transport=transport)) == 0
+    with RichProgress() as on_progress:  # what the CLI prints, rendered in process
+        result = score(**options(judge_server, tmp_path, transport=transport), on_progress=on_progress)
+    print_summary(result)
+    assert result.exit_code == 0
     assert judge_server.request_count == N_CALLS
     assert judge_server.authorization and all(h == f"Bearer {SECRET}" for h in judge_server.authorization)
     captured = capfd.readouterr()

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-OFFLINE = "offline"
+if TYPE_CHECKING:
+    from rubric_judge.run import RunResult
 
 
 def command(
@@ -35,19 +36,68 @@ def command(
     Re-running the same command is free (verdicts come from the cache) and replaces the run's
     rows; after a crash, run it again to resume.
     """
-    from rubric_judge.cache.store import CacheMode, default_cache_dir
-    from rubric_judge.errors import UserError
-    from rubric_judge.run import ScoreOptions, score
-    from rubric_judge.store.db import default_db_path
+    from rubric_judge.cli.progress import RichProgress
+    from rubric_judge.run import score
 
-    try:
-        cache_mode = CacheMode(cache)
-    except ValueError:
-        raise UserError(f"--cache must be one of {', '.join(m.value for m in CacheMode)}, not {cache!r}") from None
-    options = ScoreOptions(
-        rubric=rubric, data=data, outputs=outputs, model_name=model, judge=judge, offline=judge == OFFLINE,
-        api_base=api_base, transport=transport, concurrency=concurrency, rpm=rpm, timeout_s=timeout, db=db or default_db_path(),
-        cache_dir=cache_dir or default_cache_dir(), cache_mode=cache_mode, max_cost_usd=max_cost,
-        replicates=replicates, max_image_side=max_image_side, device=device, max_unreachable=max_unreachable,
-    )
-    raise typer.Exit(score(options))
+    with RichProgress() as on_progress:
+        result = score(
+            rubric, data=data, outputs=outputs, model=model, judge=judge, api_base=api_base, transport=transport, concurrency=concurrency,
+            rpm=rpm, timeout=timeout, db=db, cache_dir=cache_dir, cache=cache, max_cost=max_cost, replicates=replicates,
+            max_image_side=max_image_side, device=device, max_unreachable=max_unreachable, on_progress=on_progress,
+        )
+    print_summary(result)
+    raise typer.Exit(result.exit_code)
+
+
+def print_summary(result: RunResult) -> None:
+    """The run's scores and metrics, what it paid, why calls failed, and how it ended."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    from rubric_judge.cli.output import stderr, stdout
+
+    results = result.results()
+    table = Table(title=f"Scores ({result.judge_model})", title_justify="left")
+    for column in ("model", "dimension", "score", "accuracy", "samples", "excluded", "missing outputs", "unscored verdicts"):
+        table.add_column(column, justify="left" if column in ("model", "dimension") else "right")
+    for row in results.leaderboard(run_id=result.run_id).to_dict("records"):
+        table.add_row(row["model_name"], row["dimension"], _fmt(row["score"]), _fmt(row["accuracy_rate"]), str(row["samples_scored"]),
+                      str(row["samples_excluded"]), str(row["missing_outputs"]), str(row["unscored_verdicts"]))
+    stdout.print(table)
+    metric_rows = results.sql("SELECT * FROM metric_summary WHERE run_id = ? ORDER BY metric", [result.run_id]).to_dict("records")
+    if metric_rows:
+        metrics = Table(title="Metrics", title_justify="left")
+        for column in ("metric", "mean", "accuracy", "ok", "missing outputs", "not computed", "why not computed"):
+            metrics.add_column(column, justify="left" if column in ("metric", "why not computed") else "right", overflow="fold")
+        for row in metric_rows:
+            metrics.add_row(row["metric"], _fmt(row["mean_value"]), _fmt(row["accuracy_rate"]), str(row["samples_ok"]),
+                            str(row["missing_outputs"]), str(row["not_computed"]), _first_sentence(row["example_problem"]))
+        stdout.print(metrics)
+    cost = f"${result.cost_usd:.4f}" + (" (some calls had no known price)" if result.cost_unknown else "")
+    stdout.print(f"{result.calls} calls: {result.cache_hits} from cache, {result.failed_calls} failed; "
+                 f"{result.prompt_tokens:,} prompt + {result.completion_tokens:,} completion tokens paid, {cost}")
+    if result.failed_calls and result.status != "failed":  # a failed run says why below, once
+        # The commonest reasons, once each: a judge that fails every call fails them all alike.
+        reasons = results.sql("SELECT error, count(*) AS calls FROM judge_calls WHERE run_id = ? AND status <> 'ok' AND error IS NOT NULL "
+                              "GROUP BY error ORDER BY calls DESC, error LIMIT 3", [result.run_id]).to_dict("records")
+        for reason in reasons:
+            stderr.print(f"[red]failed[/] {reason['calls']} call(s): {escape(reason['error'])}")
+    if result.status == "stopped":
+        stdout.print(f"[yellow]Stopped: {escape(result.status_detail or '')}.[/]")
+    elif result.status == "failed":
+        stderr.print(f"[bold red]Stopped early:[/] {escape(result.status_detail or '')}. Nothing more was sent; check --api-base and that the "
+                     "judge's server is up, then run the same command again (answers already paid for are cached).")
+    stdout.print(f"Results in {result.db} (run {result.run_id}); try: rubric-judge query \"SELECT * FROM task_scores\" --db {result.db}")
+
+
+def _first_sentence(text: str | None) -> str:
+    if not text:
+        return ""
+    head, dot, rest = text.partition(". ")
+    return head + (". (full text: metric_values.detail)" if rest else dot)
+
+
+def _fmt(value: float | None) -> str:
+    import math
+
+    return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.3f}"

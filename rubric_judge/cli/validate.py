@@ -20,7 +20,7 @@ def command(
 
     from rubric_judge.cli.output import print_problems, stdout
     from rubric_judge.errors import UserError
-    from rubric_judge.rubrics.loader import discover, load_rubric
+    from rubric_judge.rubrics.loader import discover, load_rubric_file
 
     table = Table(title="Rubrics", title_justify="left")
     for column in ("file", "id", "ver", "task", "dims", "crit", "verdict", "scoring", "status"):
@@ -29,7 +29,7 @@ def command(
     problems = []
     for file, file_root in discover(paths):
         try:
-            rubric = load_rubric(file, root or file_root)
+            rubric = load_rubric_file(file, root or file_root)
         except UserError as exc:
             failures += 1
             problems.extend(exc.problems)

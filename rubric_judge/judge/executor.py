@@ -72,7 +72,8 @@ class Progress:
 
     done: int = 0
     cache_hits: int = 0
-    errors: int = 0
+    errors: int = 0  # calls with no valid answer: error or unscored
+    unscored: int = 0  # of those, calls the judge answered but never validly
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cost_usd: float = 0.0
@@ -85,6 +86,7 @@ class Progress:
         self.done += 1
         self.cache_hits += outcome.cache_hit
         self.errors += outcome.status in ("error", "unscored")
+        self.unscored += outcome.status == "unscored"
         if not outcome.cache_hit:
             self.prompt_tokens += outcome.prompt_tokens
             self.completion_tokens += outcome.completion_tokens
@@ -306,10 +308,16 @@ class _Reachability:
 _CONNECT_FAILURES = {"ConnectError", "ClientConnectorError", "ClientConnectorDNSError", "ConnectionRefusedError", "gaierror"}
 
 
+# What the OpenAI SDK says, through litellm, for every transport failure that is not a timeout;
+# litellm keeps no cause chain (its __context__ is an unrelated RuntimeError), so the text is all
+# there is. A server that drops every connection is as unusable as one that refuses them.
+_SDK_CONNECTION_ERROR = "Connection error."
+
+
 def _is_unreachable(exc: BaseException | None) -> bool:
     seen = 0
     while exc is not None and seen < 10:
-        if type(exc).__name__ in _CONNECT_FAILURES:
+        if type(exc).__name__ in _CONNECT_FAILURES or str(exc).endswith(_SDK_CONNECTION_ERROR):
             return True
         exc, seen = exc.__cause__ or exc.__context__, seen + 1
     return False

@@ -1,6 +1,6 @@
 """Load rubric files: safe YAML, `extends` resolution, validation, and errors with locations.
 
-`load_rubric` returns a validated `Rubric` or raises `UserError` listing every problem found,
+`load_rubric_file` returns a validated `Rubric` or raises `UserError` listing every problem found,
 each with file:line:column, the field path, what was expected and a fix. `extends` targets
 resolve relative to the extending file and must stay inside the rubric root (or the bundled
 library, written `builtin:illugenbench/base.yaml`): a rubric cannot read arbitrary files.
@@ -123,7 +123,7 @@ _PATTERNS = {
 }
 
 
-def load_rubric(path: Path, root: Path | None = None) -> schema.Rubric:
+def load_rubric_file(path: Path, root: Path | None = None) -> schema.Rubric:
     """Load, merge, validate and template-check one rubric file.
 
     Raises UserError with every problem found. When the schema itself fails, the cross-field
@@ -164,6 +164,25 @@ def _in_order(problems: list[Problem]) -> list[Problem]:
     return sorted(unique, key=lambda p: (str(p.location.file or ""), p.location.line, p.location.column))
 
 
+def load_rubric(path: Path | str) -> schema.Rubric:
+    """One validated rubric from a file or the library.
+
+    Args:
+        path: a rubric file, or a library rubric such as `builtin:medgen/holistic-with-gt.yaml`.
+
+    Returns:
+        The rubric, with `extends` resolved.
+
+    Raises:
+        UserError: every problem in the file (and the files it extends), each with file:line and a fix.
+    """
+    rubrics = load_rubric_set(path)
+    if len(rubrics) != 1:
+        raise UserError(Problem(Location(Path(path)), f"holds {len(rubrics)} rubrics, not one",
+                                fix="name one rubric file, or load a directory of task rubrics with load_rubric_set"))
+    return rubrics[0]
+
+
 def load_rubric_set(path: Path | str) -> list[schema.Rubric]:
     """One rubric file, or every rubric in a directory (task files), or a library rubric named
     `builtin:medgen/holistic-with-gt.yaml`; all problems at once."""
@@ -176,7 +195,7 @@ def load_rubric_set(path: Path | str) -> list[schema.Rubric]:
     rubrics, problems = [], []
     for file, root in discover([Path(path)]):
         try:
-            rubrics.append(load_rubric(file, root))
+            rubrics.append(load_rubric_file(file, root))
         except UserError as exc:
             problems.extend(exc.problems)
     if problems:

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rubric_judge.errors import Location, Problem, UserError
+
 if TYPE_CHECKING:
     import pandas
 
@@ -42,25 +44,38 @@ class Results:
         Raises:
             UserError: the statement is not a single SELECT, or it fails.
         """
-        from rubric_judge.store.query import read_only_statement
+        import duckdb
 
-        with read_only_statement(self.path, query, params or []) as cursor:
-            return cursor.df()
+        from rubric_judge.store.db import connect
+
+        con = connect(self.path, read_only=True, external_access=False)
+        try:
+            statements = con.extract_statements(query)
+            if len(statements) != 1 or statements[0].type not in (duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN):
+                raise UserError(Problem(Location(None), "give exactly one SELECT statement", field="query"))
+            return con.execute(query, params or []).df()
+        except duckdb.Error as exc:
+            raise UserError(Problem(Location(self.path), f"SQL error: {exc}", field="query")) from None
+        finally:
+            con.close()
 
     def runs(self) -> pandas.DataFrame:
         """Every run with its status (running, finished, stopped, interrupted, failed) and why."""
         return self.sql("SELECT * FROM runs ORDER BY started_at")
 
-    def leaderboard(self, rubric: str | None = None) -> pandas.DataFrame:
+    def leaderboard(self, rubric: str | None = None, run_id: str | None = None) -> pandas.DataFrame:
         """Scores per run and dimension ('overall' first), as the `leaderboard` view computes them,
         with each run's `status` and coverage (`samples_scored` of `samples_total`).
 
         Args:
             rubric: only runs of this rubric id.
+            run_id: only this run.
         """
-        where = "WHERE rubric_id = ?" if rubric else ""
-        return self.sql(f"SELECT * FROM leaderboard {where} ORDER BY rubric_id, dimension <> 'overall', dimension, score DESC NULLS LAST, model_name",
-                        [rubric] if rubric else [])
+        filters = {"rubric_id": rubric, "run_id": run_id}
+        where = " AND ".join(f"{column} = ?" for column, value in filters.items() if value is not None)
+        return self.sql(f"SELECT * FROM leaderboard {'WHERE ' + where if where else ''} "
+                        "ORDER BY rubric_id, dimension <> 'overall', dimension, score DESC NULLS LAST, model_name",
+                        [value for value in filters.values() if value is not None])
 
     def verdicts(self, run_id: str | None = None) -> pandas.DataFrame:
         """One row per criterion verdict (status ok | error | unscored | missing_output).

@@ -1,0 +1,64 @@
+"""The score command's terminal view: renders the library's progress events with rich.
+
+`score()` reports what it does through one callback (see `rubric_judge.run` for the events);
+this is the callback the CLI passes. A notebook passes its own, or none.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rubric_judge.cli.output import stdout
+from rubric_judge.run import CallsProgress, JudgeChosen, MetricsProgress, Planned, ScoreEvent
+
+
+class RichProgress:
+    """Prints the judge line and the plan, then draws judging and metrics bars until closed."""
+
+    def __init__(self) -> None:
+        self._bar: Any = None
+        self._judging: Any = None
+        self._metrics: Any = None
+
+    def __call__(self, event: ScoreEvent) -> None:
+        from rich.markup import escape
+
+        if isinstance(event, JudgeChosen):
+            if event.offline:
+                stdout.print("[bold yellow]Judge: the built-in OFFLINE judge[/] - deterministic image similarity, NOT a vision-language model; "
+                             "for demos and tests only.")
+            else:
+                stdout.print(f"Judge: [bold]{escape(event.model)}[/]" + (f" at {escape(event.api_base)}" if event.api_base else "")
+                             + f" [dim](transport: {event.transport})[/]")
+        elif isinstance(event, Planned):
+            cost = f", estimated ${event.estimated_cost_usd:.4f}" if event.estimated_cost_usd is not None else ""
+            stdout.print(f"{event.calls} judge calls ({event.cached} cached), {event.samples} samples{cost}")
+            self._open(event)
+        elif isinstance(event, CallsProgress) and self._bar is not None:
+            cost = f"${event.cost_usd:.4f}" + ("+?" if event.cost_unknown else "")
+            stats = f"hits {event.cache_hits}  errors {event.errors}  tokens {event.tokens:,}  {cost}"
+            self._bar.update(self._judging, completed=event.done, stats=stats)
+        elif isinstance(event, MetricsProgress) and self._bar is not None and self._metrics is not None:
+            self._bar.update(self._metrics, completed=event.done)
+
+    def _open(self, planned: Planned) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+        self._bar = Progress(TextColumn("{task.description:8s}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[stats]}"),
+                             TimeElapsedColumn(), TimeRemainingColumn(), console=stdout, transient=False)
+        self._bar.start()
+        self._judging = self._bar.add_task("judging", total=planned.calls, stats="")
+        if planned.metric_groups:
+            self._metrics = self._bar.add_task("metrics", total=planned.metric_groups, completed=planned.metric_groups_done, stats="metric groups")
+
+    def close(self) -> None:
+        """Stop drawing (the bars stay on screen as they last were)."""
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None
+
+    def __enter__(self) -> RichProgress:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
