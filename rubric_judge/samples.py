@@ -4,7 +4,8 @@ A dataset is a JSONL manifest: one object per line with a unique string `id` plu
 fields hold paths relative to the manifest, which may not leave the manifest's directory.
 A model's outputs are either a directory (`<id>.png|.jpg|.jpeg|.webp` for the image output,
 `<id>.txt` for the text output, or `<field>/<id>.<ext>` when a rubric has several outputs of a
-kind) or a JSONL file of `{"id": ..., field: value}` with image paths relative to that file.
+kind) or a JSONL file of `{"id": ..., field: value}`, one line per id, with image paths relative
+to that file.
 An output the model did not produce is recorded as missing, never invented.
 """
 
