@@ -60,8 +60,8 @@ def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedP
     return subprocess.run([CLI, *args], capture_output=True, text=True, timeout=300, env={**os.environ, **(env or {})})
 
 
-def _score(example: Path, tmp_path: Path, outputs: Path | None = None, manifest: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return _cli("score", str(example / "tasks"), "--data", str(manifest or example / "manifest.jsonl"),
+def _score(example: Path, tmp_path: Path, outputs: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return _cli("score", str(example / "tasks"), "--data", str(example / "manifest.jsonl"),
                 "--outputs", str(outputs or example / "outputs" / "good-model"), "--model", "m", "--judge", "offline",
                 "--db", str(tmp_path / "runs.duckdb"), "--cache-dir", str(tmp_path / "cache"))
 
@@ -193,9 +193,12 @@ def test_duplicate_ids_in_an_outputs_file_are_refused(example: Path, tmp_path: P
 
 
 def test_an_empty_manifest_is_refused(example: Path, tmp_path: Path) -> None:
+    # A general rubric (task rubrics would complain that they match no sample): the old code
+    # recorded an empty "finished" run and exited 0.
     manifest = example / "empty.jsonl"
     manifest.write_text("", encoding="utf-8")
-    done = _score(example, tmp_path, manifest=manifest)
+    done = _cli("score", "builtin:medgen/holistic-without-gt.yaml", "--data", str(manifest), "--outputs", str(example / "outputs" / "good-model"),
+                "--model", "m", "--judge", "offline", "--db", str(tmp_path / "runs.duckdb"), "--cache-dir", str(tmp_path / "cache"))
     _assert_refused(done, tmp_path, f"{manifest}: the manifest has no samples")
 
 
