@@ -4,7 +4,8 @@ A dataset is a JSONL manifest: one object per line with a unique string `id` plu
 fields hold paths relative to the manifest, which may not leave the manifest's directory.
 A model's outputs are either a directory (`<id>.png|.jpg|.jpeg|.webp` for the image output,
 `<id>.txt` for the text output, or `<field>/<id>.<ext>` when a rubric has several outputs of a
-kind) or a JSONL file of `{"id": ..., field: value}` with image paths relative to that file.
+kind) or a JSONL file of `{"id": ..., field: value}`, one line per id, with image paths relative
+to that file.
 An output the model did not produce is recorded as missing, never invented.
 """
 
@@ -32,9 +33,21 @@ class Sample:
 
 
 def read_jsonl(path: Path) -> list[tuple[int, dict[str, Any]]]:
-    """(line number, object) for each non-blank line; every bad line is reported at once."""
+    """The records of a JSONL file of `{"id": ..., ...}` objects, ids unique.
+
+    Args:
+        path: the manifest or outputs file.
+
+    Returns:
+        (line number, object) for each non-blank line, in file order.
+
+    Raises:
+        UserError: listing every bad line at once: unreadable text, invalid JSON, a line that is
+            not an object, a missing id, an id already used on an earlier line.
+    """
     text = read_user_text(path, "JSONL file", "JSONL")
     records, problems = [], []
+    first_line: dict[str, int] = {}
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
@@ -50,6 +63,11 @@ def read_jsonl(path: Path) -> list[tuple[int, dict[str, Any]]]:
         if not isinstance(ident, str) or not ident.strip():
             problems.append(Problem(Location(path, number, 1), "missing or non-string `id`", field="id", fix='give every line a string "id"'))
             continue
+        # A repeated id would silently replace or double a sample, depending on the reader.
+        if ident in first_line:
+            problems.append(Problem(Location(path, number, 1), f"duplicate id {ident!r} (first on line {first_line[ident]})", field="id", fix="ids must be unique"))
+            continue
+        first_line[ident] = number
         records.append((number, value))
     if problems:
         raise UserError(problems)
@@ -62,14 +80,10 @@ def load_samples(manifest: Path, outputs: Path | None, inputs: Mapping[str, Inpu
     root = manifest.parent.resolve()
     output_fields = tuple(output_fields)
     records = read_jsonl(manifest)
+    if not records:
+        # Nothing to judge: scoring would record an empty run that looks like a result.
+        raise UserError(Problem(Location(manifest), "the manifest has no samples", fix='add one JSON object per line, each with a unique "id"'))
     problems: list[Problem] = []
-    seen: dict[str, int] = {}
-    for number, record in records:
-        if record["id"] in seen:
-            problems.append(Problem(Location(manifest, number, 1), f"duplicate id {record['id']!r} (first on line {seen[record['id']]})", field="id", fix="ids must be unique"))
-        seen.setdefault(record["id"], number)
-    if problems:
-        raise UserError(problems)
     produced = _read_outputs(outputs, [r["id"] for _, r in records], inputs, output_fields) if outputs else {}
     samples = []
     for number, record in records:

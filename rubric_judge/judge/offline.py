@@ -20,14 +20,14 @@ server's `base_url`.
 from __future__ import annotations
 
 import functools
-import io
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from rubric_judge.judge.loopback import CriterionQuestion, LoopbackJudge, criterion_digest, scale_bounds
+from rubric_judge.media import ImageError, open_image
 
 OFFLINE_JUDGE_MODEL = "openai/rubric-judge-offline"
 OFFLINE_JUDGE_API_KEY = "sk-offline-judge"  # litellm's openai provider insists on some key
@@ -49,7 +49,7 @@ def image_similarity(reference: bytes, generated: bytes) -> float:
 
 
 def _thumbnail(data: bytes) -> np.ndarray:
-    with Image.open(io.BytesIO(data)) as image:
+    with open_image(data) as image:  # refuses images over the pixel limit before decoding
         small = image.convert("L").resize(THUMBNAIL_SIZE, Image.Resampling.BILINEAR)
         return np.asarray(small, dtype=np.float32) / 255.0
 
@@ -62,7 +62,7 @@ def request_similarity(images: tuple[bytes, ...]) -> Similarity:
         return Similarity(NEUTRAL_SIMILARITY, f"neutral similarity (only {len(images)} image(s) to compare)")
     try:
         value = image_similarity(images[0], images[-1])
-    except (UnidentifiedImageError, OSError, ValueError):
+    except (ImageError, OSError, ValueError):
         return Similarity(NEUTRAL_SIMILARITY, "neutral similarity (an image could not be decoded)")
     return Similarity(min(1.0, max(0.0, value)), "image similarity")
 

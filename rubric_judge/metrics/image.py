@@ -24,7 +24,8 @@ The numbers are the reference's, computed faster: SSIM from exact integer box su
 window) or separable float64 filtering (Gaussian window) batched over pairs of equal size, PSNR
 from exact integer squared errors, each image decoded once, the LPIPS model loaded once per
 process. Per-sample statuses instead of silent numbers: a missing output is "missing_output", an
-unreadable image or a size mismatch (``resize_output=False``) is "error", and LPIPS is
+unreadable image, one over the pixel limit (``rubric_judge.media.max_image_pixels``) or a size
+mismatch (``resize_output=False``) is "error", and LPIPS is
 "unavailable" for every sample when its trunk weights are not on disk (no download is attempted).
 The reference scored a failed metric as 0; this module never does.
 """
@@ -44,6 +45,7 @@ from typing import Any, Literal
 import numpy as np
 from PIL import Image
 
+from rubric_judge.media import ImageError, ImageTooLarge, open_image
 from rubric_judge.metrics.types import MetricUnavailable, MetricValue
 
 __all__ = [
@@ -167,8 +169,8 @@ def _decode_rgb(path: Path | None, role: str, high_bit_depth: str, notes: list[s
         if path.stat().st_size == 0:
             raise _PairError("error", f"{role} image is an empty file (0 bytes): {path}")
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # palette-transparency notices, decompression-bomb warnings
-            with Image.open(path) as opened:
+            warnings.simplefilter("ignore")  # palette-transparency notices
+            with open_image(path) as opened:  # refuses images over the pixel limit before decoding
                 opened.load()
                 image = opened
                 if image.width == 0 or image.height == 0:
@@ -178,8 +180,11 @@ def _decode_rgb(path: Path | None, role: str, high_bit_depth: str, notes: list[s
                 return image.convert("RGB")
     except _PairError:
         raise
+    except ImageTooLarge as exc:  # the message names the file, the limit and how to raise it
+        raise _PairError("error", f"{role} image: {exc}") from exc
     except Exception as exc:  # PIL raises UnidentifiedImageError, OSError, SyntaxError, ValueError...
-        raise _PairError("error", f"cannot decode {role} image {path}: {type(exc).__name__}: {exc}") from exc
+        cause = exc.__cause__ if isinstance(exc, ImageError) and exc.__cause__ is not None else exc  # PIL's own error
+        raise _PairError("error", f"cannot decode {role} image {path}: {type(cause).__name__}: {cause}") from exc
 
 
 def _high_bit_to_rgb(image: Image.Image, role: str, high_bit_depth: str, notes: list[str]) -> Image.Image:

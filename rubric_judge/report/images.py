@@ -23,6 +23,7 @@ from pathlib import Path
 
 from rubric_judge.cache.guard import GuardedFolder, describe
 from rubric_judge.errors import UserError
+from rubric_judge.media import MAX_IMAGE_PIXELS_ENV, ImageError, ImageTooLarge, open_image
 
 DEFAULT_MAX_SIDE = 256
 DEFAULT_CAP_MB = 64.0
@@ -152,10 +153,10 @@ def _digest(path: Path) -> str | None:
 
 def _thumbnail(path: Path, max_side: int) -> tuple[str | None, int, int, str | None]:
     """(data URI, width, height, error): the image scaled to fit max_side, as the smaller of PNG and JPEG."""
-    from PIL import Image, ImageOps, UnidentifiedImageError
+    from PIL import Image, ImageOps
 
     try:
-        with Image.open(path) as image:
+        with open_image(path) as image:  # refuses images over the pixel limit before decoding
             if image.format == "JPEG":
                 image.draft("RGB", (max_side, max_side))  # decode at a reduced scale: several times faster
             image = _displayable(image)
@@ -163,8 +164,10 @@ def _thumbnail(path: Path, max_side: int) -> tuple[str | None, int, int, str | N
             # then Lanczos for the rest: a tenth of the cost of Lanczos all the way, and as sharp at this size.
             image.thumbnail((max_side, max_side), Image.Resampling.LANCZOS, reducing_gap=1.0)
             ImageOps.exif_transpose(image, in_place=True)
-    except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as exc:
-        return None, 0, 0, f"unreadable image ({type(exc).__name__})"
+    except ImageTooLarge as exc:
+        return None, 0, 0, f"image too large ({exc.width}x{exc.height} pixels, over the {exc.limit:,}-pixel limit; see {MAX_IMAGE_PIXELS_ENV})"
+    except (ImageError, OSError, ValueError) as exc:
+        return None, 0, 0, f"unreadable image ({type(exc.__cause__ or exc).__name__})"
     png = io.BytesIO()
     # Level 1: nearly the size of level 6 on illustrations, at a fraction of the time.
     image.save(png, format="PNG", compress_level=1)
