@@ -1,7 +1,7 @@
 """Judge-call throughput benchmark: the rubric_judge engine vs a naive thread-pool client.
 
 Everything runs against the loopback OpenAI-compatible judge
-(`rubric_judge.judge.loopback.LoopbackJudge`) served from a *child process*, so the CPU time
+(`rubric_judge.testing.loopback.LoopbackJudge`) served from a *child process*, so the CPU time
 measured in this process is the client's alone and the server's CPU is reported separately.
 
 Sections (all in one run):
@@ -61,7 +61,7 @@ DIMENSIONS = ("scientific_accuracy", "structural_correctness", "semantic_alignme
 
 _SERVER_CODE = r"""
 import json, sys, time
-from rubric_judge.judge.loopback import LoopbackJudge
+from rubric_judge.testing.loopback import LoopbackJudge
 server = LoopbackJudge(latency=float(sys.argv[1])).start()
 print(server.base_url, flush=True)
 for line in sys.stdin:
@@ -160,8 +160,8 @@ def write_job(root: Path, tasks: int, criteria_per_task: list[int]) -> tuple[Pat
 
 
 def synthetic_calls(root: Path, n: int) -> list:
-    from rubric_judge.job import load_job
-    from rubric_judge.rubrics.compile import JudgeTarget, build_plan
+    from rubric_judge.planning.compile import JudgeTarget, build_plan
+    from rubric_judge.planning.job import load_job
 
     tasks_dir, manifest, outs = write_job(root, tasks=4, criteria_per_task=[30, 30, 30, 30])
     job = load_job(tasks_dir, manifest, outs)
@@ -213,7 +213,7 @@ class Summary:
 
 def run_engine(calls: list, concurrency: int, server: ServerProcess, cache_dir: Path, transport: str,
                profile: cProfile.Profile | None = None) -> tuple[float, float, int]:
-    from rubric_judge.cache.store import CacheMode, VerdictCache
+    from rubric_judge.cache.verdicts import CacheMode, VerdictCache
     from rubric_judge.judge.executor import Executor, ExecutorSettings, Progress
 
     executor = Executor(VerdictCache(cache_dir, CacheMode.off),
@@ -355,7 +355,7 @@ def main() -> None:
     parser.add_argument("--skip-profile", action="store_true", help="skip the cProfile section")
     args = parser.parse_args()
 
-    from rubric_judge.judge.llm import litellm_module
+    from rubric_judge.llm import litellm_module
 
     litellm_module()  # pay litellm's import before any clock starts
     results: list[Summary] = []

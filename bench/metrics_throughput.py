@@ -37,7 +37,7 @@ Sections (all in one run):
      requires a prompt and criteria, so `score` cannot run without judge calls);
    - judge-only: `score(...)` with a copy of the rubric without `metrics:`;
    - judge+metrics: `score(...)` with the full rubric (metrics on a background thread).
-   The in-process image-encoding and digest memos (rubric_judge.media, executor._encoded) are
+   The in-process image-encoding and digest memos (rubric_judge.planning.images, rubric_judge.imageio) are
    cleared before each `score` run, as in a fresh CLI process; planning alone (load_job +
    build_plan, which encodes every judge image serially) is timed and printed too.
    All `score` runs: judge "openai/bench-judge" on the loopback server at latency L, concurrency
@@ -328,16 +328,17 @@ def write_medgen_job(root: Path, samples: int, size: int, model_dir: Path) -> di
 def clear_process_caches() -> None:
     """Forget the in-process image encodings and file digests, so each score() run pays them as a
     fresh `rubric-judge score` process does (the models stay loaded: that is the warm-up's job)."""
-    from rubric_judge import media
+    from rubric_judge import imageio
+    from rubric_judge.planning import images
 
-    media._ENCODED.clear()
-    media._file_sha256.cache_clear()
+    images._ENCODED.clear()
+    imageio._file_sha256.cache_clear()
 
 
 def time_plan(job: dict[str, Path], rubric_key: str) -> float:
     """load_job + build_plan with cold caches: planning encodes every judge image (label strip + PNG)."""
-    from rubric_judge.job import load_job
-    from rubric_judge.rubrics.compile import JudgeTarget, build_plan
+    from rubric_judge.planning.compile import JudgeTarget, build_plan
+    from rubric_judge.planning.job import load_job
 
     clear_process_caches()
     t0 = time.perf_counter()
@@ -358,8 +359,8 @@ def time_score(job: dict[str, Path], rubric_key: str, server, args, workdir: Pat
 
 
 def time_metrics_only(job: dict[str, Path]) -> tuple[float, int]:
-    from rubric_judge.job import load_job
     from rubric_judge.metrics import compute_run_metrics
+    from rubric_judge.planning.job import load_job
 
     loaded = load_job(job["full"], job["manifest"], job["outputs"])
     t0 = time.perf_counter()
@@ -382,7 +383,7 @@ def bench_combined(args, tmp: Path, torch_home: Path, model_dir: Path) -> dict:
     from judge_throughput import ServerProcess
 
     from rubric_judge.cli import output
-    from rubric_judge.judge.llm import litellm_module
+    from rubric_judge.llm import litellm_module
 
     os.environ["TORCH_HOME"] = str(torch_home)  # read by score()'s LPIPS loader (default trunk path)
     litellm_module()  # pay litellm's import before any clock starts

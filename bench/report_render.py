@@ -100,9 +100,9 @@ def write_job(root: Path, tasks: int, criteria: int, size: int) -> tuple[Path, P
 
 def fill_db(db: Path, tasks_dir: Path, manifest: Path, outputs: dict[str, Path]) -> int:
     """One run per model through the store, with synthetic outcomes; returns the verdict count."""
-    from rubric_judge.job import load_job
     from rubric_judge.judge.executor import Outcome
-    from rubric_judge.rubrics.compile import JudgeTarget, build_plan
+    from rubric_judge.planning.compile import JudgeTarget, build_plan
+    from rubric_judge.planning.job import load_job
     from rubric_judge.store.db import ResultStore, RunInfo
 
     store = ResultStore(db)

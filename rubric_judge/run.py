@@ -22,15 +22,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from rubric_judge.cache.store import CacheMode, VerdictCache
+from rubric_judge.cache.verdicts import CacheMode, VerdictCache
 from rubric_judge.errors import Location, Problem, UserError
-from rubric_judge.job import load_job
 from rubric_judge.judge.executor import Executor, ExecutorSettings, Outcome, Progress
-from rubric_judge.judge.llm import litellm_module
 from rubric_judge.judge.transport import NO_KEY, provider_api_key, resolve_transport
+from rubric_judge.llm import litellm_module
 from rubric_judge.metrics import MetricCache, compute_run_metrics, metric_groups
+from rubric_judge.planning.compile import JudgeTarget, build_plan
+from rubric_judge.planning.job import load_job
 from rubric_judge.redaction import redact_url, register_secret, register_url, url_without_userinfo
-from rubric_judge.rubrics.compile import JudgeTarget, build_plan
 
 if TYPE_CHECKING:
     from rubric_judge.store.results import Results
@@ -263,7 +263,7 @@ async def score_async(
 
 def _options(rubric, data, outputs, model, judge, api_base, transport, concurrency, rpm, timeout, db, cache_dir, cache, max_cost,
              replicates, max_image_side, device, max_unreachable) -> ScoreOptions:
-    from rubric_judge.cache.store import default_cache_dir
+    from rubric_judge.cache.verdicts import default_cache_dir
     from rubric_judge.store.db import default_db_path
 
     try:
@@ -283,7 +283,7 @@ def _options(rubric, data, outputs, model, judge, api_base, transport, concurren
 
 async def run_score(options: ScoreOptions, on_progress: ProgressCallback | None = None) -> RunResult:
     """The pipeline behind `score` and `score_async`, for callers that built `ScoreOptions`."""
-    from rubric_judge.judge.estimate import estimate_calls
+    from rubric_judge.planning.estimate import estimate_calls
     from rubric_judge.store.db import ResultStore, RunInfo, StorageError
 
     emit = on_progress or (lambda event: None)

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from rubric_judge.judge.loopback import CriterionQuestion, LoopbackJudge
+from rubric_judge.testing.loopback import CriterionQuestion, LoopbackJudge
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "illugenbench"

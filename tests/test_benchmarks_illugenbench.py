@@ -19,8 +19,8 @@ from rubric_judge.benchmarks.illugenbench import DIMENSIONS, import_bench, impor
 from rubric_judge.cli.app import app
 from rubric_judge.cli.importers import import_app
 from rubric_judge.errors import UserError
-from rubric_judge.job import load_job
-from rubric_judge.rubrics.loader import discover, load_rubric, load_rubric_set
+from rubric_judge.planning.job import load_job
+from rubric_judge.rubrics.loader import discover, load_rubric_file, load_rubric_set
 
 WEIGHTS = [5.0, 3.0, 1.0, 2.5, 0.5, -1.0, -3.0, -5.0, 0.0]
 NASTY = ['the "aorta": {{ arises }} from the LV', "a colon: here", "{% raw %} # not a comment", "- dash first", "'single'", "multi\nline", "yes"]
@@ -262,7 +262,7 @@ def test_bench_shapes_and_problems(tmp_path: Path) -> None:
     assert "scientific_accuracy-3 has a non-numeric weight" in messages
     assert "unknown dimension 'style_quality'; kept" in messages and "'bad dimension!' is not an identifier" in messages
     assert "task 'B.jpg' has no prompt" in messages
-    a = load_rubric(tmp_path / "out" / "tasks" / "a.yaml", tmp_path / "out" / "tasks")
+    a = load_rubric_file(tmp_path / "out" / "tasks" / "a.yaml", tmp_path / "out" / "tasks")
     assert [c.id for c in a.criteria] == ["scientific_accuracy-1", "scientific_accuracy-4", "style_quality-1"]  # gaps, never shifted ids
     assert sorted(p.name for p in (tmp_path / "out" / "tasks").iterdir()) == ["B-2.yaml", "a.yaml", "b.yaml"]  # case-insensitive unique
     # --prompt-field picks another name.
@@ -326,7 +326,7 @@ def test_full_scale_import_and_validate_time(tmp_path: Path) -> None:
     start = time.perf_counter()
     result = import_bench(bench_file, images, tmp_path / "out")
     imported = time.perf_counter() - start
-    rubrics = [load_rubric(f, root) for f, root in discover([tmp_path / "out" / "tasks"])]
+    rubrics = [load_rubric_file(f, root) for f, root in discover([tmp_path / "out" / "tasks"])]
     total_s = time.perf_counter() - start
     assert result.criteria == total and sum(len(r.criteria) for r in rubrics) == total
     print(f"\nfull-scale IlluGenBench: import {imported:.2f} s, import + validate {total_s:.2f} s (296 tasks, 9,015 criteria)")
@@ -339,7 +339,7 @@ def test_task_yaml_is_safe_yaml(tmp_path: Path) -> None:
     data = yaml.safe_load(file.read_text(encoding="utf-8"))
     assert data["task"] == 'we"ird: key #1.jpg'
     assert [c["text"] for c in data["criteria"]] == [t.strip() for t in NASTY]
-    assert load_rubric(file, file.parent).task == 'we"ird: key #1.jpg'
+    assert load_rubric_file(file, file.parent).task == 'we"ird: key #1.jpg'
 
 
 def test_cli_medgen_is_wired(tmp_path: Path) -> None:

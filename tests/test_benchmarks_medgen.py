@@ -12,11 +12,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from rubric_judge.benchmarks.medgen import import_medgen, table3
+from rubric_judge.benchmarks.medgen import import_medgen
 from rubric_judge.errors import UserError
-from rubric_judge.job import load_job
+from rubric_judge.planning.job import load_job
 from rubric_judge.rubrics.loader import LIBRARY
 from rubric_judge.run import score
+from rubric_judge.store.medgen_tables import table3
 
 
 def _image(path: Path, seed: int, noise: bool = False) -> None:

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rubric_judge.cache.store import CacheMode, VerdictCache
-from rubric_judge.job import load_job
+from rubric_judge.cache.verdicts import CacheMode, VerdictCache
 from rubric_judge.judge.executor import Executor, ExecutorSettings, Progress
-from rubric_judge.judge.loopback import LoopbackJudge
-from rubric_judge.rubrics.compile import JudgeTarget, build_plan
+from rubric_judge.planning.compile import JudgeTarget, build_plan
+from rubric_judge.planning.job import load_job
+from rubric_judge.testing.loopback import LoopbackJudge
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "illugenbench"
 

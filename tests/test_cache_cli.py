@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from rubric_judge.cache.store import CachedAnswer, CacheMode, VerdictCache, cache_stats
+from rubric_judge.cache.verdicts import CachedAnswer, CacheMode, VerdictCache, cache_stats
 from rubric_judge.metrics import MetricCache
 from rubric_judge.metrics.types import MetricValue
 

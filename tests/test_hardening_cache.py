@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from rubric_judge.cache.guard import SET_ASIDE_MARK, DiskStore
-from rubric_judge.cache.store import CachedAnswer, CacheMode, VerdictCache
+from rubric_judge.cache.verdicts import CachedAnswer, CacheMode, VerdictCache
 from rubric_judge.metrics import MetricCache
 from rubric_judge.metrics.types import MetricValue
 from rubric_judge.report.images import make_thumbnails

@@ -15,11 +15,11 @@ import pytest
 import yaml
 
 from rubric_judge.errors import UserError
+from rubric_judge.planning.compile import JudgeTarget, build_plan
+from rubric_judge.planning.samples import Sample
 from rubric_judge.rubrics import templates
-from rubric_judge.rubrics.compile import JudgeTarget, build_plan
 from rubric_judge.rubrics.loader import LIBRARY, load_rubric_file
 from rubric_judge.rubrics.yamlsrc import MAX_DEPTH, load_yaml
-from rubric_judge.samples import Sample
 
 ROOT = Path(__file__).resolve().parents[1]
 CLI = Path(sys.executable).parent / "rubric-judge"

@@ -25,7 +25,7 @@ from click.testing import Result
 from PIL import Image
 
 from rubric_judge.errors import UserError
-from rubric_judge.media import MAX_IMAGE_PIXELS_ENV, ImageTooLarge, open_image
+from rubric_judge.imageio import MAX_IMAGE_PIXELS_ENV, ImageTooLarge, open_image
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "illugenbench"
@@ -173,7 +173,7 @@ def test_every_image_is_opened_through_open_image() -> None:
             if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "open"
                     and isinstance(node.func.value, ast.Name) and node.func.value.id == "Image"):
                 callers.append(f"{path.relative_to(ROOT)}:{node.lineno}")
-    assert [c.split(":")[0] for c in callers] == ["rubric_judge/media.py"], callers
+    assert [c.split(":")[0] for c in callers] == ["rubric_judge/imageio.py"], callers
 
 
 # --------------------------------------------------------------------------------------------
@@ -203,7 +203,7 @@ def test_an_empty_manifest_is_refused(example: Path, tmp_path: Path) -> None:
 
 
 def test_a_manifest_of_blank_lines_is_empty(tmp_path: Path) -> None:
-    from rubric_judge.samples import load_samples
+    from rubric_judge.planning.samples import load_samples
 
     manifest = tmp_path / "manifest.jsonl"
     manifest.write_text("\n  \n", encoding="utf-8")
@@ -212,7 +212,7 @@ def test_a_manifest_of_blank_lines_is_empty(tmp_path: Path) -> None:
 
 
 def test_duplicates_are_reported_with_every_other_bad_line(tmp_path: Path) -> None:
-    from rubric_judge.samples import read_jsonl
+    from rubric_judge.planning.samples import read_jsonl
 
     path = tmp_path / "manifest.jsonl"
     path.write_text('{"id": "a"}\n{"id": "a"}\nnot json\n{"id": "a"}\n', encoding="utf-8")

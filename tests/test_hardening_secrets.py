@@ -27,8 +27,8 @@ from rich.console import Console
 
 from rubric_judge.cli.output import RedactingConsole
 from rubric_judge.judge import transport
-from rubric_judge.judge.loopback import Fault
 from rubric_judge.redaction import REDACTED, redact, redact_logging, register_secret, register_url, reset_secrets, secret_values
+from rubric_judge.testing.loopback import Fault
 from tests.conftest import RecordingJudge, id_policy
 
 ROOT = Path(__file__).resolve().parents[1]

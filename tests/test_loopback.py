@@ -25,8 +25,8 @@ from instructor.core import IncompleteOutputException, InstructorRetryException
 from PIL import Image
 from pydantic import BaseModel, Field, ValidationError, create_model
 
-from rubric_judge.judge.loopback import CriterionQuestion, Fault, FaultKind, LoopbackJudge, deterministic_policy
 from rubric_judge.judge.offline import OFFLINE_JUDGE_API_KEY, OFFLINE_JUDGE_MODEL, criterion_threshold, offline_policy, start_offline_judge
+from rubric_judge.testing.loopback import CriterionQuestion, Fault, FaultKind, LoopbackJudge, deterministic_policy
 
 MODEL = "openai/loopback-test"
 API_KEY = "sk-loopback-test"

@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 from skimage.metrics import structural_similarity
 
-from rubric_judge.cache.store import CacheMode
+from rubric_judge.cache.verdicts import CacheMode
 from rubric_judge.rubrics.loader import LIBRARY
 from rubric_judge.run import score
 

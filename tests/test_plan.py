@@ -11,8 +11,8 @@ from typer.testing import CliRunner
 
 from rubric_judge.cli.app import app
 from rubric_judge.errors import UserError
-from rubric_judge.job import load_job
-from rubric_judge.rubrics.compile import JudgeTarget, build_plan
+from rubric_judge.planning.compile import JudgeTarget, build_plan
+from rubric_judge.planning.job import load_job
 from rubric_judge.rubrics.schema import Batching
 
 EXAMPLE = Path(__file__).parents[1] / "examples" / "illugenbench"

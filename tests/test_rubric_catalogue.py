@@ -157,10 +157,10 @@ def test_catalogue_is_complete_and_documented() -> None:
 
 def test_alias_bomb_fails_fast(in_broken: Path) -> None:
     from rubric_judge.errors import UserError
-    from rubric_judge.rubrics.loader import load_rubric
+    from rubric_judge.rubrics.loader import load_rubric_file
 
     started = time.perf_counter()
     with pytest.raises(UserError) as caught:
-        load_rubric(Path("yaml-alias-bomb.yaml"))
+        load_rubric_file(Path("yaml-alias-bomb.yaml"))
     assert time.perf_counter() - started < 1.0
     assert "alias bomb" in caught.value.problems[0].message

@@ -13,7 +13,7 @@ from jinja2.exceptions import SecurityError
 
 from rubric_judge.errors import UserError
 from rubric_judge.rubrics import templates
-from rubric_judge.rubrics.loader import LIBRARY, load_rubric
+from rubric_judge.rubrics.loader import LIBRARY, load_rubric_file
 from rubric_judge.rubrics.schema import InputKind
 
 CLI = Path(sys.executable).parent / "rubric-judge"
@@ -63,7 +63,7 @@ def write(folder: Path, name: str, text: str) -> Path:
 
 def problems_of(path: Path) -> list:
     with pytest.raises(UserError) as caught:
-        load_rubric(path)
+        load_rubric_file(path)
     return list(caught.value.problems)
 
 
@@ -87,7 +87,7 @@ def test_new_scaffold_validates(tmp_path: Path) -> None:
     checked = subprocess.run([str(CLI), "validate", written.name], cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert checked.returncode == 0, checked.stderr
     assert "1 of 1 rubric file(s) valid" in checked.stdout
-    rubric = load_rubric(written)
+    rubric = load_rubric_file(written)
     assert rubric.rubric == "my-lab/chest-xray"
     assert rubric.inputs["reference_image"].optional
 
@@ -112,7 +112,7 @@ def test_extends_merges_criteria_scalars_and_mappings(tmp_path: Path) -> None:
           - {id: accuracy-2, dimension: accuracy, weight: -3, text: "Garbled labels."}
         """,
     )
-    rubric = load_rubric(child, root=tmp_path)
+    rubric = load_rubric_file(child, root=tmp_path)
     assert [c.id for c in rubric.criteria] == ["accuracy-1", "alignment-1", "accuracy-2"]  # appended
     assert (rubric.rubric, rubric.version, rubric.task) == ("lab/heart", 2, "heart-chambers")  # scalars override
     assert rubric.description == "Base description."  # inherited
@@ -132,7 +132,7 @@ def test_extends_builtin_library_base(tmp_path: Path) -> None:
           - {id: scientific_accuracy-1, dimension: scientific_accuracy, weight: 5, text: "Four chambers."}
         """,
     )
-    rubric = load_rubric(task)
+    rubric = load_rubric_file(task)
     assert rubric.rubric == "illugenbench" and rubric.task == "heart-chambers"
     assert [c.id for c in rubric.criteria] == ["scientific_accuracy-1"]
 
@@ -170,7 +170,7 @@ def test_overridden_base_value_is_reported_in_the_child(tmp_path: Path) -> None:
 
 def test_optional_input_syntax(tmp_path: Path) -> None:
     text = BASE.replace("  category: text?\n", "  category: text?\n  notes: {kind: text, optional: true}\n  mask: image ?\n")
-    rubric = load_rubric(write(tmp_path, "r.yaml", text))
+    rubric = load_rubric_file(write(tmp_path, "r.yaml", text))
     assert rubric.inputs["category"].optional and rubric.inputs["category"].kind is InputKind.text
     assert rubric.inputs["reference_image"].optional and rubric.inputs["reference_image"].kind is InputKind.image
     assert rubric.inputs["notes"].optional
@@ -181,7 +181,7 @@ def test_optional_input_syntax(tmp_path: Path) -> None:
 
 def test_when_conditions(tmp_path: Path) -> None:
     text = BASE.replace("  - id: accuracy\n", "  - id: accuracy\n    when: {category: Surgical}\n")
-    rubric = load_rubric(write(tmp_path, "r.yaml", text))
+    rubric = load_rubric_file(write(tmp_path, "r.yaml", text))
     accuracy, alignment = rubric.dimensions
     assert accuracy.when == {"category": ["Surgical"]}  # a single value becomes a list
     assert alignment.when == {"category": ["Anatomical", "Surgical"]}
@@ -221,7 +221,7 @@ def test_per_sample_template_must_not_need_a_dimension(tmp_path: Path) -> None:
     (problem,) = problems_of(write(tmp_path, "r.yaml", text))
     assert problem.field == "prompt" and "undefined" in problem.message and "per_sample" in problem.fix
     guarded = text.replace("on {{ dimension.name }}", "{% if dimension %}on {{ dimension.name }}{% endif %}")
-    assert load_rubric(write(tmp_path, "ok.yaml", guarded)).judge.mode.value == "per_sample"
+    assert load_rubric_file(write(tmp_path, "ok.yaml", guarded)).judge.mode.value == "per_sample"
 
 
 def test_folded_template_errors_point_at_its_first_line(tmp_path: Path) -> None:

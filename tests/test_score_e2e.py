@@ -16,10 +16,10 @@ import duckdb
 import pytest
 import yaml
 
-from rubric_judge.cache.store import CacheMode, VerdictCache
+from rubric_judge.cache.verdicts import CacheMode, VerdictCache
 from rubric_judge.judge.executor import ExecutorSettings
-from rubric_judge.judge.loopback import Fault
 from rubric_judge.run import score
+from rubric_judge.testing.loopback import Fault
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "illugenbench"
 JUDGE = "openai/test-judge"

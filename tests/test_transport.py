@@ -14,12 +14,12 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from rubric_judge.cache.store import CacheMode, VerdictCache
+from rubric_judge.cache.verdicts import CacheMode, VerdictCache
 from rubric_judge.errors import UserError
-from rubric_judge.job import load_job
 from rubric_judge.judge.executor import Executor, ExecutorSettings, Outcome, Progress
 from rubric_judge.judge.transport import _proxy_for, _served_name, resolve_transport
-from rubric_judge.rubrics.compile import JudgeTarget, build_plan
+from rubric_judge.planning.compile import JudgeTarget, build_plan
+from rubric_judge.planning.job import load_job
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "illugenbench"
 JUDGE = "openai/test-judge"

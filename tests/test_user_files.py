@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from rubric_judge.errors import UserError
-from rubric_judge.samples import read_jsonl
+from rubric_judge.planning.samples import read_jsonl
 
 
 def test_a_byte_order_mark_is_fine(tmp_path: Path) -> None:

@@ -19,7 +19,7 @@ DirOption = Annotated[Path | None, typer.Option("--cache-dir", help="Verdict cac
 @app.command()
 def stats(cache_dir: DirOption = None) -> None:
     """Entries, size on disk and what they cost to obtain."""
-    from rubric_judge.cache.store import cache_stats, default_cache_dir
+    from rubric_judge.cache.verdicts import cache_stats, default_cache_dir
     from rubric_judge.cli.output import stdout
 
     info = cache_stats(cache_dir or default_cache_dir())
@@ -37,7 +37,7 @@ def stats(cache_dir: DirOption = None) -> None:
 def clear(cache_dir: DirOption = None, yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False) -> None:
     """Delete every cached verdict (the next run pays for every call again). Metric values and
     report thumbnails stay: they cost no money to recompute; delete the folders to drop them."""
-    from rubric_judge.cache.store import default_cache_dir
+    from rubric_judge.cache.verdicts import default_cache_dir
     from rubric_judge.cli.output import stdout
 
     directory = cache_dir or default_cache_dir()
@@ -53,7 +53,7 @@ def prune(
     older_than_days: Annotated[float | None, typer.Option("--older-than-days", min=0, help="Remove entries older than this.")] = None,
 ) -> None:
     """Remove some cached verdicts: by judge model and/or age."""
-    from rubric_judge.cache.store import default_cache_dir
+    from rubric_judge.cache.verdicts import default_cache_dir
     from rubric_judge.cli.output import stdout
     from rubric_judge.errors import UserError
 
@@ -70,7 +70,7 @@ def _change(directory: Path, change, confirm: str | None = None) -> int:
     written is a UserError (exit 2) before anything is asked or opened.
     """
     from rubric_judge.cache.guard import DISKCACHE_DB, require_writable
-    from rubric_judge.cache.store import CacheMode, VerdictCache
+    from rubric_judge.cache.verdicts import CacheMode, VerdictCache
     from rubric_judge.errors import Location, Problem, UserError
 
     folder = Path(directory) / "verdicts"

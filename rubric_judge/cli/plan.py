@@ -24,7 +24,7 @@ def command(
     from rich.table import Table
 
     from rubric_judge.cli.output import print_warnings, stdout
-    from rubric_judge.judge.estimate import COMPLETION_TOKENS_PER_CRITERION
+    from rubric_judge.planning.estimate import COMPLETION_TOKENS_PER_CRITERION
     from rubric_judge.planning.summary import plan
 
     summary = plan(rubric, data=data, outputs=outputs, judge=judge, replicates=replicates, cache_dir=cache_dir)

@@ -123,9 +123,9 @@ def rates(
     """
     from rich.table import Table
 
-    from rubric_judge.benchmarks.medgen import table3
     from rubric_judge.cli.output import stdout
     from rubric_judge.store.db import default_db_path
+    from rubric_judge.store.medgen_tables import table3
 
     rows = [r for r in table3(db or default_db_path(), model_name=model) if by is None or r["by"] == by]
     fixed = {"run_id", "model_name", "rubric_id", "by", "group", "samples", "judge", "judge_samples"}

@@ -25,7 +25,7 @@ def command(
 ) -> None:
     """Write a static HTML report: leaderboard with bootstrap intervals, charts, judge cost, a
     two-model comparison and per-sample cards with images and every verdict. Works offline."""
-    from rubric_judge.cache.store import default_cache_dir
+    from rubric_judge.cache.verdicts import default_cache_dir
     from rubric_judge.cli.output import stdout
     from rubric_judge.errors import UserError
     from rubric_judge.report import build_report

@@ -1,1 +1,3 @@
-"""The judge executor: litellm + instructor calls with retries, rate limits and accounting."""
+"""Judging: the async executor (concurrency, retries, the verdict cache), the transports that
+reach the judge (litellm for any provider, a direct client for OpenAI-compatible servers) and the
+built-in offline judge for demos and tests."""

@@ -18,14 +18,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from rubric_judge.cache.store import CachedAnswer, VerdictCache
-from rubric_judge.judge.estimate import price
-from rubric_judge.judge.llm import litellm_module
+from rubric_judge.cache.verdicts import CachedAnswer, VerdictCache
 from rubric_judge.judge.transport import Completion, JudgeConnectionError, completion_function
-from rubric_judge.media import EncodedImage, encoded_image
+from rubric_judge.llm import litellm_module
+from rubric_judge.planning.compile import ImagePart, JudgeCall, TextPart
+from rubric_judge.planning.estimate import price
+from rubric_judge.planning.images import EncodedImage, encoded_image
+from rubric_judge.planning.response import verdicts_by_id
 from rubric_judge.redaction import redact, redact_data
-from rubric_judge.rubrics.compile import ImagePart, JudgeCall, TextPart
-from rubric_judge.rubrics.response import verdicts_by_id
 
 INSTRUCTOR_MODES = {"tools": "TOOLS", "json": "JSON", "json_schema": "JSON_SCHEMA", "md_json": "MD_JSON"}
 # The Pacer's spacing before the first answer, per transport. litellm builds each request on an

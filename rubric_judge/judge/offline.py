@@ -26,8 +26,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from rubric_judge.judge.loopback import CriterionQuestion, LoopbackJudge, criterion_digest, scale_bounds
-from rubric_judge.media import ImageError, open_image
+from rubric_judge.imageio import ImageError, open_image
+from rubric_judge.testing.loopback import CriterionQuestion, LoopbackJudge, criterion_digest, scale_bounds
 
 OFFLINE_JUDGE_MODEL = "openai/rubric-judge-offline"
 OFFLINE_JUDGE_API_KEY = "sk-offline-judge"  # litellm's openai provider insists on some key

@@ -98,7 +98,7 @@ async def completion_function(transport: str, api_base: str | None, api_key: str
         async with DirectClient(url or "", api_key, concurrency, authorization=basic_auth) as client:
             yield client.complete
         return
-    from rubric_judge.judge.llm import litellm_module
+    from rubric_judge.llm import litellm_module
 
     litellm = litellm_module()
     endpoint: dict[str, Any] = {key: value for key, value in (("api_base", url), ("api_key", api_key)) if value}

@@ -10,17 +10,17 @@ image or an unavailable model is a row with that status and a detail, never a nu
 
 from __future__ import annotations
 
-import hashlib
-import json
 import operator
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rubric_judge.cache.key import cache_key, text_sha256
+from rubric_judge.imageio import file_sha256
 from rubric_judge.metrics.types import MetricValue
+from rubric_judge.planning.samples import Sample
 from rubric_judge.rubrics.schema import IMAGE_METRICS, PASS_CONDITION, MetricName, MetricSpec
-from rubric_judge.samples import Sample
 
 _COMPARE: dict[str, Callable[[float, float], bool]] = {">=": operator.ge, "<=": operator.le, ">": operator.gt, "<": operator.lt, "==": operator.eq}
 METRIC_CACHE_VERSION = 1
@@ -46,34 +46,30 @@ def passes(condition: str | None, value: float | None) -> bool | None:
 
 
 class MetricCache:
-    """Metric values on disk (diskcache), keyed by metric, options and the sha256 of both inputs.
+    """Metric values by key, over the cache folder's metric value store (cache/metric_values.py).
 
     Args:
-        directory: the cache folder; values live in `<directory>/metrics`.
-        writes: False for `--cache read-only`: values are read through a read-only connection
-            and nothing is created or written. A corrupted or unwritable store is dealt with as
-            for verdicts (rubric_judge.cache.guard): set aside and rebuilt, or only read.
+        directory: the cache folder.
+        writes: False for `--cache read-only`: nothing is created or written.
     """
 
     def __init__(self, directory: Path, writes: bool = True):
-        from rubric_judge.cache.guard import DiskStore
+        from rubric_judge.cache.metric_values import MetricValueStore
 
-        self._store = DiskStore(Path(directory), "metrics", "metric cache", read_only=not writes)
+        self._store = MetricValueStore(Path(directory), writes)
         self.writes = writes
 
     def get(self, key: str) -> MetricValue | None:
         value = self._store.get(key)
-        if not isinstance(value, dict):
-            return None
         try:
-            return MetricValue(**value)
+            return MetricValue(**value) if value is not None else None
         except TypeError:  # an entry from another version of MetricValue
             return None
 
     def put(self, key: str, value: MetricValue) -> None:
         # Only computed values are kept: a missing file or an unavailable model may be fixed.
-        if self.writes and value.status == "ok":
-            self._store.set(key, value.__dict__)
+        if value.status == "ok":
+            self._store.put(key, value.__dict__)
 
     def close(self) -> None:
         self._store.close()
@@ -168,20 +164,14 @@ def _key(group: list[MetricSpec], output: Any, reference: Any) -> str | None:
             return None
         if isinstance(value, Path):
             try:
-                digests.append(_file_digest(value))
+                digests.append(file_sha256(value))
             except OSError:
                 return None
         else:
-            digests.append(hashlib.sha256(str(value).encode("utf-8")).hexdigest())
+            digests.append(text_sha256(str(value)))
     material = {
-        "version": METRIC_CACHE_VERSION,
+        "metric_cache_version": METRIC_CACHE_VERSION,
         "metrics": sorted([spec.metric.value, spec.preset or "medgen", spec.model or "", spec.num_layers or 0] for spec in group),
         "inputs": digests,
     }
-    return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
-
-
-def _file_digest(path: Path) -> str:
-    from rubric_judge.media import file_sha256
-
-    return file_sha256(path)
+    return cache_key(material)  # the verdict cache's key scheme: canonical JSON, sha256

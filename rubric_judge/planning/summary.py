@@ -98,10 +98,10 @@ def plan(
     Raises:
         UserError: the rubric, the manifest or the outputs are invalid.
     """
-    from rubric_judge.cache.store import CacheMode, VerdictCache, default_cache_dir
-    from rubric_judge.job import load_job
-    from rubric_judge.judge.estimate import estimate_calls
-    from rubric_judge.rubrics.compile import JudgeTarget, build_plan
+    from rubric_judge.cache.verdicts import CacheMode, VerdictCache, default_cache_dir
+    from rubric_judge.planning.compile import JudgeTarget, build_plan
+    from rubric_judge.planning.estimate import estimate_calls
+    from rubric_judge.planning.job import load_job
     from rubric_judge.rubrics.schema import Batching
 
     job = load_job(Path(rubric), Path(data), Path(outputs) if outputs is not None else None)

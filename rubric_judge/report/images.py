@@ -11,19 +11,16 @@ capped: a report that would exceed the cap is refused with a message naming the 
 from __future__ import annotations
 
 import base64
-import contextlib
-import hashlib
 import io
 import os
-import threading
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from rubric_judge.cache.guard import GuardedFolder, describe
+from rubric_judge.cache.thumbnails import ThumbnailCache
 from rubric_judge.errors import UserError
-from rubric_judge.media import MAX_IMAGE_PIXELS_ENV, ImageError, ImageTooLarge, open_image
+from rubric_judge.imageio import MAX_IMAGE_PIXELS_ENV, ImageError, ImageTooLarge, file_sha256, open_image
 
 DEFAULT_MAX_SIDE = 256
 DEFAULT_CAP_MB = 64.0
@@ -64,7 +61,7 @@ def make_thumbnails(paths: Iterable[Path], max_side: int = DEFAULT_MAX_SIDE, cap
     """
     unique = list(dict.fromkeys(Path(p) for p in paths))
     workers = workers or min(32, os.cpu_count() or 1)
-    store = _DiskCache(cache_dir, max_side, cache_read_only) if cache_dir is not None else None
+    store = ThumbnailCache(cache_dir, max_side, cache_read_only) if cache_dir is not None else None
 
     def make(digest: str, path: Path) -> tuple[str | None, int, int, str | None]:
         cached = store.get(digest) if store else None
@@ -96,57 +93,9 @@ def make_thumbnails(paths: Iterable[Path], max_side: int = DEFAULT_MAX_SIDE, cap
     return result
 
 
-class _DiskCache(GuardedFolder):
-    """Thumbnails as small text files `<dir>/thumbnails/<version>-<side>/<digest>`. Failures
-    follow the other caches (rubric_judge.cache.guard): a file where the folder belongs is set
-    aside, an undecodable entry is a miss (made again and replaced), an unwritable folder is only
-    read, and a read-only one is never written or created."""
-
-    VERSION = "v1"  # bump when _thumbnail's output changes
-
-    def __init__(self, root: Path, max_side: int, read_only: bool = False):
-        super().__init__(Path(root), f"thumbnails/{self.VERSION}-{max_side}", "thumbnail cache", read_only)
-        self.dir = self.folder
-        with self._lock:
-            self._check_writable()
-            self.usable = self._check_shape()
-
-    def get(self, digest: str) -> tuple[str | None, int, int, str | None] | None:
-        if not self.usable:
-            return None
-        try:
-            width, height, uri = (self.dir / digest).read_text(encoding="ascii").split(" ", 2)
-            if not uri.startswith("data:image/"):
-                raise ValueError("not a data: URI")
-            return uri, int(width), int(height), None
-        except FileNotFoundError:
-            return None
-        except ValueError as exc:  # garbled content (UnicodeDecodeError is one too)
-            self._unreadable_entry(exc)
-        except OSError as exc:
-            self._unreadable(exc)
-        return None
-
-    def put(self, digest: str, made: tuple[str | None, int, int, str | None]) -> None:
-        if not (self.usable and self.writable):
-            return
-        uri, width, height, _ = made
-        tmp = self.dir / f"{digest}.{os.getpid()}.{threading.get_ident()}.tmp"
-        try:
-            self.dir.mkdir(parents=True, exist_ok=True)
-            tmp.write_text(f"{width} {height} {uri}", encoding="ascii")
-            tmp.replace(self.dir / digest)
-        except OSError as exc:
-            with contextlib.suppress(OSError):
-                tmp.unlink(missing_ok=True)
-            with self._lock:
-                self._stop_writing(describe(exc))
-
-
 def _digest(path: Path) -> str | None:
     try:
-        with open(path, "rb") as handle:
-            return hashlib.file_digest(handle, "sha256").hexdigest()
+        return file_sha256(path)
     except OSError:
         return None
 

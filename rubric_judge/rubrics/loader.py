@@ -509,7 +509,7 @@ def _allowed_keys(parent: tuple[Any, ...]) -> list[str]:
 def _template_problems(rubric: schema.Rubric, located: Located, path: Path, unusable: frozenset[str] | None = None) -> list[Problem]:
     """Check `system` and `prompt`. A fully valid rubric is also trial-rendered with
     representative values; a partial one (unusable given) gets the static checks only."""
-    from rubric_judge.rubrics.compile import template_context, trial_fields
+    from rubric_judge.rubrics.context import template_context, trial_fields
 
     allowed = set(rubric.inputs) | set(schema.TEMPLATE_GLOBALS)
     context = None

@@ -1,1 +1,2 @@
-"""DuckDB results: schema, idempotent writes, scoring views, read-only queries and export."""
+"""The results database (DuckDB): numbered schema migrations, idempotent writes, scoring views and
+statistics in SQL, read-only queries and export, and the results API (DataFrames)."""

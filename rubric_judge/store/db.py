@@ -32,7 +32,7 @@ from rubric_judge.redaction import redact, redact_data
 if TYPE_CHECKING:  # at run time only for writing: readers (query, report) stay free of litellm
     from rubric_judge.judge.executor import Outcome
     from rubric_judge.metrics import MetricRow
-    from rubric_judge.rubrics.compile import SamplePlan
+    from rubric_judge.planning.compile import SamplePlan
     from rubric_judge.rubrics.schema import Criterion, Rubric
 
 VIEWS = Path(__file__).with_name("views.sql")
@@ -223,7 +223,7 @@ class ResultStore:
             self._insert("run_fields", field_rows(run_id, plans))
 
     def write_outcomes(self, run_id: str, outcomes: Iterable[Outcome]) -> None:
-        from rubric_judge.rubrics.compile import TextPart
+        from rubric_judge.planning.compile import TextPart
 
         calls, verdicts = [], []
         for outcome in outcomes:

@@ -14,15 +14,16 @@ from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from rubric_judge.cache.key import cache_key
 from rubric_judge.errors import Location, Problem
-from rubric_judge.media import ImageError, ImageInfo, image_info
+from rubric_judge.imageio import ImageError
+from rubric_judge.planning.images import ImageInfo, image_info
+from rubric_judge.planning.response import response_model, response_schema
+from rubric_judge.planning.samples import Sample
 from rubric_judge.rubrics import templates
-from rubric_judge.rubrics.response import response_model, response_schema
-from rubric_judge.rubrics.schema import Batching, Criterion, Dimension, InputKind, Rubric, VerdictSpec
-from rubric_judge.samples import Sample
+from rubric_judge.rubrics.context import template_context
+from rubric_judge.rubrics.schema import Batching, Criterion, Dimension, Rubric, VerdictSpec
 
 
 class TemplateRenderError(Exception):
@@ -100,39 +101,6 @@ class Plan:
     @property
     def calls(self) -> list[JudgeCall]:
         return [call for sample in self.samples for call in sample.calls]
-
-
-def trial_fields(rubric: Rubric) -> dict[str, Any]:
-    """Representative sample values for checking templates at validate time."""
-    return {name: (Path("trial.png") if spec.kind is InputKind.image else f"<{name}>") for name, spec in rubric.inputs.items()}
-
-
-def template_context(
-    rubric: Rubric, sample_id: str, fields: dict[str, Any], criteria: Sequence[Criterion], dimension: Dimension | None
-) -> dict[str, Any]:
-    labels = image_labels(rubric)
-    context: dict[str, Any] = {}
-    for name, spec in rubric.inputs.items():
-        value = fields.get(name)
-        if spec.kind is InputKind.image:
-            context[name] = labels.get(name, name) if value is not None else None
-        else:
-            context[name] = None if value is None else str(value)
-    context.update(
-        criteria=[
-            {"id": c.id, "text": c.text, "weight": c.weight, "dimension": c.dimension, "number": i} for i, c in enumerate(criteria, start=1)
-        ],
-        dimension=None if dimension is None else {"id": dimension.id, "name": dimension.title, "description": dimension.description or ""},
-        verdict={"kind": rubric.verdict.kind, "min": rubric.verdict.min, "max": rubric.verdict.max},
-        rubric={"id": rubric.rubric, "version": str(rubric.version), "description": rubric.description},
-        sample_id=sample_id,
-        images=[labels.get(slot.field, slot.field) for slot in rubric.images if fields.get(slot.field) is not None],
-    )
-    return context
-
-
-def image_labels(rubric: Rubric) -> dict[str, str]:
-    return {slot.field: slot.label or slot.field for slot in rubric.images}
 
 
 def applicable_criteria(rubric: Rubric, sample: Sample) -> list[Criterion]:

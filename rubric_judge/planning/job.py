@@ -6,9 +6,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rubric_judge.errors import Location, Problem, UserError
+from rubric_judge.planning.samples import Sample, load_samples
 from rubric_judge.rubrics.loader import load_rubric_set
 from rubric_judge.rubrics.schema import InputSpec, Rubric
-from rubric_judge.samples import Sample, load_samples
 
 
 @dataclass(frozen=True)

@@ -13,9 +13,9 @@ import math
 from dataclasses import dataclass
 from functools import lru_cache
 
-from rubric_judge.judge.llm import litellm_module
-from rubric_judge.rubrics.compile import JudgeCall, TextPart
-from rubric_judge.rubrics.response import response_schema
+from rubric_judge.llm import litellm_module
+from rubric_judge.planning.compile import JudgeCall, TextPart
+from rubric_judge.planning.response import response_schema
 
 COMPLETION_TOKENS_PER_CRITERION = 80  # a two-sentence reasoning plus the verdict fields
 COMPLETION_TOKENS_PER_CALL = 20

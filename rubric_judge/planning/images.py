@@ -1,0 +1,153 @@
+"""Images exactly as the judge will receive them: bytes, media type and digest.
+
+The judge must see images at full fidelity, so PNG and JPEG files go out as their original
+bytes; anything else (WebP, BMP, TIFF, ...) is converted losslessly to PNG. A grounding label can
+be drawn in a white strip under the image. Everything here is deterministic, so the sha256 of
+the bytes sent is a sound part of the cache key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+
+from rubric_judge.imageio import ImageError, decode_image, sniff_media_type
+
+SENT_AS_IS = {"image/png", "image/jpeg"}
+MAX_SENT_BYTES = 20 * 1024 * 1024  # providers reject larger images; re-encode instead
+
+
+@dataclass(frozen=True)
+class EncodedImage:
+    data: bytes
+    media_type: str
+    sha256: str
+    width: int
+    height: int
+
+    def data_url(self) -> str:
+        import base64
+
+        return f"data:{self.media_type};base64,{base64.b64encode(self.data).decode('ascii')}"
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """What the cache key and cost estimate need, without holding the bytes."""
+
+    sha256: str
+    media_type: str
+    width: int
+    height: int
+
+
+def encode_for_judge(path: Path, label: str | None = None, strip: bool = False, max_side: int | None = None) -> EncodedImage:
+    """The exact bytes the judge receives for this image."""
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as exc:
+        raise ImageError(f"cannot read image {path}: {exc.strerror}") from None
+    media_type = sniff_media_type(raw[:16])
+    if media_type is None:
+        raise ImageError(f"{path} is not a recognised image (PNG, JPEG, WebP, GIF, BMP or TIFF)")
+    image = decode_image(raw, path)
+    width, height = image.size
+    needs_resize = max_side is not None and max(width, height) > max_side
+    if media_type in SENT_AS_IS and not strip and not needs_resize and len(raw) <= MAX_SENT_BYTES:
+        return EncodedImage(raw, media_type, hashlib.sha256(raw).hexdigest(), width, height)
+    if needs_resize:
+        from PIL import Image
+
+        scale = max_side / max(width, height)
+        image = image.resize((max(1, round(width * scale)), max(1, round(height * scale))), Image.Resampling.LANCZOS)
+    if strip and label:
+        image = with_label_strip(image, label)
+    data = _png_bytes(image)
+    return EncodedImage(data, "image/png", hashlib.sha256(data).hexdigest(), image.size[0], image.size[1])
+
+
+class _EncodedCache:
+    """Recently encoded images, bounded by total bytes: the planner encodes every image to
+    hash it, and the executor then sends the same bytes without encoding them again."""
+
+    def __init__(self, budget_bytes: int):
+        self.budget = budget_bytes
+        self.used = 0
+        self.entries: OrderedDict[tuple, EncodedImage] = OrderedDict()
+        self.lock = threading.Lock()
+
+    def get(self, key: tuple) -> EncodedImage | None:
+        with self.lock:
+            found = self.entries.get(key)
+            if found is not None:
+                self.entries.move_to_end(key)
+            return found
+
+    def clear(self) -> None:
+        with self.lock:
+            self.entries.clear()
+            self.used = 0
+
+    def put(self, key: tuple, image: EncodedImage) -> None:
+        with self.lock:
+            if key in self.entries or len(image.data) > self.budget:
+                return
+            self.entries[key] = image
+            self.used += len(image.data)
+            while self.used > self.budget:
+                _, evicted = self.entries.popitem(last=False)
+                self.used -= len(evicted.data)
+
+
+_ENCODED = _EncodedCache(256 * 1024 * 1024)
+
+
+def encoded_image(path: Path, label: str | None = None, strip: bool = False, max_side: int | None = None) -> EncodedImage:
+    """`encode_for_judge`, remembered per file version and encoding options (thread-safe)."""
+    try:
+        stat = Path(path).stat()
+    except OSError as exc:
+        raise ImageError(f"cannot read image {path}: {exc.strerror}") from None
+    key = (str(path), stat.st_mtime_ns, stat.st_size, label, strip, max_side)
+    found = _ENCODED.get(key)
+    if found is None:
+        found = encode_for_judge(path, label, strip, max_side)
+        _ENCODED.put(key, found)
+    return found
+
+
+def image_info(path: Path, label: str | None = None, strip: bool = False, max_side: int | None = None) -> ImageInfo:
+    """Digest and size of what the judge will be sent for this image."""
+    encoded = encoded_image(path, label, strip, max_side)
+    return ImageInfo(encoded.sha256, encoded.media_type, encoded.width, encoded.height)
+
+
+def _png_bytes(image) -> bytes:
+    if image.mode not in ("RGB", "RGBA", "L", "LA", "I;16", "I"):
+        image = image.convert("RGBA" if "A" in image.getbands() else "RGB")
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", optimize=False)
+    return buffer.getvalue()
+
+
+def with_label_strip(image, label: str):
+    """The image with `label` in black on a white strip beneath it (MedGEN's image grounding)."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    rgb = image.convert("RGB")
+    width, height = rgb.size
+    font_size = max(12, min(48, width // 16))
+    font = ImageFont.load_default(size=font_size)
+    strip_height = int(font_size * 1.8)
+    canvas = Image.new("RGB", (width, height + strip_height), "white")
+    canvas.paste(rgb, (0, 0))
+    draw = ImageDraw.Draw(canvas)
+    left, top, right, bottom = draw.textbbox((0, 0), label, font=font)
+    x = max(0, (width - (right - left)) // 2)
+    y = height + (strip_height - (bottom - top)) // 2 - top
+    draw.text((x, y), label, fill="black", font=font)
+    return canvas

@@ -1,0 +1,105 @@
+"""MedGEN-Bench's Table 3 from a results database: accuracy rates per format, modality and task.
+
+The rates are the `task_scores` view's (judge pass rate) and `metric_values`' (each metric's pass
+condition), grouped the way the paper's Table 3 groups them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from rubric_judge.store.db import connect
+
+CATEGORIES = ("VQA", "ImageEdit", "MMGeneration")  # MedGEN-Bench's task formats, in the paper's order
+
+_GROUPS_SQL = """
+WITH grouped AS (
+    SELECT run_id, sample_id, 'overall' AS by, 'all' AS grp FROM samples
+    UNION ALL SELECT run_id, sample_id, 'category', category FROM samples
+    UNION ALL SELECT run_id, sample_id, 'modality', modality FROM samples
+    UNION ALL SELECT run_id, sample_id, 'paper_task', json_extract_string(fields, '$.paper_task') FROM samples
+)
+"""
+
+_JUDGE_SQL = _GROUPS_SQL + """
+SELECT g.run_id, g.by, g.grp,
+       count(DISTINCT g.sample_id) AS samples,
+       avg(t.passed::INTEGER) FILTER (WHERE NOT t.excluded AND t.passed IS NOT NULL) AS judge,
+       count(*) FILTER (WHERE NOT t.excluded AND t.passed IS NOT NULL) AS judge_samples
+FROM grouped g LEFT JOIN task_scores t USING (run_id, sample_id)
+GROUP BY g.run_id, g.by, g.grp
+"""
+
+# As the metric_summary view: `ok` values count by `passed`, a missing output counts as failed
+# under the `fail` policy; error/unavailable values and values without a pass condition are left out.
+_METRIC_SQL = _GROUPS_SQL + """
+SELECT g.run_id, g.by, g.grp, m.metric,
+       avg(CASE WHEN m.status = 'ok' THEN m.passed::INTEGER
+                WHEN m.status = 'missing_output' AND r.missing_output = 'fail' THEN 0 END) AS rate,
+       count(*) FILTER (WHERE (m.status = 'ok' AND m.passed IS NOT NULL)
+                           OR (m.status = 'missing_output' AND r.missing_output = 'fail')) AS rated,
+       list(DISTINCT m.status) AS statuses
+FROM grouped g JOIN metric_values m USING (run_id, sample_id) JOIN runs r USING (run_id)
+GROUP BY g.run_id, g.by, g.grp, m.metric
+"""
+
+_ORDER = {"overall": 0, "category": 1, "modality": 2, "paper_task": 3}
+
+
+def table3(db_path: Path, run_id: str | None = None, model_name: str | None = None) -> list[dict[str, Any]]:
+    """The paper's Table 3 from a results database: one row per (run, breakdown, group).
+
+    Each row: `run_id`, `model_name`, `rubric_id`, `by` (overall | category | modality |
+    paper_task), `group` (e.g. "ImageEdit", "CT", a task name; "all" for overall), `samples`,
+    `judge` (share of samples whose judge score passes the rubric threshold -- overall >= 8 for
+    the MedGEN rubrics -- or None), `judge_samples`, and for every metric with a pass condition in
+    the run, `<metric>` (accuracy rate, or None where no sample of the group was rated, e.g. SSIM
+    on VQA or an unavailable metric) and `<metric>_samples`. Rates are fractions in [0, 1]
+    (Table 3 prints them as percentages).
+    """
+    con = connect(Path(db_path), read_only=True)
+    try:
+        runs = {r[0]: (r[1], r[2]) for r in con.execute("SELECT run_id, model_name, rubric_id FROM runs").fetchall()}
+        judge = con.execute(_JUDGE_SQL).fetchall()
+        metrics = con.execute(_METRIC_SQL).fetchall()
+    finally:
+        con.close()
+    keep = {rid for rid, (model, _) in runs.items() if (run_id is None or rid == run_id) and (model_name is None or model == model_name)}
+    # A metric is a column when some value was rated against its pass condition, or -- for an
+    # error/unavailable metric, where nothing tells -- unless it is a companion value.
+    columns: dict[str, set[str]] = {}
+    for rid, _by, _grp, metric, _rate, rated, _statuses in metrics:
+        if rid in keep and (rated or not _companion(metric)):
+            columns.setdefault(rid, set()).add(metric)
+    rows: dict[tuple[str, str, str | None], dict[str, Any]] = {}
+    for rid, by, grp, samples, rate, judged in judge:
+        if rid not in keep:
+            continue
+        model, rubric = runs[rid]
+        row = {"run_id": rid, "model_name": model, "rubric_id": rubric, "by": by, "group": grp,
+               "samples": samples, "judge": rate, "judge_samples": judged}
+        for metric in sorted(columns.get(rid, ())):
+            row[metric] = None
+            row[f"{metric}_samples"] = 0
+        rows[(rid, by, grp)] = row
+    for rid, by, grp, metric, rate, rated, _statuses in metrics:
+        row = rows.get((rid, by, grp))
+        if row is not None and metric in row:
+            row[metric] = rate if rated else None
+            row[f"{metric}_samples"] = rated
+    return sorted(rows.values(), key=lambda r: (r["model_name"], r["rubric_id"], r["run_id"], _ORDER.get(r["by"], 9), _group_key(r)))
+
+
+def _companion(metric: str) -> bool:
+    """Companion values stored beside a metric (BERTScore precision and recall) carry no pass
+    condition; they are not Table 3 columns even while the metric is unavailable."""
+    return metric.endswith(("_precision", "_recall"))
+
+
+def _group_key(row: Mapping[str, Any]) -> tuple:
+    group = row["group"]
+    if row["by"] == "category" and group in CATEGORIES:
+        return (0, CATEGORIES.index(group), "")
+    return (1 if group is not None else 2, 0, group or "")
