@@ -56,6 +56,24 @@ class UserError(Exception):
         super().__init__("\n".join(str(p) for p in self.problems))
 
 
+LOGGER = "rubric_judge"
+
+
+def warn(problem: Problem) -> None:
+    """Report a problem that does not stop the work (a cache set aside, a value left out).
+
+    It goes to the `rubric_judge` logger at WARNING with the `Problem` attached (`record.problem`):
+    the CLI prints it in its own style; elsewhere (a notebook, a server) Python's logging shows it
+    on stderr unless the application configures that logger.
+
+    Args:
+        problem: where, what and the fix.
+    """
+    import logging
+
+    logging.getLogger(LOGGER).warning("%s", problem, extra={"problem": problem})
+
+
 def problem_lines(problems: tuple[Problem, ...] | list[Problem], limit: int = 10) -> list[str]:
     """A short, indented listing for summaries: the first `limit` problems, one line each."""
     if not problems:

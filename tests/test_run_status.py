@@ -61,9 +61,19 @@ def test_a_killed_run_reads_as_interrupted_with_its_coverage_and_resumes(tmp_pat
     ((status, detail),) = _runs(db)
     assert status == "interrupted" and "ended before it finished" in detail
 
+    # compare refuses a partial run unless asked, and then says so
+    other = [CLI, "score", str(EXAMPLE / "tasks"), "--data", str(EXAMPLE / "manifest.jsonl"), "--outputs", str(EXAMPLE / "outputs" / "weak-model"),
+             "--model", "weak-model", "--judge", "offline", "--db", str(db), "--cache-dir", str(cache)]
+    assert subprocess.run(other, capture_output=True, text=True, env=_env(), timeout=300).returncode == 0
+    refused = subprocess.run([CLI, "compare", "good-model", "weak-model", "--db", str(db)], capture_output=True, text=True, env=_env(), timeout=120)
+    assert refused.returncode == 2 and "did not finish" in refused.stderr and "Traceback" not in refused.stderr
+    allowed = subprocess.run([CLI, "compare", "good-model", "weak-model", "--db", str(db), "--allow-partial"],
+                             capture_output=True, text=True, env=_env(), timeout=120)
+    assert allowed.returncode == 0 and "partial run:" in allowed.stderr and "interrupted" in allowed.stderr
+
     again = subprocess.run(args, capture_output=True, text=True, env=_env(), timeout=300)
     assert again.returncode == 0, again.stderr
-    assert _runs(db) == [("finished", None)]
+    assert sorted(_runs(db)) == [("finished", None), ("finished", None)]
 
 
 def _can_mount_tmpfs() -> bool:

@@ -136,10 +136,10 @@ def folder_bytes(path: Path) -> int:
 
 
 def warn(path: Path, message: str, fix: str = "") -> None:
-    """One warning line on stderr, in the CLI's style."""
-    from rubric_judge.cli.output import print_warnings
+    """A warning about a cache folder (errors.warn: the CLI prints it, a library caller's logging shows it)."""
+    from rubric_judge.errors import warn as warn_problem
 
-    print_warnings([Problem(Location(Path(path)), message, fix=fix)])
+    warn_problem(Problem(Location(Path(path)), message, fix=fix))
 
 
 @functools.cache

@@ -19,6 +19,7 @@ def command(
     seed: SeedOption = 0,
     level: LevelOption = 0.95,
     format: Annotated[str, typer.Option("--format", help="table | csv | json")] = "table",
+    allow_partial: Annotated[bool, typer.Option("--allow-partial", help="Compare even when a run did not finish (interrupted, stopped, failed); its unscored samples are left out of the pairing.")] = False,
 ) -> None:
     """Paired comparison of two models on one rubric: per dimension, the mean of A and of B over
     the samples scored in both runs, the difference A - B and its confidence interval.
@@ -28,7 +29,10 @@ def command(
     be resampling noise. Pairing on the same tasks makes it narrower than two leaderboard
     intervals. Samples scored in only one of the runs are left out and counted (only_in_a,
     only_in_b). Same numbers in SQL: SELECT * FROM paired_bootstrap('<run id A>', '<run id B>').
+    A run that did not finish is refused unless --allow-partial.
     """
+    from rich.markup import escape
+
     from rubric_judge.cli.output import stderr, stdout
     from rubric_judge.cli.query import _print
     from rubric_judge.store import stats
@@ -36,7 +40,10 @@ def command(
 
     options = stats.Bootstrap(resamples, seed, level)
     path = db or default_db_path()
-    a, b = stats.find_pair(path, model_a, model_b, rubric, judge)
+    a, b = stats.find_pair(path, model_a, model_b, rubric, judge, allow_partial)
+    for run in (a, b):
+        if run.partial:  # asked for with --allow-partial: said on every comparison, never silent
+            stderr.print(f"[yellow]partial run:[/] {escape(run.describe())}")
     names, rows = stats.paired(path, a, b, options)
     overall = next((dict(zip(names, row, strict=True)) for row in rows if row[0] == "overall"), None)
     summary = "no sample was scored in either run" if overall is None else (

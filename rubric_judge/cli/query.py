@@ -74,14 +74,16 @@ def leaderboard(
 
 def _warn_incomplete(names: list[str], rows: list[tuple]) -> None:
     """A line under the table for each run that did not finish: its scores cover part of the work."""
+    from rich.markup import escape
+
     from rubric_judge.cli.output import stdout
 
-    status, model, scored, total = (names.index(n) for n in ("status", "model_name", "samples_scored", "samples_total"))
-    seen = set()
+    column = {name: names.index(name) for name in ("rubric_id", "model_name", "judge_model", "dimension", "status", "samples_scored", "samples_total")}
     for row in rows:
-        if row[status] != "finished" and row[model] not in seen:
-            seen.add(row[model])
-            stdout.print(f"[yellow]{row[model]}: run {row[status]}; its scores cover {row[scored]} of {row[total]} samples (incomplete)[/]")
+        if row[column["dimension"]] == "overall" and row[column["status"]] != "finished":
+            stdout.print(f"[yellow]{escape(row[column['model_name']])} ({escape(row[column['rubric_id']])}, judge {escape(row[column['judge_model']])}): "
+                         f"run {row[column['status']]}; its scores cover {row[column['samples_scored']]} of {row[column['samples_total']]} "
+                         "samples (incomplete)[/]")
 
 
 def _print(names: list[str], rows: list[tuple], format: str) -> None:
@@ -128,7 +130,7 @@ def rates(
     from rubric_judge.store.medgen_tables import table3
 
     rows = [r for r in table3(db or default_db_path(), model_name=model) if by is None or r["by"] == by]
-    fixed = {"run_id", "model_name", "rubric_id", "by", "group", "samples", "judge", "judge_samples"}
+    fixed = {"run_id", "model_name", "rubric_id", "status", "by", "group", "samples", "judge", "judge_samples"}
     metrics = sorted({k for r in rows for k in r if k not in fixed and not k.endswith("_samples")})
     table = Table(title="Accuracy rates (%)", title_justify="left")
     for column in ("model", "rubric", "by", "group", "samples", "judge", *metrics):
@@ -137,3 +139,7 @@ def rates(
         cells = [r["judge"], *(r.get(m) for m in metrics)]
         table.add_row(r["model_name"], r["rubric_id"], r["by"], str(r["group"]), str(r["samples"]), *("" if v is None else f"{100 * v:.2f}" for v in cells))
     stdout.print(table)
+    for r in rows:
+        if r["by"] == "overall" and r["status"] != "finished":
+            stdout.print(f"[yellow]{r['model_name']} ({r['rubric_id']}): run {r['status']}; the judge rated {r['judge_samples']} of "
+                         f"{r['samples']} samples (incomplete)[/]")

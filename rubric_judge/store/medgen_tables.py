@@ -51,7 +51,8 @@ _ORDER = {"overall": 0, "category": 1, "modality": 2, "paper_task": 3}
 def table3(db_path: Path, run_id: str | None = None, model_name: str | None = None) -> list[dict[str, Any]]:
     """The paper's Table 3 from a results database: one row per (run, breakdown, group).
 
-    Each row: `run_id`, `model_name`, `rubric_id`, `by` (overall | category | modality |
+    Each row: `run_id`, `model_name`, `rubric_id`, `status` (the run's: anything but finished
+    means part of the work is missing), `by` (overall | category | modality |
     paper_task), `group` (e.g. "ImageEdit", "CT", a task name; "all" for overall), `samples`,
     `judge` (share of samples whose judge score passes the rubric threshold -- overall >= 8 for
     the MedGEN rubrics -- or None), `judge_samples`, and for every metric with a pass condition in
@@ -61,12 +62,12 @@ def table3(db_path: Path, run_id: str | None = None, model_name: str | None = No
     """
     con = connect(Path(db_path), read_only=True)
     try:
-        runs = {r[0]: (r[1], r[2]) for r in con.execute("SELECT run_id, model_name, rubric_id FROM runs").fetchall()}
+        runs = {r[0]: (r[1], r[2], r[3]) for r in con.execute("SELECT run_id, model_name, rubric_id, status FROM runs").fetchall()}
         judge = con.execute(_JUDGE_SQL).fetchall()
         metrics = con.execute(_METRIC_SQL).fetchall()
     finally:
         con.close()
-    keep = {rid for rid, (model, _) in runs.items() if (run_id is None or rid == run_id) and (model_name is None or model == model_name)}
+    keep = {rid for rid, (model, _, _) in runs.items() if (run_id is None or rid == run_id) and (model_name is None or model == model_name)}
     # A metric is a column when some value was rated against its pass condition, or -- for an
     # error/unavailable metric, where nothing tells -- unless it is a companion value.
     columns: dict[str, set[str]] = {}
@@ -77,8 +78,8 @@ def table3(db_path: Path, run_id: str | None = None, model_name: str | None = No
     for rid, by, grp, samples, rate, judged in judge:
         if rid not in keep:
             continue
-        model, rubric = runs[rid]
-        row = {"run_id": rid, "model_name": model, "rubric_id": rubric, "by": by, "group": grp,
+        model, rubric, status = runs[rid]
+        row = {"run_id": rid, "model_name": model, "rubric_id": rubric, "status": status, "by": by, "group": grp,
                "samples": samples, "judge": rate, "judge_samples": judged}
         for metric in sorted(columns.get(rid, ())):
             row[metric] = None

@@ -32,11 +32,11 @@ class Bootstrap:
     def __post_init__(self) -> None:
         problems = []
         if not 1 <= self.resamples <= MAX_RESAMPLES:
-            problems.append(_problem("--resamples", f"must be between 1 and {MAX_RESAMPLES:,}, not {self.resamples}", "1000 is plenty for a 95 % interval"))
+            problems.append(_problem("resamples", f"must be between 1 and {MAX_RESAMPLES:,}, not {self.resamples}", "1000 is plenty for a 95 % interval"))
         if not -(2**63) <= self.seed < 2**63:
-            problems.append(_problem("--seed", f"must fit in a 64-bit signed integer, not {self.seed}", "use a smaller seed, e.g. 0"))
+            problems.append(_problem("seed", f"must fit in a 64-bit signed integer, not {self.seed}", "use a smaller seed, e.g. 0"))
         if not (math.isfinite(self.level) and 0 < self.level < 1):
-            problems.append(_problem("--level", f"is a coverage between 0 and 1 (exclusive), not {self.level}", "e.g. --level 0.95 for a 95 % interval"))
+            problems.append(_problem("level", f"is a coverage between 0 and 1 (exclusive), not {self.level}", "e.g. 0.95 for a 95 % interval"))
         if problems:
             raise UserError(problems)
 
@@ -52,9 +52,18 @@ class Run:
     rubric_version: str
     model_name: str
     judge_model: str
+    status: str = "finished"  # running | finished | stopped | interrupted | failed
+    samples_scored: int = 0
+    samples_total: int = 0
+
+    @property
+    def partial(self) -> bool:
+        """Whether the run covers only part of its work: not finished, or samples left unscored."""
+        return self.status != "finished"
 
     def describe(self) -> str:
-        return f"{self.model_name} on {self.rubric_id} v{self.rubric_version}, judge {self.judge_model} (run {self.run_id})"
+        state = "" if not self.partial else f", {self.status}: {self.samples_scored} of {self.samples_total} samples scored"
+        return f"{self.model_name} on {self.rubric_id} v{self.rubric_version}, judge {self.judge_model} (run {self.run_id}{state})"
 
 
 def leaderboard(db: Path, options: Bootstrap, rubric_id: str | None = None) -> tuple[list[str], list[tuple[Any, ...]]]:
@@ -77,13 +86,18 @@ def leaderboard(db: Path, options: Bootstrap, rubric_id: str | None = None) -> t
     return _select(db, sql, [*options.params, *([rubric_id] if rubric_id else [])])
 
 
-def find_pair(db: Path, model_a: str, model_b: str, rubric_id: str | None = None, judge_model: str | None = None) -> tuple[Run, Run]:
+def find_pair(db: Path, model_a: str, model_b: str, rubric_id: str | None = None, judge_model: str | None = None,
+              allow_partial: bool = False) -> tuple[Run, Run]:
     """The two runs to compare: each named by model name (or run id), on the same rubric.
 
     More than one matching pair (several rubrics, judges or rubric versions) is an error that
-    lists the runs, so a comparison never silently picks one.
+    lists the runs, so a comparison never silently picks one. A run that did not finish
+    (interrupted, stopped, failed) is refused unless `allow_partial`: its scores cover only part
+    of its samples, and the paired comparison would silently drop the rest.
     """
-    _, rows = _select(db, "SELECT run_id, rubric_id, rubric_version, model_name, judge_model FROM runs ORDER BY ALL", [])
+    _, rows = _select(db, "SELECT r.run_id, r.rubric_id, r.rubric_version, r.model_name, r.judge_model, r.status, "
+                          "coalesce(l.samples_scored, 0), coalesce(l.samples_total, 0) "
+                          "FROM runs r LEFT JOIN leaderboard l ON l.run_id = r.run_id AND l.dimension = 'overall' ORDER BY ALL", [])
     runs = [Run(*row) for row in rows]
     named: dict[str, list[Run]] = {}
     for model in (model_a, model_b):
@@ -94,6 +108,11 @@ def find_pair(db: Path, model_a: str, model_b: str, rubric_id: str | None = None
     chosen = {model: [r for r in found if rubric_id in (None, r.rubric_id) and judge_model in (None, r.judge_model)] for model, found in named.items()}
     pairs = [(a, b) for a in chosen[model_a] for b in chosen[model_b] if a.rubric_id == b.rubric_id and a.run_id != b.run_id]
     if len(pairs) == 1:
+        partial = [run for run in pairs[0] if run.partial]
+        if partial and not allow_partial:
+            raise UserError([Problem(Location(Path(db)), f"run {run.describe()} did not finish, so its scores cover part of its samples",
+                                     fix="finish it (run the same score command again: cached calls are free), or compare anyway "
+                                         "with allow_partial (--allow-partial)") for run in partial])
         return pairs[0]
     if pairs:
         listed = "; ".join(r.describe() for r in dict.fromkeys(r for pair in pairs for r in pair))
