@@ -54,3 +54,21 @@ def module_judge_server() -> Iterator[RecordingJudge]:
 @pytest.fixture(autouse=True)
 def _fast_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RUBRIC_JUDGE_BACKOFF_BASE_S", "0.01")
+
+
+@pytest.fixture
+def cli_warnings() -> Iterator[None]:
+    """The library's warnings printed on stderr in the CLI's style, as `rubric-judge` shows them."""
+    import logging
+
+    from rubric_judge.cli.output import WarningHandler
+    from rubric_judge.errors import LOGGER
+
+    logger, handler = logging.getLogger(LOGGER), WarningHandler()
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = True

@@ -34,6 +34,8 @@ EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "illugenbench"
 JUDGE = "openai/test-judge"
 CLI = str(Path(sys.executable).with_name("rubric-judge"))
 
+pytestmark = pytest.mark.usefixtures("cli_warnings")  # warnings as the CLI prints them
+
 
 # Ways a store's SQLite file gets damaged ----------------------------------------------------
 

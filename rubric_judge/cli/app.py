@@ -35,12 +35,14 @@ app.command("new")(new.command)
 
 
 def main() -> None:
+    from rubric_judge.cli.output import show_library_warnings
     from rubric_judge.errors import UserError
     from rubric_judge.redaction import redact_logging
 
     # Libraries log the errors they see (instructor logs each failed call), and a server's error
     # can repeat the API key: every log record is redacted, whoever made it.
     redact_logging()
+    show_library_warnings()  # a cache set aside, a value left out: printed in the CLI's style
     try:
         # Without standalone mode click returns a command's exit code instead of exiting.
         code = app(standalone_mode=False)
