@@ -27,15 +27,11 @@ def id_policy(question: CriterionQuestion) -> dict[str, Any]:
 
 
 class RecordingJudge(LoopbackJudge):
-    """The loopback judge, also keeping each request's Authorization header (test-only)."""
+    """The loopback judge, with each request's Authorization header at hand (test-only)."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.authorization: list[str | None] = []
-
-    async def _chat_completions(self, request):  # type: ignore[override]
-        self.authorization.append(request.headers.get("Authorization"))
-        return await super()._chat_completions(request)
+    @property
+    def authorization(self) -> list[str | None]:
+        return [headers.get("Authorization") for headers in self.request_headers]
 
 
 @pytest.fixture

@@ -53,8 +53,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rubric_judge.benchmarks.files import place_file, write_atomic
 from rubric_judge.errors import Location, Problem, UserError, problem_lines, read_user_text
+from rubric_judge.files import place_file, write_atomic
 
 DIMENSIONS = ("scientific_accuracy", "structural_correctness", "semantic_alignment")
 PROMPT_FIELDS = ("prompt", "caption", "text")

@@ -37,8 +37,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rubric_judge.benchmarks.files import place_file, write_atomic
 from rubric_judge.errors import Location, Problem, UserError, problem_lines, read_user_text
+from rubric_judge.files import place_file, write_atomic
 from rubric_judge.store.medgen_tables import CATEGORIES
 
 TEXT_FIELDS = ("category", "sub_category", "paper_task", "modality", "instruction", "answer")

@@ -37,7 +37,7 @@ def build_report(db: Path, out: Path, rubric: str | None = None, compare: Sequen
     """Read `db`, render the report and write it to `out` atomically; thumbnails are kept in
     `cache_dir` (when given) for the next report over the same images, or with
     `cache_read_only` only read from there."""
-    from rubric_judge.benchmarks.files import write_atomic
+    from rubric_judge.files import write_atomic
     from rubric_judge.report.data import load_report_data
     from rubric_judge.report.images import make_thumbnails
     from rubric_judge.report.render import image_paths, render_page

@@ -1,4 +1,5 @@
-"""Writing an imported dataset: files placed inside the dataset root, text written atomically."""
+"""Writing files safely: text written atomically (never half a file under the final name), and
+files placed by hard link or copy."""
 
 from __future__ import annotations
 
