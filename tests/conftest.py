@@ -57,12 +57,11 @@ def cli_warnings() -> Iterator[None]:
     """The library's warnings printed on stderr in the CLI's style, as `rubric-judge` shows them."""
     import logging
 
-    from rubric_judge.cli.output import WarningHandler
+    from rubric_judge.cli.app import show_library_warnings
     from rubric_judge.errors import LOGGER
 
-    logger, handler = logging.getLogger(LOGGER), WarningHandler()
-    logger.addHandler(handler)
-    logger.propagate = False
+    logger = logging.getLogger(LOGGER)
+    handler = show_library_warnings()
     try:
         yield
     finally:

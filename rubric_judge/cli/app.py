@@ -6,6 +6,7 @@ torch and friends are imported inside the commands that need them, so `--help` s
 
 from __future__ import annotations
 
+import logging
 import sys
 
 import typer
@@ -34,8 +35,32 @@ app.add_typer(importers.import_app, name="import")
 app.command("new")(new.command)
 
 
+class WarningHandler(logging.Handler):
+    """Prints the library's warnings (errors.warn, on the `rubric_judge` logger) like the CLI's
+    own; rich is imported only when there is a warning to print, so `--help` stays instant."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        from rubric_judge.cli.output import print_warnings
+        from rubric_judge.errors import Location, Problem
+
+        problem = getattr(record, "problem", None)
+        print_warnings([problem if isinstance(problem, Problem) else Problem(Location(None), record.getMessage())])
+
+
+def show_library_warnings() -> logging.Handler:
+    """Route the library's warnings to the terminal in the CLI's style; returns the handler."""
+    from rubric_judge.errors import LOGGER
+
+    logger = logging.getLogger(LOGGER)
+    handler = next((h for h in logger.handlers if isinstance(h, WarningHandler)), None)
+    if handler is None:
+        handler = WarningHandler()
+        logger.addHandler(handler)
+    logger.propagate = False
+    return handler
+
+
 def main() -> None:
-    from rubric_judge.cli.output import show_library_warnings
     from rubric_judge.errors import UserError
     from rubric_judge.redaction import redact_logging
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable
 from typing import Any
 
@@ -62,24 +61,3 @@ def _escape(text: str) -> str:
     from rich.markup import escape
 
     return escape(text)
-
-
-class WarningHandler(logging.Handler):
-    """Prints the library's warnings (errors.warn, on the `rubric_judge` logger) like `print_warnings`."""
-
-    def emit(self, record: logging.LogRecord) -> None:
-        problem = getattr(record, "problem", None)
-        if isinstance(problem, Problem):
-            print_warnings([problem])
-        else:
-            stderr.print(f"[yellow]warning[/] {_escape(record.getMessage())}")
-
-
-def show_library_warnings() -> None:
-    """Route the library's warnings to the terminal in the CLI's style (once per process)."""
-    from rubric_judge.errors import LOGGER
-
-    logger = logging.getLogger(LOGGER)
-    if not any(isinstance(h, WarningHandler) for h in logger.handlers):
-        logger.addHandler(WarningHandler())
-        logger.propagate = False
