@@ -3,9 +3,9 @@
 This module owns the wording of rubric errors: pydantic errors become messages in plain words
 (what was expected, what was given), with a did-you-mean for misspelt keys and values, the
 allowed range for out-of-range numbers and an example value where one helps. It also places the
-cross-field findings of `schema.cross_field_problems` and the template checks (`system`, `prompt`) at their line
-in the file, through the `Located` map the YAML reader builds. The loader decides what to check;
-this module says where and how to fix it.
+findings of `validation.cross_field_problems` and the template checks (`system`, `prompt`) at
+their line in the file, through the `Located` map the YAML reader builds. The loader decides
+what to check; this module says where the problem is and how to fix it.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from rubric_judge.errors import Location, Problem
-from rubric_judge.rubrics import schema, templates
+from rubric_judge.rubrics import schema, templates, validation
 from rubric_judge.rubrics.yamlsrc import Located, dotted
 
 # Which model describes the mapping at a (normalised) path, for did-you-mean on unknown keys.
@@ -117,11 +117,11 @@ _PATTERNS = {
 }
 
 
-def located_problems(found: schema.Problems, located: Located, path: Path) -> list[Problem]:
+def located_problems(found: validation.Problems, located: Located, path: Path) -> list[Problem]:
     """Place (field path, message, fix) findings at their field's line in the file.
 
     Args:
-        found: findings from `schema.cross_field_problems`.
+        found: findings from `validation.cross_field_problems`.
         located: the merged rubric data with the location of every field.
         path: the rubric file, for fields the location map does not know.
 
@@ -279,7 +279,7 @@ def template_problems(rubric: schema.Rubric, located: Located, path: Path, unusa
     """Check `system` and `prompt`, each problem placed at its line in the file.
 
     A fully valid rubric is also trial-rendered with representative values; a partial one
-    (`unusable` given, see `schema.partial_rubric`) gets the static checks only.
+    (`unusable` given, see `validation.partial_rubric`) gets the static checks only.
 
     Args:
         rubric: the rubric, whole or partial.

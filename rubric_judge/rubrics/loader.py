@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from rubric_judge.errors import Location, Problem, UserError
-from rubric_judge.rubrics import diagnostics, schema
+from rubric_judge.rubrics import diagnostics, schema, validation
 from rubric_judge.rubrics.yamlsrc import Located, load_yaml
 
 LIBRARY = Path(__file__).parent / "library"
@@ -42,12 +42,12 @@ def load_rubric_file(path: Path, root: Path | None = None) -> schema.Rubric:
         rubric = schema.Rubric.model_validate(data)
     except ValidationError as exc:
         problems = diagnostics.pydantic_problems(exc.errors(), located, path)
-        partial, unusable = schema.partial_rubric(data)
-        problems += diagnostics.located_problems(schema.cross_field_problems(partial, unusable), located, path)
+        partial, unusable = validation.partial_rubric(data)
+        problems += diagnostics.located_problems(validation.cross_field_problems(partial, unusable), located, path)
         if "inputs" not in unusable:
             problems += diagnostics.template_problems(partial, located, path, unusable=unusable)
         raise UserError(diagnostics.in_order(problems)) from None
-    problems = diagnostics.located_problems(schema.cross_field_problems(rubric, frozenset()), located, path)
+    problems = diagnostics.located_problems(validation.cross_field_problems(rubric, frozenset()), located, path)
     problems += diagnostics.template_problems(rubric, located, path)
     if problems:
         raise UserError(diagnostics.in_order(problems))
