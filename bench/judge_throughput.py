@@ -236,7 +236,7 @@ def naive_bodies(calls: list) -> list[dict]:
     """Equivalent chat-completions bodies: same messages, same tool schema, forced tool call."""
     from instructor import openai_schema
 
-    from rubric_judge.judge.executor import build_messages
+    from rubric_judge.judge.messages import build_messages
 
     schemas: dict[int, dict] = {}
     bodies = []

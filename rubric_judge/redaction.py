@@ -20,8 +20,8 @@ value such as `true` or `8080` would also blank out unrelated words.
 
 The chokepoints that call `redact`: the rich consoles (cli/output.py), log records
 (`redact_logging`, installed by the CLI), the executor's error strings and answers
-(judge/executor.py, so the verdict cache stays clean too), and every string cell the results
-store writes (store/db.py). Exports and the report read only the database.
+(judge/executor.py and judge/retry.py, so the verdict cache stays clean too), and every string
+cell the results store writes (store/db.py). Exports and the report read only the database.
 """
 
 from __future__ import annotations

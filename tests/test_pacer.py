@@ -7,7 +7,7 @@ import hashlib
 import threading
 import time
 
-from rubric_judge.judge.executor import Pacer
+from rubric_judge.judge.pacing import Pacer
 
 
 def _burn_cpu(seconds: float) -> None:

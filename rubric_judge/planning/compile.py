@@ -8,10 +8,7 @@ output gets no call: it is reported as missing, and scored by the rubric's expli
 
 from __future__ import annotations
 
-import contextlib
-import os
 from collections.abc import Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -141,27 +138,6 @@ def compile_sample(rubric: Rubric, sample: Sample, target: JudgeTarget, mode: Ba
         for replicate in range(replicates):
             calls.append(_call(rubric, sample, target, group, replicate, tuple(members), system, tuple(parts)))
     return SamplePlan(sample, rubric, tuple(calls))
-
-
-def _encode_images_in_parallel(pairs: Sequence[tuple[Rubric, Sample]], target: JudgeTarget) -> None:
-    """Encode (and so hash) every distinct judge image on all cores before compiling: decoding
-    and PNG encoding release the GIL, and a label strip costs tens of ms per image."""
-    jobs = {
-        (sample.fields[slot.field], slot.label, slot.strip, target.max_image_side)
-        for rubric, sample in pairs
-        if not sample.missing_outputs
-        for slot in rubric.images
-        if sample.fields.get(slot.field) is not None
-    }
-    if len(jobs) < 2:
-        return
-
-    def encode(job: tuple) -> None:
-        with contextlib.suppress(ImageError):  # reported per sample when the sample is compiled
-            image_info(*job)
-
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-        list(pool.map(encode, jobs))
 
 
 def _image_parts(rubric: Rubric, sample: Sample, target: JudgeTarget) -> list[ImagePart]:
