@@ -254,3 +254,13 @@ def test_a_broken_entry_does_not_cascade(tmp_path: Path) -> None:
     fields = [p.field for p in problems]
     assert fields == ["inputs.prompt", "dimensions[1].descripton", "criteria[1].weight", "scoring.threshold"], fields
     assert all(p.fix and "see the DSL reference" not in p.fix for p in problems)
+
+
+def test_an_unknown_template_filter_is_a_located_problem_not_a_traceback(tmp_path: Path) -> None:
+    text = BASE.replace("prompt: |", "prompt: |\n  {{ prompt | nofilter }}", 1)
+    path = write(tmp_path, "r.yaml", text)
+    with pytest.raises(UserError) as raised:
+        load_rubric_file(path)
+    [problem] = raised.value.problems
+    assert "No filter named 'nofilter'" in problem.message and problem.field == "prompt"
+    assert problem.location.line == next(i for i, line in enumerate(text.splitlines(), start=1) if "nofilter" in line)

@@ -533,7 +533,12 @@ def check(source: str, allowed: set[str], trial_context: dict[str, Any] | None =
             message = f"`{{% {tag} %}}` opened on this line is never closed (the template ends first)"
         raise TemplateProblem(f"template syntax error: {message}", line, _syntax_fix(message)) from None
     _check_internals(ast)
-    unknown = sorted(meta.find_undeclared_variables(ast) - allowed)
+    try:
+        declared = meta.find_undeclared_variables(ast)  # compiles the template: an unknown filter or test fails here
+    except TemplateSyntaxError as exc:
+        raise TemplateProblem(f"template error: {exc.message}", exc.lineno,
+                              f"use Jinja's built-in filters and tests ({', '.join(sorted(environment().filters)[:12])}, ...)") from None
+    unknown = sorted(declared - allowed)
     if unknown:
         close = difflib.get_close_matches(unknown[0], sorted(allowed), n=1)
         hint = f"did you mean `{close[0]}`? " if close else ""
