@@ -16,8 +16,8 @@ from report_fixtures import IMG, PAYLOADS, SCRIPT, SVG, example_db, xss_db
 
 from rubric_judge.errors import UserError
 from rubric_judge.report import build_report
-from rubric_judge.report.data import load_report_data
 from rubric_judge.report.images import make_thumbnails
+from rubric_judge.report.queries import load_report_data
 from rubric_judge.report.svg import nice_axis
 
 CLI = str(Path(sys.executable).with_name("rubric-judge"))

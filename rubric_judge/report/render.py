@@ -24,8 +24,8 @@ from typing import Any
 from urllib.request import pathname2url
 
 from rubric_judge.report import svg
-from rubric_judge.report.data import Media, ReportData, Section
 from rubric_judge.report.images import Thumbnails
+from rubric_judge.report.model import Media, ReportData, Section
 
 TEMPLATES = Path(__file__).with_name("templates")
 
