@@ -31,6 +31,7 @@ class ScoreCell:
     accuracy: float | None = None  # pass_rate rubrics, overall only
     accuracy_low: float | None = None
     accuracy_high: float | None = None
+    samples_total: int = 0  # samples in the run's manifest: coverage is `samples` of this
 
 
 @dataclass(frozen=True)
@@ -84,12 +85,18 @@ class Run:
     scale_max: int | None
     started_at: datetime | None
     finished_at: datetime | None
-    status: str
+    status: str  # running | finished | stopped | interrupted | failed
     config: Mapping[str, Any]
     overall: ScoreCell
     dimensions: Mapping[str, ScoreCell]
     calls: CallStats
     metrics: tuple[MetricSummary, ...] = ()
+    status_detail: str | None = None  # why a run that did not finish stopped, in words
+
+    @property
+    def finished(self) -> bool:
+        """Whether the run went through its whole manifest; otherwise its scores are partial."""
+        return self.status == "finished"
 
     @property
     def duration_s(self) -> float | None:

@@ -83,6 +83,9 @@ class _Reader:
         for run in runs:
             groups[(run["rubric_id"], run["rubric_version"])].append(run)
         cells = self._cells({r["run_id"] for r in runs})
+        totals = self._samples_total()
+        for run_id in {r["run_id"] for r in runs}:
+            cells.setdefault((run_id, "overall"), ScoreCell(None, samples_total=totals.get(run_id, 0)))
         calls = self._call_stats()
         metrics = self._metric_summaries()
         sections = tuple(
@@ -110,8 +113,14 @@ class _Reader:
                 samples=row["samples_scored"], excluded=row["samples_excluded"], missing_outputs=row["missing_outputs"],
                 unscored=int(row["unscored_verdicts"] or 0), accuracy=_num(row["accuracy_rate"]),
                 accuracy_low=_num(interval.get("accuracy_ci_low")), accuracy_high=_num(interval.get("accuracy_ci_high")),
+                samples_total=int(row.get("samples_total") or 0),
             )
         return cells
+
+    def _samples_total(self) -> dict[str, int]:
+        """Samples in each run's manifest, as the leaderboard view counts them, for the runs the
+        view leaves out (no sample judged yet: a run interrupted at once)."""
+        return dict(self.con.execute("SELECT run_id, count(*) FROM samples GROUP BY run_id").fetchall())
 
     def _call_stats(self) -> dict[str, CallStats]:
         rows = self.rows("""
@@ -162,7 +171,11 @@ class _Reader:
                 status=r["status"], config=config if isinstance(config, dict) else {},
                 overall=cells.get((r["run_id"], "overall"), ScoreCell(None)), dimensions=dims,
                 calls=calls.get(r["run_id"], CallStats()), metrics=metrics.get(r["run_id"], ()),
+                status_detail=r.get("status_detail"),
             ))
+        for run in runs:
+            if not run.finished:
+                self.notes.append(_unfinished_note(run))
         by_id = {run.run_id: run for run in runs}
         placeholders = ", ".join("?" * len(ids))
         texts_stored = "criteria" in self.objects and bool(
@@ -306,6 +319,15 @@ class _Reader:
                     disagreements.append(Disagreement(sample_id, va.criterion_id, va.text or vb.text, va.dimension, va.weight, va, vb))
         disagreements.sort(key=lambda d: (-abs(d.weight), d.sample_id, d.a.position, d.criterion_id))
         return Comparison(a, b, paired, tuple(tasks), tuple(disagreements[:DISAGREEMENTS_SHOWN]), len(disagreements), compared)
+
+
+def _unfinished_note(run: Run) -> str:
+    """The overview's warning for a run that did not go through its whole manifest."""
+    why = f" — {run.status_detail.rstrip('.')}" if run.status_detail else ""
+    cell = run.overall
+    covered = f"{cell.samples:,} of {cell.samples_total:,}" if cell.samples_total else f"{cell.samples:,}"
+    return (f"{run.label} on {run.rubric_id} v{run.rubric_version}: run {run.status}{why}. Its scores cover {covered} samples, "
+            "so they are not comparable with a finished run's.")
 
 
 def _pair(runs: Sequence[Run], compare: tuple[str, ...]) -> tuple[Run, Run]:
