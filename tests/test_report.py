@@ -16,8 +16,8 @@ from report_fixtures import IMG, PAYLOADS, SCRIPT, SVG, example_db, xss_db
 
 from rubric_judge.errors import UserError
 from rubric_judge.report import build_report
-from rubric_judge.report.data import load_report_data
 from rubric_judge.report.images import make_thumbnails
+from rubric_judge.report.queries import load_report_data
 from rubric_judge.report.svg import nice_axis
 
 CLI = str(Path(sys.executable).with_name("rubric-judge"))
@@ -38,7 +38,7 @@ def example_html(examples: Path, tmp_path_factory: pytest.TempPathFactory) -> st
 def _leaderboard_rows(html: str) -> list[str]:
     table = re.search(r'<table id="leaderboard">.*?<tbody>(.*?)</tbody>', html, re.S)
     assert table, "no #leaderboard table"
-    return re.findall(r"<tr>(.*?)</tr>", table.group(1), re.S)
+    return re.findall(r"<tr\b[^>]*>(.*?)</tr>", table.group(1), re.S)
 
 
 def _start_tags(html: str) -> list[tuple[str, list[tuple[str, str | None]]]]:
@@ -238,6 +238,40 @@ def test_compare_and_bootstrap_options(examples: Path, tmp_path: Path) -> None:
     assert "weak-model (A) vs good-model (B)" in html
     assert "200 resamples, seed 7" in html
     assert "medgen" not in html.split("</nav>")[0].split("<nav")[1]
+
+
+def test_an_unfinished_run_shows_its_status_reason_and_coverage(examples: Path, tmp_path: Path) -> None:
+    """A run that stopped part-way is marked as such, with why, and its scores read as partial
+    ("4 of 6 scored"), not as if they covered the whole manifest."""
+    import shutil
+
+    db = tmp_path / "interrupted.duckdb"
+    shutil.copy(examples, db)
+    reason = "the process writing this run ended before it finished (killed or crashed)"
+    con = duckdb.connect(str(db))
+    try:
+        (run_id,) = con.execute("SELECT run_id FROM runs WHERE model_name = 'weak-model'").fetchone()
+        con.execute("UPDATE runs SET status = 'interrupted', status_detail = ? WHERE run_id = ?", [reason, run_id])
+        # The judge never got to two of its samples: they are in the manifest, without verdicts.
+        unjudged = [s for (s,) in con.execute("SELECT sample_id FROM samples WHERE run_id = ? ORDER BY sample_id LIMIT 2", [run_id]).fetchall()]
+        con.execute("DELETE FROM verdicts WHERE run_id = ? AND sample_id IN (?, ?)", [run_id, *unjudged])
+        total = con.execute("SELECT count(*) FROM samples WHERE run_id = ?", [run_id]).fetchone()[0]
+    finally:
+        con.close()
+    out = tmp_path / "r.html"
+    build_report(db, out)
+    html = out.read_text(encoding="utf-8")
+
+    rows = {("weak" if "weak-model" in row else "good" if "good-model" in row else "other"): row for row in _leaderboard_rows(html)}
+    weak, good = rows["weak"], rows["good"]
+    assert "interrupted" in weak and reason in weak
+    assert f"{total - 2} of {total} scored" in weak
+    assert f"{total} of {total} scored" in good and "finished" in good and reason not in good
+    # The run table of its rubric says the same, and the overview says which runs are partial.
+    runs_table = html.split("Runs: judge cost, cache and latency")[1].split("</table>")[0]
+    assert "interrupted" in runs_table and reason in runs_table
+    notes = html.split('<ul class="notes">')[1].split("</ul>")[0]
+    assert "weak-model" in notes and "interrupted" in notes
 
 
 def test_imported_runs_without_criterion_texts_still_render(tmp_path: Path) -> None:

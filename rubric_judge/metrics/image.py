@@ -28,24 +28,25 @@ unreadable image, one over the pixel limit (``rubric_judge.imageio.max_image_pix
 mismatch (``resize_output=False``) is "error", and LPIPS is
 "unavailable" for every sample when its trunk weights are not on disk (no download is attempted).
 The reference scored a failed metric as 0; this module never does.
+
+This module is the entry point (options, per-pair statuses, threads and batching); the work is in
+``image_io`` (decoding and resizing a pair), ``pixel`` (the SSIM and PSNR kernels) and ``lpips``
+(loading the LPIPS model from local weights and its batched forward).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import threading
-import warnings
 from collections.abc import Collection, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import numpy as np
-from PIL import Image
-
-from rubric_judge.imageio import ImageError, ImageTooLarge, open_image
+from rubric_judge.metrics.image_io import RESAMPLE_FILTERS, Prepared, prepare
+from rubric_judge.metrics.lpips import LPIPS_TRUNK_FILES, default_lpips_trunk_path, load_lpips_model, lpips_values
+from rubric_judge.metrics.pixel import psnr, ssim_gaussian, ssim_uniform
 from rubric_judge.metrics.types import MetricUnavailable, MetricValue
 
 __all__ = [
@@ -61,22 +62,6 @@ __all__ = [
 ]
 
 IMAGE_METRICS: tuple[str, ...] = ("ssim", "psnr", "lpips")
-
-# torchvision's ImageNet trunk checkpoints, as torch.hub stores them under <hub dir>/checkpoints/.
-LPIPS_TRUNK_FILES: dict[str, str] = {
-    "alex": "alexnet-owt-7be5be79.pth",
-    "vgg": "vgg16-397923af.pth",
-    "squeeze": "squeezenet1_1-b8a52dc0.pth",
-}
-_TRUNK_URLS: dict[str, str] = {name: f"https://download.pytorch.org/models/{file}" for name, file in LPIPS_TRUNK_FILES.items()}
-
-_RESAMPLE = {
-    "lanczos": Image.Resampling.LANCZOS,
-    "bilinear": Image.Resampling.BILINEAR,
-    "bicubic": Image.Resampling.BICUBIC,
-    "nearest": Image.Resampling.NEAREST,
-}
-_HIGH_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
 
 _CHUNK_PAIRS = 16  # pairs decoded at once: bounds memory, feeds the LPIPS batches
 _CUDA_LPIPS_BATCH = 32
@@ -124,8 +109,8 @@ class ImageMetricOptions:
             raise ValueError(f"unknown lpips_net {self.lpips_net!r}; use one of {sorted(LPIPS_TRUNK_FILES)}")
         if self.lpips_size is not None and (not isinstance(self.lpips_size, int) or self.lpips_size < 16):
             raise ValueError(f"lpips_size must be an integer >= 16 or None, not {self.lpips_size!r}")
-        if self.resize_filter not in _RESAMPLE:
-            raise ValueError(f"unknown resize_filter {self.resize_filter!r}; use one of {sorted(_RESAMPLE)}")
+        if self.resize_filter not in RESAMPLE_FILTERS:
+            raise ValueError(f"unknown resize_filter {self.resize_filter!r}; use one of {sorted(RESAMPLE_FILTERS)}")
         if self.lpips_input not in (None, "unit", "signed"):
             raise ValueError(f"lpips_input must be 'unit', 'signed' or None, not {self.lpips_input!r}")
         if self.high_bit_depth not in (None, "clip", "scale"):
@@ -146,249 +131,7 @@ class ImageMetricOptions:
         return "clip" if self.preset == "medgen" else "scale"
 
 
-# --------------------------------------------------------------------------------------------
-# Decoding
-
-
-class _PairError(Exception):
-    def __init__(self, status: Literal["error", "missing_output"], detail: str) -> None:
-        super().__init__(detail)
-        self.status = status
-        self.detail = detail
-
-
-def _decode_rgb(path: Path | None, role: str, high_bit_depth: str, notes: list[str]) -> Image.Image:
-    """The image at `path` as 8-bit RGB, converted like the reference (PIL convert("RGB"))."""
-    if path is None or not os.path.exists(path):
-        status: Literal["error", "missing_output"] = "missing_output" if role == "output" else "error"
-        raise _PairError(status, f"{role} image missing: {path}" if path is not None else f"no {role} image given")
-    path = Path(path)
-    try:
-        if path.is_dir():
-            raise _PairError("error", f"{role} image path is a directory: {path}")
-        if path.stat().st_size == 0:
-            raise _PairError("error", f"{role} image is an empty file (0 bytes): {path}")
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # palette-transparency notices
-            with open_image(path) as opened:  # refuses images over the pixel limit before decoding
-                opened.load()
-                image = opened
-                if image.width == 0 or image.height == 0:
-                    raise _PairError("error", f"{role} image has zero size ({image.width}x{image.height}): {path}")
-                if image.mode in _HIGH_BIT_MODES:
-                    return _high_bit_to_rgb(image, role, high_bit_depth, notes)
-                return image.convert("RGB")
-    except _PairError:
-        raise
-    except ImageTooLarge as exc:  # the message names the file, the limit and how to raise it
-        raise _PairError("error", f"{role} image: {exc}") from exc
-    except Exception as exc:  # PIL raises UnidentifiedImageError, OSError, SyntaxError, ValueError...
-        cause = exc.__cause__ if isinstance(exc, ImageError) and exc.__cause__ is not None else exc  # PIL's own error
-        raise _PairError("error", f"cannot decode {role} image {path}: {type(cause).__name__}: {cause}") from exc
-
-
-def _high_bit_to_rgb(image: Image.Image, role: str, high_bit_depth: str, notes: list[str]) -> Image.Image:
-    values = np.asarray(image)
-    if high_bit_depth == "scale":
-        byte = (np.clip(values, 0, 65535).astype(np.uint32) >> 8).astype(np.uint8)
-        notes.append(f"{role}: {image.mode} grayscale scaled to 8 bits (high byte)")
-        return Image.fromarray(byte).convert("RGB")
-    saturated = int(np.count_nonzero(values > 255))
-    if saturated:
-        share = 100.0 * saturated / values.size
-        notes.append(
-            f"{role}: {image.mode} grayscale clipped to 8 bits like PIL convert('RGB') (the MedGEN-Bench reference): "
-            f"{share:.1f}% of pixels saturated at 255; high_bit_depth='scale' rescales instead"
-        )
-    return image.convert("RGB")
-
-
-@dataclass
-class _Prepared:
-    sample_id: str
-    notes: list[str] = field(default_factory=list)
-    error: _PairError | None = None
-    out_gray: np.ndarray | None = None  # medgen SSIM (H, W) uint8
-    ref_gray: np.ndarray | None = None
-    out_rgb: np.ndarray | None = None  # PSNR / standard SSIM (H, W, 3) uint8
-    ref_rgb: np.ndarray | None = None
-    out_lpips: np.ndarray | None = None  # (h, w, 3) uint8 at the LPIPS input size
-    ref_lpips: np.ndarray | None = None
-
-
-def _prepare(
-    sample_id: str, output: Path | None, reference: Path | None, metrics: frozenset[str], options: ImageMetricOptions
-) -> _Prepared:
-    prepared = _Prepared(sample_id)
-    high_bit = options.effective_high_bit_depth
-    try:
-        out = _decode_rgb(output, "output", high_bit, prepared.notes)
-        ref = _decode_rgb(reference, "reference", high_bit, prepared.notes)
-        if out.size != ref.size:
-            if not options.resize_output:
-                raise _PairError(
-                    "error",
-                    f"output size {out.width}x{out.height} differs from reference size {ref.width}x{ref.height} (resize_output=False)",
-                )
-            prepared.notes.append(f"output resized from {out.width}x{out.height} to {ref.width}x{ref.height} ({options.resize_filter})")
-            out = out.resize(ref.size, _RESAMPLE[options.resize_filter])
-    except _PairError as exc:
-        prepared.error = exc
-        return prepared
-    if "ssim" in metrics and options.preset == "medgen":
-        prepared.out_gray = np.asarray(out.convert("L"))
-        prepared.ref_gray = np.asarray(ref.convert("L"))
-    if "psnr" in metrics or ("ssim" in metrics and options.preset == "standard"):
-        prepared.out_rgb = np.asarray(out)
-        prepared.ref_rgb = np.asarray(ref)
-    if "lpips" in metrics:
-        size = options.lpips_size
-        if size is not None:
-            # torchvision transforms.Resize((s, s)) on a PIL image is PIL's bilinear resize.
-            prepared.out_lpips = np.asarray(out.resize((size, size), Image.Resampling.BILINEAR))
-            prepared.ref_lpips = np.asarray(ref.resize((size, size), Image.Resampling.BILINEAR))
-        else:
-            prepared.out_lpips = np.asarray(out)
-            prepared.ref_lpips = np.asarray(ref)
-    return prepared
-
-
-# --------------------------------------------------------------------------------------------
-# SSIM and PSNR, batched over pairs of equal size
-
-_K1, _K2, _DATA_RANGE = 0.01, 0.03, 255.0
-
-
-def _box_sums_valid(stack: np.ndarray, k: int) -> np.ndarray:
-    """Sums over every k x k window fully inside the image (the last two axes), exactly: integer
-    inputs, integer arithmetic, in-place adds of shifted views (fewer temporaries than cumsum)."""
-    height, width = stack.shape[-2:]
-    across = stack[..., : width - k + 1].copy()
-    for shift in range(1, k):
-        across += stack[..., shift : width - k + 1 + shift]
-    out = across[..., : height - k + 1, :].copy()
-    for shift in range(1, k):
-        out += across[..., shift : height - k + 1 + shift, :]
-    return out
-
-
-def _tiles(height: int, width: int, k: int) -> Iterator[tuple[int, int]]:
-    """Row ranges [start, stop) of the input whose k x k windows cover each output row once;
-    about 64k pixels a tile, so the working set stays in cache (measured 3-6x faster at 512 and
-    1024 than whole images)."""
-    rows = max(8, 65536 // max(width, 1))
-    for start in range(0, height - k + 1, rows):
-        yield start, min(start + rows + k - 1, height)
-
-
-def ssim_uniform(x: np.ndarray, y: np.ndarray, k: int = 7) -> float:
-    """scikit-image ``structural_similarity(x, y, data_range=255)`` for two (H, W) uint8 images
-    (k x k uniform window, sample covariance), computed from exact integer window sums, tile by
-    tile. skimage filters with reflect padding and then crops (k-1)/2 pixels per border, which
-    leaves exactly the windows fully inside the image, so only those are computed."""
-    height, width = x.shape
-    total = 0.0
-    for start, stop in _tiles(height, width, k):
-        total += float(_ssim_uniform_map(x[None, start:stop], y[None, start:stop], k).sum(dtype=np.float64))
-    return total / ((height - k + 1) * (width - k + 1))
-
-
-def _ssim_uniform_map(x: np.ndarray, y: np.ndarray, k: int = 7) -> np.ndarray:
-    """The SSIM map over the windows fully inside (N, H, W) uint8 stacks."""
-    count, height, width = x.shape
-    # Window sums of x, y, x^2 + y^2 and xy; int32 is exact up to k*k*2*255^2 per window.
-    stack = np.empty((4, count, height, width), dtype=np.int32)
-    stack[0] = x
-    stack[1] = y
-    np.multiply(stack[0], stack[0], out=stack[2])
-    np.multiply(stack[1], stack[1], out=stack[3])
-    stack[2] += stack[3]
-    np.multiply(stack[0], stack[1], out=stack[3])
-    sums = _box_sums_valid(stack, k)
-    n = k * k
-    c1n = (_K1 * _DATA_RANGE) ** 2 * n * n
-    c2n = (_K2 * _DATA_RANGE) ** 2 * n * (n - 1)
-    # With ux = sx/n, vx = n/(n-1) * (sxx/n - ux^2) = (n sxx - sx^2) / (n(n-1)) and so on,
-    # SSIM = (2 ux uy + C1)(2 vxy + C2) / ((ux^2 + uy^2 + C1)(vx + vy + C2))
-    #      = (2 sx sy + C1 n^2)(2 (n sxy - sx sy) + C2 n(n-1))
-    #        / ((sx^2 + sy^2 + C1 n^2)(n (sxx + syy) - sx^2 - sy^2 + C2 n(n-1))).
-    # Every term up to the last products is an exact integer in float64.
-    sx = sums[0].astype(np.float64)
-    sy = sums[1].astype(np.float64)
-    sxsy = sx * sy
-    sx *= sx
-    sy *= sy
-    sx += sy  # sx^2 + sy^2
-    squares = sx
-    numerator = sums[3].astype(np.float64)
-    numerator *= 2.0 * n
-    numerator -= sxsy
-    numerator -= sxsy
-    numerator += c2n
-    sxsy *= 2.0
-    sxsy += c1n
-    numerator *= sxsy
-    denominator = sums[2].astype(np.float64)
-    denominator *= n
-    denominator -= squares
-    denominator += c2n
-    squares += c1n
-    denominator *= squares
-    numerator /= denominator
-    return numerator
-
-
-def _gaussian_weights(sigma: float = 1.5, truncate: float = 3.5) -> np.ndarray:
-    radius = int(truncate * float(sigma) + 0.5)
-    offsets = np.arange(-radius, radius + 1)
-    weights = np.exp(-0.5 / (sigma * sigma) * offsets**2)
-    return weights / weights.sum()
-
-
-def ssim_gaussian(x: np.ndarray, y: np.ndarray) -> float:
-    """scikit-image ``structural_similarity(x, y, data_range=255, channel_axis=-1,
-    gaussian_weights=True, sigma=1.5, use_sample_covariance=False)`` for two (H, W, C) uint8
-    images: per-channel SSIM with an 11x11 Gaussian window, averaged over channels; float64
-    separable filtering as skimage does, tile by tile."""
-    from scipy.ndimage import correlate1d
-
-    height, width, channels = x.shape
-    weights = _gaussian_weights()
-    k = len(weights)
-    pad = (k - 1) // 2
-    c1 = (_K1 * _DATA_RANGE) ** 2
-    c2 = (_K2 * _DATA_RANGE) ** 2
-
-    def blur(a: np.ndarray) -> np.ndarray:
-        rows = a.shape[1]
-        return correlate1d(correlate1d(a, weights, axis=1, mode="reflect"), weights, axis=2, mode="reflect")[
-            :, pad : rows - pad, pad : width - pad
-        ]
-
-    total = np.zeros(channels)
-    for start, stop in _tiles(height, width * channels, k):
-        xf = np.moveaxis(x[start:stop], -1, 0).astype(np.float64)
-        yf = np.moveaxis(y[start:stop], -1, 0).astype(np.float64)
-        ux, uy = blur(xf), blur(yf)
-        uxx, uyy, uxy = blur(xf * xf), blur(yf * yf), blur(xf * yf)
-        vx, vy, vxy = uxx - ux * ux, uyy - uy * uy, uxy - ux * uy
-        ssim_map = ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux**2 + uy**2 + c1) * (vx + vy + c2))
-        total += ssim_map.reshape(channels, -1).sum(axis=1, dtype=np.float64)
-    per_channel = total / ((height - 2 * pad) * (width - 2 * pad))
-    return float(per_channel.mean())
-
-
-def psnr(x: np.ndarray, y: np.ndarray) -> float:
-    """PSNR (peak 255) of two uint8 arrays from the exact integer sum of squared errors; 100.0
-    when identical (the MedGEN-Bench convention; scikit-image gives inf)."""
-    diff = (x.astype(np.int16) - y.astype(np.int16)).ravel()
-    sse = int(np.einsum("i,i->", diff, diff, dtype=np.int64))
-    if sse == 0:
-        return 100.0
-    return float(10.0 * np.log10((_DATA_RANGE * _DATA_RANGE) / (sse / diff.size)))
-
-
-def _pixel_metrics(prepared: _Prepared, metrics: frozenset[str], options: ImageMetricOptions) -> dict[str, MetricValue]:
+def _pixel_metrics(prepared: Prepared, metrics: frozenset[str], options: ImageMetricOptions) -> dict[str, MetricValue]:
     """SSIM and PSNR for one prepared pair (nothing when the pair failed to prepare). Pair by
     pair: stacking same-sized pairs was measured slower (the working set leaves the cache); each
     pair is computed in cache-sized row tiles instead. Frees the arrays it no longer needs."""
@@ -421,105 +164,8 @@ def _pixel_metrics(prepared: _Prepared, metrics: frozenset[str], options: ImageM
     return results
 
 
-# --------------------------------------------------------------------------------------------
-# LPIPS
-
-_model_lock = threading.Lock()
-_models: dict[tuple[str, str, str], Any] = {}
-
-
-def default_lpips_trunk_path(net: str = "alex") -> Path:
-    """Where torchvision/lpips look for the trunk weights: ``<torch hub dir>/checkpoints/<file>``
-    (``$TORCH_HOME/hub/checkpoints`` when TORCH_HOME is set)."""
-    import torch.hub
-
-    return Path(torch.hub.get_dir()) / "checkpoints" / LPIPS_TRUNK_FILES[net]
-
-
-def _unavailable_message(net: str, path: Path, explicit: bool) -> str:
-    if explicit:
-        return f"LPIPS weights file not found: {path} (lpips_weights); give an existing torchvision '{net}' trunk state dict or a full LPIPS state dict"
-    return (
-        f"LPIPS trunk weights not found: {path}. No download is attempted. Place the torchvision '{net}' ImageNet "
-        f"checkpoint there (from {_TRUNK_URLS[net]}), or set TORCH_HOME to a folder whose hub/checkpoints holds it"
-    )
-
-
-def load_lpips_model(net: str = "alex", weights: Path | None = None, device: str = "cpu") -> Any:
-    """The LPIPS module (lpips package linear layers + trunk weights from a local file), built
-    once per process per (net, weights file, device). Never downloads: missing weights raise
-    MetricUnavailable naming the file and how to provide it."""
-    path = Path(weights).expanduser() if weights is not None else default_lpips_trunk_path(net)
-    key = (net, str(path.resolve() if path.exists() else path), device)
-    with _model_lock:
-        model = _models.get(key)
-        if model is not None:
-            return model
-        if not path.is_file():
-            raise MetricUnavailable(_unavailable_message(net, path, weights is not None))
-        from rubric_judge.metrics.torch_guard import ensure_torchvision_importable
-
-        ensure_torchvision_importable()
-        try:
-            import lpips
-            import torch
-        except ImportError as exc:
-            raise MetricUnavailable(
-                f"LPIPS needs the torch, torchvision and lpips packages ({exc}); pip install 'rubric-judge[metrics]'"
-            ) from exc
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:
-            raise MetricUnavailable(f"LPIPS weights file {path} cannot be read: {type(exc).__name__}: {exc}") from exc
-        if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
-            state = state["state_dict"]
-        if not isinstance(state, dict):
-            raise MetricUnavailable(f"LPIPS weights file {path} does not hold a state dict")
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # torchvision's deprecation notices for `pretrained=`
-            # pnet_rand=True: the trunk starts random (no hub download); its weights come from `path`.
-            model = lpips.LPIPS(net=net, pretrained=True, pnet_rand=True, verbose=False)
-        try:
-            if any(name.startswith("net.") for name in state):
-                model.load_state_dict(state, strict=True)
-            else:
-                trunk_state = {}
-                for name in model.net.state_dict():
-                    _, rest = name.split(".", 1)  # "slice2.3.weight" -> features.3.weight
-                    trunk_state[name] = state[f"features.{rest}"]
-                model.net.load_state_dict(trunk_state, strict=True)
-        except (KeyError, RuntimeError) as exc:
-            raise MetricUnavailable(f"LPIPS weights file {path} does not match the '{net}' trunk: {type(exc).__name__}: {exc}") from exc
-        model = model.eval().to(device)
-        for parameter in model.parameters():
-            parameter.requires_grad_(False)
-        _models[key] = model
-        return model
-
-
-def _lpips_values(model: Any, outs: Sequence[np.ndarray], refs: Sequence[np.ndarray], signed: bool, device: str) -> list[float]:
-    """LPIPS for a batch of same-sized pairs, one trunk forward over outputs and references
-    together; the same arithmetic as ``lpips.LPIPS.forward``."""
-    import lpips
-    import torch
-
-    count = len(outs)
-    batch = torch.from_numpy(np.stack([*outs, *refs])).to(device).permute(0, 3, 1, 2).float().div_(255.0)
-    if signed:
-        batch = batch * 2 - 1
-    features = model.net.forward(model.scaling_layer(batch))
-    total = None
-    for layer, feature in enumerate(features):
-        normalized = lpips.normalize_tensor(feature)
-        diff = (normalized[:count] - normalized[count:]) ** 2
-        value = model.lins[layer](diff).mean([2, 3], keepdim=True)
-        total = value if total is None else total + value
-    assert total is not None
-    return [float(v) for v in total.flatten().cpu().tolist()]
-
-
 def _lpips_for_chunk(
-    model: Any, chunk: list[_Prepared], options: ImageMetricOptions, device: str, batch_size: int
+    model: Any, chunk: list[Prepared], options: ImageMetricOptions, device: str, batch_size: int
 ) -> dict[tuple[int, str], MetricValue]:
     import torch
 
@@ -535,7 +181,7 @@ def _lpips_for_chunk(
             for start in range(0, len(indices), batch_size):
                 part = indices[start : start + batch_size]
                 try:
-                    values = _lpips_values(model, [chunk[i].out_lpips for i in part], [chunk[i].ref_lpips for i in part], signed, device)  # type: ignore[misc]
+                    values = lpips_values(model, [chunk[i].out_lpips for i in part], [chunk[i].ref_lpips for i in part], signed, device)  # type: ignore[misc]
                 except RuntimeError as exc:
                     for i in part:
                         shape = chunk[i].out_lpips.shape  # type: ignore[union-attr]
@@ -591,13 +237,13 @@ def compute_image_metrics(
     batch_size = options.lpips_batch_size or (_CPU_LPIPS_BATCH if on_cpu else _CUDA_LPIPS_BATCH)
     run_lpips = model is not None
 
-    def prepare_pair(index: int, pair: tuple[str, Path | None, Path | None]) -> tuple[_Prepared, dict[tuple[int, str], MetricValue]]:
-        prepared = _prepare(pair[0], pair[1], pair[2], wanted, options)
+    def prepare_pair(index: int, pair: tuple[str, Path | None, Path | None]) -> tuple[Prepared, dict[tuple[int, str], MetricValue]]:
+        prepared = prepare(pair[0], pair[1], pair[2], wanted, options)
         return prepared, {(index, metric): value for metric, value in _pixel_metrics(prepared, wanted, options).items()}
 
     def prepare_chunk(
         chunk_pairs: Sequence[tuple[str, Path | None, Path | None]],
-    ) -> tuple[list[_Prepared], dict[tuple[int, str], MetricValue]]:
+    ) -> tuple[list[Prepared], dict[tuple[int, str], MetricValue]]:
         # Decoding (PIL) and the numpy SSIM/PSNR release the GIL: pairs run on `prep_workers`
         # threads. LPIPS runs after each chunk, with the cores to itself.
         done = (
@@ -610,7 +256,7 @@ def compute_image_metrics(
             values.update(pair_values)
         return [prepared for prepared, _ in done], values
 
-    def record(chunk: list[_Prepared], values: dict[tuple[int, str], MetricValue]) -> None:
+    def record(chunk: list[Prepared], values: dict[tuple[int, str], MetricValue]) -> None:
         for i, prepared in enumerate(chunk):
             for metric in IMAGE_METRICS:
                 if metric not in wanted:

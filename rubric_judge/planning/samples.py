@@ -2,7 +2,7 @@
 
 A dataset is a JSONL manifest: one object per line with a unique string `id` plus fields; image
 fields hold paths relative to the manifest, which may not leave the manifest's directory.
-A model's outputs are either a directory (`<id>.png|.jpg|.jpeg|.webp` for the image output,
+A model's outputs are either a directory (`<id>.png|.jpg|.jpeg|.webp|...` for the image output,
 `<id>.txt` for the text output, or `<field>/<id>.<ext>` when a rubric has several outputs of a
 kind) or a JSONL file of `{"id": ..., field: value}`, one line per id, with image paths relative
 to that file.
@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from rubric_judge.errors import Location, Problem, UserError, read_user_text
+from rubric_judge.imageio import IMAGE_SUFFIXES
 from rubric_judge.rubrics.schema import InputKind, InputSpec
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 TEXT_SUFFIXES = (".txt",)
 
 

@@ -1,6 +1,8 @@
 """Static HTML report: one self-contained file from the results database.
 
-    data.py     rows from DuckDB -> immutable dataclasses (scores, intervals, cards, comparison)
+    model.py    the immutable dataclasses the page renders (runs, scores, intervals, cards, comparison)
+    queries.py  the SQL: rows from DuckDB -> model's dataclasses (load_report_data)
+    fields.py   which of a sample's fields are shown as images, which as text
     images.py   thumbnails as data: URIs, in parallel, one per distinct file content
     svg.py      chart geometry (bars with interval whiskers, histograms, a forest plot)
     render.py   the Jinja environment (autoescaping on), formatting and the page
@@ -38,8 +40,8 @@ def build_report(db: Path, out: Path, rubric: str | None = None, compare: Sequen
     `cache_dir` (when given) for the next report over the same images, or with
     `cache_read_only` only read from there."""
     from rubric_judge.files import write_atomic
-    from rubric_judge.report.data import load_report_data
     from rubric_judge.report.images import make_thumbnails
+    from rubric_judge.report.queries import load_report_data
     from rubric_judge.report.render import image_paths, render_page
 
     start = time.perf_counter()

@@ -24,8 +24,8 @@ from typing import Any
 from urllib.request import pathname2url
 
 from rubric_judge.report import svg
-from rubric_judge.report.data import Media, ReportData, Section
 from rubric_judge.report.images import Thumbnails
+from rubric_judge.report.model import Media, ReportData, Section
 
 TEMPLATES = Path(__file__).with_name("templates")
 
@@ -105,7 +105,8 @@ def _meta(data: ReportData) -> dict[str, Any]:
         "intervals": {"level": data.level, "resamples": data.resamples, "seed": data.seed},
         "sections": {
             s.key: {"rubric": s.rubric_id, "version": s.rubric_version, "cards": len(s.cards),
-                    "runs": [{"run_id": r.run_id, "label": r.label, "model": r.model_name, "judge": r.judge_model} for r in s.runs]}
+                    "runs": [{"run_id": r.run_id, "label": r.label, "model": r.model_name, "judge": r.judge_model, "status": r.status,
+                             "samples_scored": r.overall.samples, "samples_total": r.overall.samples_total} for r in s.runs]}
             for s in data.sections
         },
     }

@@ -12,7 +12,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from rubric_judge.report.data import Comparison, Section
+from rubric_judge.report.model import Comparison, Section
 
 LABEL_W = 170  # left column for dimension / model names
 PLOT_W = 440

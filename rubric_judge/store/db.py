@@ -257,7 +257,7 @@ class ResultStore:
             self._insert("metric_values", values)
 
     def metric_summary(self, run_id: str) -> list[dict[str, Any]]:
-        return _records(self.con.execute("SELECT * FROM metric_summary WHERE run_id = ? ORDER BY metric", [run_id]))
+        return records(self.con.execute("SELECT * FROM metric_summary WHERE run_id = ? ORDER BY metric", [run_id]))
 
     def leaderboard(self, rubric_id: str | None = None) -> list[dict[str, Any]]:
         return leaderboard(self.con, rubric_id)
@@ -297,7 +297,18 @@ class ResultStore:
             raise StorageError(Problem(Location(self.path), f"cannot {what} in the results database: {detail}", fix=fix)) from None
 
 
-def _records(cursor) -> list[dict[str, Any]]:
+def records(cursor) -> list[dict[str, Any]]:
+    """The rest of a DuckDB result as one dict per row, keyed by column name.
+
+    Values are DuckDB's own Python values (NULL is None, never NaN as a DataFrame would make
+    it), so callers can tell a missing number from a number.
+
+    Args:
+        cursor: a DuckDB connection or cursor right after `execute` of a query.
+
+    Returns:
+        The rows in the result's order; [] for a result without rows.
+    """
     names = [d[0] for d in cursor.description]
     return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
@@ -319,7 +330,7 @@ class _Transaction:
 
 def leaderboard(con, rubric_id: str | None = None) -> list[dict[str, Any]]:
     sql = "SELECT * FROM leaderboard" + (" WHERE rubric_id = ?" if rubric_id else "") + " ORDER BY rubric_id, dimension = 'overall' DESC, dimension, score DESC NULLS LAST"
-    return _records(con.execute(sql, [rubric_id] if rubric_id else []))
+    return records(con.execute(sql, [rubric_id] if rubric_id else []))
 
 
 def criterion_rows(run_id: str, plans: Sequence[SamplePlan]) -> list[list[Any]]:

@@ -1,9 +1,10 @@
-"""Everything the report shows, read from the results database into plain immutable dataclasses.
+"""Reading the results database for the report: the SQL, and assembling report.model's dataclasses.
 
 The numbers come from the store's SQL (views.sql for scores, stats.sql for bootstrap intervals)
 and are never recomputed here, so every figure on the page can be re-derived with
 `rubric-judge query`. This module only groups rows, orders them for reading (failed criteria
-first) and resolves image paths; it does no HTML.
+first) and resolves image paths; which sample fields are images or texts is report.fields'
+decision, and it does no HTML.
 """
 
 from __future__ import annotations
@@ -12,274 +13,39 @@ import json
 import math
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from rubric_judge.errors import UserError
+from rubric_judge.report.fields import pretty, sample_fields
+from rubric_judge.report.model import (
+    OUTCOME_ORDER,
+    CallStats,
+    Card,
+    Comparison,
+    Disagreement,
+    Media,
+    MetricSummary,
+    MetricValue,
+    PairedRow,
+    ReportData,
+    Run,
+    ScoreCell,
+    Section,
+    TaskDifference,
+    TextField,
+    Verdict,
+)
+from rubric_judge.store.db import connect, records
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".tif", ".tiff")
-# Fields shown in a card's header rather than as text blocks.
-HEADER_FIELDS = ("category", "modality")
-# The order in which a card lists a criterion's outcome: what went wrong first.
-OUTCOME_ORDER = {"fail": 0, "unscored": 1, "missing": 2, "pass": 3}
 DISAGREEMENTS_SHOWN = 500
-
-
-@dataclass(frozen=True)
-class ScoreCell:
-    """One leaderboard number with its bootstrap interval and the coverage behind it."""
-
-    score: float | None
-    ci_low: float | None = None
-    ci_high: float | None = None
-    samples: int = 0  # scored and counted
-    excluded: int = 0
-    missing_outputs: int = 0
-    unscored: int = 0  # verdicts the judge did not give (error / unscored)
-    accuracy: float | None = None  # pass_rate rubrics, overall only
-    accuracy_low: float | None = None
-    accuracy_high: float | None = None
-
-
-@dataclass(frozen=True)
-class CallStats:
-    """Judge calls of one run: what was paid, what the cache saved, how long calls took."""
-
-    calls: int = 0
-    cache_hits: int = 0
-    failed: int = 0
-    retries: int = 0
-    prompt_tokens: int = 0  # paid (cache misses)
-    completion_tokens: int = 0
-    cost_usd: float | None = None  # paid this run; None when no call had a known price
-    saved_usd: float | None = None  # what the cached answers cost when they were paid
-    unpriced_calls: int = 0  # paid calls whose model has no price in litellm's map
-    latency_p50_ms: float | None = None  # judge calls that reached the judge (cache misses)
-    latency_p95_ms: float | None = None
-
-    @property
-    def hit_rate(self) -> float | None:
-        return self.cache_hits / self.calls if self.calls else None
-
-
-@dataclass(frozen=True)
-class MetricSummary:
-    metric: str
-    mean: float | None
-    accuracy: float | None
-    ok: int
-    rated: int
-    missing_outputs: int
-    not_computed: int
-    problem: str | None
-
-
-@dataclass(frozen=True)
-class Run:
-    index: int  # colour and filter key within its section
-    run_id: str
-    label: str  # model name, disambiguated when a section has two runs of one model
-    model_name: str
-    judge_model: str
-    rubric_id: str
-    rubric_version: str
-    method: str
-    missing_policy: str
-    unscored_policy: str
-    threshold: float | None
-    pass_criterion: str | None
-    scale_min: int | None
-    scale_max: int | None
-    started_at: datetime | None
-    finished_at: datetime | None
-    status: str
-    config: Mapping[str, Any]
-    overall: ScoreCell
-    dimensions: Mapping[str, ScoreCell]
-    calls: CallStats
-    metrics: tuple[MetricSummary, ...] = ()
-
-    @property
-    def duration_s(self) -> float | None:
-        if self.started_at is None or self.finished_at is None:
-            return None
-        return (self.finished_at - self.started_at).total_seconds()
-
-
-@dataclass(frozen=True)
-class Verdict:
-    """One criterion's verdict for one sample (and replicate), with the criterion's text."""
-
-    criterion_id: str
-    text: str | None  # None when the database has no text (older or imported runs)
-    dimension: str
-    weight: float
-    replicate: int
-    status: str  # ok | error | unscored | missing_output
-    met: bool | None
-    score: float | None
-    confidence: float | None
-    reasoning: str | None
-    outcome: str  # pass | fail | unscored | missing (what it does to the score)
-    position: int = 0
-
-
-@dataclass(frozen=True)
-class Media:
-    """An image of a sample: where the database says it is and whether it is there."""
-
-    field: str
-    label: str
-    value: str | None  # the path as stored; None when the model produced no output
-    path: Path | None  # the resolved existing file, None when missing
-    is_output: bool
-
-
-@dataclass(frozen=True)
-class TextField:
-    field: str
-    label: str
-    value: str | None  # None: a missing model output
-    is_output: bool
-
-
-@dataclass(frozen=True)
-class MetricValue:
-    metric: str
-    value: float | None
-    passed: bool | None
-    status: str
-    detail: str | None
-
-
-@dataclass(frozen=True)
-class Card:
-    """One sample as judged in one run."""
-
-    run: int  # Run.index
-    sample_id: str
-    category: str | None
-    modality: str | None
-    score: float | None
-    passed: bool | None
-    excluded: bool
-    missing_outputs: tuple[str, ...]
-    dimension_scores: Mapping[str, float | None]
-    images: tuple[Media, ...]
-    texts: tuple[TextField, ...]
-    verdicts: tuple[Verdict, ...]
-    metrics: tuple[MetricValue, ...]
-
-    @property
-    def counts(self) -> dict[str, int]:
-        counts = dict.fromkeys(OUTCOME_ORDER, 0)
-        for verdict in self.verdicts:
-            counts[verdict.outcome] += 1
-        return counts
-
-
-@dataclass(frozen=True)
-class PairedRow:
-    dimension: str
-    samples: int
-    mean_a: float | None
-    mean_b: float | None
-    difference: float | None
-    ci_low: float | None
-    ci_high: float | None
-    only_in_a: int
-    only_in_b: int
-
-
-@dataclass(frozen=True)
-class TaskDifference:
-    sample_id: str
-    category: str | None
-    score_a: float | None
-    score_b: float | None
-
-    @property
-    def difference(self) -> float | None:
-        return None if self.score_a is None or self.score_b is None else self.score_a - self.score_b
-
-
-@dataclass(frozen=True)
-class Disagreement:
-    sample_id: str
-    criterion_id: str
-    text: str | None
-    dimension: str
-    weight: float
-    a: Verdict
-    b: Verdict
-
-
-@dataclass(frozen=True)
-class Comparison:
-    """Two runs of one rubric, sample by sample."""
-
-    a: Run
-    b: Run
-    paired: tuple[PairedRow, ...]  # empty when the database has no paired_bootstrap macro
-    tasks: tuple[TaskDifference, ...]  # by |difference|, then samples scored in one run only
-    disagreements: tuple[Disagreement, ...]  # at most DISAGREEMENTS_SHOWN, heaviest first
-    disagreement_count: int
-    compared_verdicts: int
-
-
-@dataclass(frozen=True)
-class Section:
-    """One rubric (id and version): its runs, their comparison and their sample cards."""
-
-    key: str  # html id prefix
-    rubric_id: str
-    rubric_version: str
-    method: str
-    verdict_kind: str  # binary | scale
-    runs: tuple[Run, ...]
-    dimensions: tuple[tuple[str, str], ...]  # (id, display name), rubric order; 'overall' not included
-    categories: tuple[str, ...]
-    by_category: Mapping[str, Mapping[int, tuple[float | None, int]]]  # category -> run -> (mean, n)
-    cards: tuple[Card, ...]
-    comparison: Comparison | None
-    texts_stored: bool  # False: criteria are shown by id (imported or older runs)
-
-    @property
-    def has_metrics(self) -> bool:
-        return any(r.metrics for r in self.runs)
-
-    @property
-    def scale(self) -> tuple[float, float]:
-        """The score axis: weighted points run from below 0 (penalties) to 1, scales min..max."""
-        run = self.runs[0]
-        if self.method == "weighted_points" or run.scale_min is None or run.scale_max is None:
-            return (0.0, 1.0)
-        return (float(run.scale_min), float(run.scale_max))
-
-
-@dataclass(frozen=True)
-class ReportData:
-    db_path: Path
-    generated_at: datetime
-    sections: tuple[Section, ...]
-    resamples: int
-    seed: int
-    level: float
-    notes: tuple[str, ...] = field(default=())
-
-    @property
-    def runs(self) -> list[Run]:
-        return [run for section in self.sections for run in section.runs]
 
 
 def load_report_data(db: Path, rubric: str | None = None, compare: Sequence[str] = (), resamples: int = 1000, seed: int = 0,
                      level: float = 0.95) -> ReportData:
     """Read the database at `db` (read-only) for the report; `rubric` keeps one rubric id,
     `compare` names the two runs (model names or run ids) to compare, by default the two best."""
-    from rubric_judge.store.db import connect
-
     db = Path(db)
     if compare and len(compare) != 2:
         raise UserError(f"--compare takes exactly two runs (model names or run ids), got {len(compare)}")
@@ -300,9 +66,7 @@ class _Reader:
         self._resolved: dict[tuple[str, tuple[Path, ...]], Path | None] = {}
 
     def rows(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
-        cursor = self.con.execute(sql, list(params))
-        names = [d[0] for d in cursor.description]
-        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+        return records(self.con.execute(sql, list(params)))
 
     def read(self, rubric: str | None, compare: tuple[str, ...]) -> ReportData:
         if "runs" not in self.objects:
@@ -319,6 +83,9 @@ class _Reader:
         for run in runs:
             groups[(run["rubric_id"], run["rubric_version"])].append(run)
         cells = self._cells({r["run_id"] for r in runs})
+        totals = self._samples_total()
+        for run_id in {r["run_id"] for r in runs}:
+            cells.setdefault((run_id, "overall"), ScoreCell(None, samples_total=totals.get(run_id, 0)))
         calls = self._call_stats()
         metrics = self._metric_summaries()
         sections = tuple(
@@ -346,8 +113,14 @@ class _Reader:
                 samples=row["samples_scored"], excluded=row["samples_excluded"], missing_outputs=row["missing_outputs"],
                 unscored=int(row["unscored_verdicts"] or 0), accuracy=_num(row["accuracy_rate"]),
                 accuracy_low=_num(interval.get("accuracy_ci_low")), accuracy_high=_num(interval.get("accuracy_ci_high")),
+                samples_total=int(row.get("samples_total") or 0),
             )
         return cells
+
+    def _samples_total(self) -> dict[str, int]:
+        """Samples in each run's manifest, as the leaderboard view counts them, for the runs the
+        view leaves out (no sample judged yet: a run interrupted at once)."""
+        return dict(self.con.execute("SELECT run_id, count(*) FROM samples GROUP BY run_id").fetchall())
 
     def _call_stats(self) -> dict[str, CallStats]:
         rows = self.rows("""
@@ -398,7 +171,11 @@ class _Reader:
                 status=r["status"], config=config if isinstance(config, dict) else {},
                 overall=cells.get((r["run_id"], "overall"), ScoreCell(None)), dimensions=dims,
                 calls=calls.get(r["run_id"], CallStats()), metrics=metrics.get(r["run_id"], ()),
+                status_detail=r.get("status_detail"),
             ))
+        for run in runs:
+            if not run.finished:
+                self.notes.append(_unfinished_note(run))
         by_id = {run.run_id: run for run in runs}
         placeholders = ", ".join("?" * len(ids))
         texts_stored = "criteria" in self.objects and bool(
@@ -425,10 +202,10 @@ class _Reader:
             rows = self.con.execute(
                 f"SELECT dimension, any_value(dimension_name), min(position) AS p FROM criteria WHERE run_id IN ({placeholders}) "
                 "GROUP BY dimension ORDER BY p, dimension", ids).fetchall()
-            named = [(d, name or _pretty(d)) for d, name, _ in rows]
+            named = [(d, name or pretty(d)) for d, name, _ in rows]
         else:
             rows = self.con.execute(f"SELECT DISTINCT dimension FROM verdicts WHERE run_id IN ({placeholders}) ORDER BY dimension", ids).fetchall()
-            named = [(d, _pretty(d)) for (d,) in rows]
+            named = [(d, pretty(d)) for (d,) in rows]
         # The pooled score is shown as "Overall": a dimension named so (MedGEN's overall_quality) gets its id added.
         return tuple((d, f"{name} ({d})" if name.strip().casefold() == "overall" and d != "overall" else name) for d, name in named)
 
@@ -480,37 +257,10 @@ class _Reader:
 
     def _media(self, run: Run, fields: Mapping[str, Any], declared: Mapping[str, dict[str, Any]],
                missing: tuple[str, ...]) -> tuple[tuple[Media, ...], tuple[TextField, ...]]:
-        """The sample's images (inputs first, then in the order the judge saw them, then other
-        outputs) and text fields. Undeclared fields whose value looks like an image path (e.g.
-        MedGEN's input_image, which the judge is not shown) count as input images."""
-        bases = self._bases(run)
-        images: list[tuple[tuple[int, int, str], Media]] = []
-        texts: list[tuple[int, TextField]] = []
-        names = list(dict.fromkeys([*fields, *(m for m in missing if m in declared or m not in fields)]))
-        for name in names:
-            if name in HEADER_FIELDS:
-                continue
-            spec = declared.get(name)
-            value = fields.get(name)
-            is_output = bool(spec["is_output"]) if spec else (name in missing or _looks_like_output(name))
-            is_image = (spec["kind"] == "image") if spec else (_looks_like_image(value) or (name in missing and _looks_like_image_name(name)))
-            label = (spec.get("label") if spec else None) or _pretty(name)
-            if is_image:
-                if value is None and name not in missing:
-                    continue  # an optional input this sample does not have (e.g. no ground truth for VQA)
-                text = None if value is None else str(value)
-                path = None if text is None else self._resolve(text, bases[1] if is_output else bases[0])
-                position = spec.get("position") if spec else None
-                rank = (1, position, name) if position is not None else ((2, 0, name) if is_output else (0, 0, name))
-                images.append((rank, Media(name, label, text, path, is_output)))
-            else:
-                if value is None and name not in missing:
-                    continue
-                shown = None if value is None else (value if isinstance(value, str) else json.dumps(value, ensure_ascii=False))
-                texts.append((1 if is_output else 0, TextField(name, label, shown, is_output)))
-        images.sort(key=lambda item: item[0])
-        texts.sort(key=lambda item: item[0])  # stable: manifest order within inputs and outputs
-        return tuple(m for _, m in images), tuple(t for _, t in texts)
+        """The sample's images and text fields (report.fields decides which is which), image
+        paths resolved against the run's input and output folders."""
+        inputs, outputs = self._bases(run)
+        return sample_fields(fields, declared, missing, lambda value, is_output: self._resolve(value, outputs if is_output else inputs))
 
     def _bases(self, run: Run) -> tuple[tuple[Path, ...], tuple[Path, ...]]:
         """Directories a relative path may be relative to: (inputs, outputs). Paths are written
@@ -569,6 +319,15 @@ class _Reader:
                     disagreements.append(Disagreement(sample_id, va.criterion_id, va.text or vb.text, va.dimension, va.weight, va, vb))
         disagreements.sort(key=lambda d: (-abs(d.weight), d.sample_id, d.a.position, d.criterion_id))
         return Comparison(a, b, paired, tuple(tasks), tuple(disagreements[:DISAGREEMENTS_SHOWN]), len(disagreements), compared)
+
+
+def _unfinished_note(run: Run) -> str:
+    """The overview's warning for a run that did not go through its whole manifest."""
+    why = f" — {run.status_detail.rstrip('.')}" if run.status_detail else ""
+    cell = run.overall
+    covered = f"{cell.samples:,} of {cell.samples_total:,}" if cell.samples_total else f"{cell.samples:,}"
+    return (f"{run.label} on {run.rubric_id} v{run.rubric_version}: run {run.status}{why}. Its scores cover {covered} samples, "
+            "so they are not comparable with a finished run's.")
 
 
 def _pair(runs: Sequence[Run], compare: tuple[str, ...]) -> tuple[Run, Run]:
@@ -636,23 +395,6 @@ def _labels(rows: Sequence[Mapping[str, Any]]) -> dict[str, str]:
         labels[r["run_id"]] = label
     return labels
 
-
-def _pretty(name: str) -> str:
-    text = name.replace("_", " ").replace("-", " ").strip()
-    return text[:1].upper() + text[1:]
-
-
-def _looks_like_image(value: Any) -> bool:
-    return isinstance(value, str) and value.lower().endswith(IMAGE_SUFFIXES) and "\n" not in value
-
-
-def _looks_like_image_name(name: str) -> bool:
-    return "image" in name or name.endswith(("_img", "_png"))
-
-
-def _looks_like_output(name: str) -> bool:
-    lowered = name.lower()
-    return any(word in lowered for word in ("generated", "output", "response", "prediction"))
 
 
 def _json(value: Any) -> Any:
