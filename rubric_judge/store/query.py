@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -104,7 +104,7 @@ def open_query(db: Path, sql: str, memory_limit: str = DEFAULT_MEMORY_LIMIT) -> 
         names = [d[0] for d in cursor.description] if cursor.description else []
         yield QueryResult(names, con, cursor)
     finally:
-        con.close()
+        _close(con)
 
 
 def run_query(db: Path, sql: str, memory_limit: str = DEFAULT_MEMORY_LIMIT) -> tuple[list[str], list[tuple[Any, ...]]]:
@@ -150,8 +150,17 @@ def export_table(db: Path, table: str, out: Path, memory_limit: str = DEFAULT_ME
         tmp.replace(out)  # never leave a half-written file under the requested name
         return count
     finally:
-        con.close()
+        _close(con)
         tmp.unlink(missing_ok=True)  # an interrupted or failed export leaves nothing behind
+
+
+def _close(con: Any) -> None:
+    """Closes the connection; after Ctrl-C a query DuckDB has not yet let go of may still hold
+    it, and that must not turn the interruption into a traceback (the process is ending)."""
+    import duckdb
+
+    with suppress(duckdb.Error):
+        con.close()
 
 
 def _configure(con: Any, memory_limit: str) -> None:
