@@ -61,6 +61,9 @@ def show_library_warnings() -> logging.Handler:
 
 
 def main() -> None:
+    """The console script: runs the app and turns every way it can end into an exit code, never
+    a traceback for a user's mistake (bad input: 2 with the problems listed; a usage error: 2
+    with click's usage message; Ctrl-C: 130)."""
     from rubric_judge.errors import UserError
     from rubric_judge.redaction import redact_logging
 
@@ -78,13 +81,29 @@ def main() -> None:
         sys.exit(exc.exit_code)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
-    except typer.Abort:
+    except (typer.Abort, KeyboardInterrupt):
+        sys.stderr.write("\nAborted.\n")
         sys.exit(130)
-    except Exception as exc:  # click usage errors carry their own exit code and message
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        raise
+    except _click_exceptions() as exc:  # usage errors: they show their own message and exit code
+        exc.show()
+        sys.exit(exc.exit_code)
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def _click_exceptions() -> tuple[type[Exception], ...]:
+    """The base classes of the errors click reports to the user (usage errors, bad parameters).
+
+    Recent typer (0.29 here) bundles its own copy of click as `typer._click`, whose
+    ClickException derives from `typer.TyperException`, not from `click.ClickException`; older
+    typer raises click's own. Both bases are caught, so usage errors end the same way on either.
+    """
+    bases: list[type[Exception]] = []
+    if hasattr(typer, "TyperException"):
+        bases.append(typer.TyperException)
+    try:
+        import click
+    except ImportError:  # typer that bundles click does not need it installed
+        pass
+    else:
+        bases.append(click.ClickException)
+    return tuple(bases)

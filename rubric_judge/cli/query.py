@@ -3,41 +3,76 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from rubric_judge.store.query import DEFAULT_MEMORY_LIMIT
+
 DbOption = Annotated[Path | None, typer.Option("--db", help="Results database (default: $RUBRIC_JUDGE_DB, else ./rubric-judge.duckdb).")]
+MemoryLimitOption = Annotated[str, typer.Option("--memory-limit", help="Most memory DuckDB may use, e.g. 2GB, 512MB or 50% (of RAM).")]
+
+FORMATS = ("table", "csv", "json")
+# A table cell shows at most this many characters: one huge value must not flood the terminal.
+MAX_CELL_CHARS = 200
 
 
 def query(
     sql: Annotated[str, typer.Argument(help='One read-only SQL statement, e.g. "SELECT * FROM leaderboard".')],
     db: DbOption = None,
     format: Annotated[str, typer.Option("--format", help="table | csv | json")] = "table",
+    max_rows: Annotated[int, typer.Option("--max-rows", min=1, help="Most rows the table shows (csv and json give every row).")] = 1000,
+    memory_limit: MemoryLimitOption = DEFAULT_MEMORY_LIMIT,
 ) -> None:
     """Run read-only SQL on the results (tables: runs, samples, judge_calls, verdicts, metric_values,
     criteria, run_fields; views: task_scores, dimension_scores, leaderboard, leaderboard_ci,
-    metric_summary, accuracy_rates; table macros: leaderboard_bootstrap(), paired_bootstrap())."""
-    from rubric_judge.store.db import default_db_path
-    from rubric_judge.store.query import run_query
+    metric_summary, accuracy_rates; table macros: leaderboard_bootstrap(), paired_bootstrap()).
 
-    names, rows = run_query(db or default_db_path(), sql)
-    _print(names, rows, format)
+    The table shows the first --max-rows rows and long values shortened; --format csv or json
+    streams every row in full. Ctrl-C stops the query (exit code 130).
+    """
+    from rubric_judge.store.db import default_db_path
+    from rubric_judge.store.query import open_query
+
+    _check_format(format)
+    with _stop_on_ctrl_c("query"), open_query(db or default_db_path(), sql, memory_limit) as result:
+        if format == "table":
+            # One row past the limit tells whether rows were left out, without computing the rest.
+            rows = result.fetch(max_rows + 1)
+            _print_table(result.names, rows[:max_rows], more=len(rows) > max_rows)
+        else:
+            _stream(result.names, result.chunks(), format)
 
 
 def export(
     table: Annotated[str, typer.Option("--table", help="Table or view to export.")],
     out: Annotated[Path, typer.Option("--out", help="Output file: .parquet, .csv, .jsonl or .json.")],
     db: DbOption = None,
+    memory_limit: MemoryLimitOption = DEFAULT_MEMORY_LIMIT,
 ) -> None:
-    """Export a table or view to Parquet, CSV or JSON Lines."""
+    """Export a table or view to Parquet, CSV or JSON Lines (streamed to disk; Ctrl-C stops it)."""
     from rubric_judge.cli.output import stdout
     from rubric_judge.store.db import default_db_path
     from rubric_judge.store.query import export_table
 
-    count = export_table(db or default_db_path(), table, out)
-    stdout.print(f"wrote {count} rows of {table} to {out}")
+    with _stop_on_ctrl_c("export"):
+        count = export_table(db or default_db_path(), table, out, memory_limit)
+    stdout.print(f"wrote {count} rows of {table} to {out}", markup=False)
+
+
+@contextmanager
+def _stop_on_ctrl_c(what: str) -> Iterator[None]:
+    """Turns Ctrl-C into a one-line message and exit code 130 (the shell's code for SIGINT)."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        from rubric_judge.cli.output import stderr
+
+        stderr.print(f"interrupted: the {what} was stopped", markup=False)
+        raise typer.Exit(130) from None
 
 
 ResamplesOption = Annotated[int, typer.Option("--resamples", help="Bootstrap resamples for the confidence intervals.")]
@@ -87,30 +122,70 @@ def _warn_incomplete(names: list[str], rows: list[tuple]) -> None:
 
 
 def _print(names: list[str], rows: list[tuple], format: str) -> None:
+    """Prints a small, complete result (leaderboard, compare) as a table, csv or json."""
+    _check_format(format)
+    if format == "table":
+        _print_table(names, rows, more=False)
+    else:
+        _stream(names, [rows], format)
+
+
+def _check_format(format: str) -> None:
+    from rubric_judge.errors import UserError
+
+    if format not in FORMATS:
+        raise UserError(f"--format must be table, csv or json, not {format!r}")
+
+
+def _stream(names: list[str], chunks: Iterable[list[tuple]], format: str) -> None:
+    """Writes every row as csv or json, a chunk at a time, so memory never holds the whole result.
+    The json is the same text `json.dumps(rows, indent=1)` gives for the full list."""
     import csv
     import sys
 
-    from rubric_judge.cli.output import stdout
-    from rubric_judge.errors import UserError
-
-    if format == "json":
-        sys.stdout.write(json.dumps([dict(zip(names, row, strict=True)) for row in rows], default=str, indent=1) + "\n")
-    elif format == "csv":
-        writer = csv.writer(sys.stdout)
+    out = sys.stdout
+    if format == "csv":
+        writer = csv.writer(out)
         writer.writerow(names)
-        writer.writerows(rows)
-    elif format == "table":
-        from rich.table import Table
+        for chunk in chunks:
+            writer.writerows(chunk)
+        return
+    opening = "[\n "
+    for chunk in chunks:
+        for row in chunk:
+            # json escapes newlines inside strings, so every newline here is layout: indent it.
+            item = json.dumps(dict(zip(names, row, strict=True)), default=str, indent=1).replace("\n", "\n ")
+            out.write(opening + item)
+            opening = ",\n "
+    out.write("[]\n" if opening == "[\n " else "\n]\n")
 
-        table = Table()
-        for name in names:
-            table.add_column(name, overflow="fold")
-        for row in rows:
-            table.add_row(*("" if v is None else f"{v:.4f}" if isinstance(v, float) else str(v) for v in row))
-        stdout.print(table)
-        stdout.print(f"[dim]{len(rows)} row(s)[/]")
+
+def _print_table(names: list[str], rows: list[tuple], more: bool) -> None:
+    """A rich table of `rows`; `more` says that further rows were left out."""
+    from rich.table import Table
+    from rich.text import Text
+
+    from rubric_judge.cli.output import stdout
+
+    table = Table()
+    for name in names:
+        table.add_column(Text(_cell(name)), overflow="fold")
+    for row in rows:
+        # Text, not str: a value such as "[/]" is data, never rich markup.
+        table.add_row(*(Text(_cell(v)) for v in row))
+    stdout.print(table)
+    if more:
+        stdout.print(f"[dim]first {len(rows)} row(s) shown; more were left out (raise --max-rows, or use --format csv or json for every row)[/]")
     else:
-        raise UserError(f"--format must be table, csv or json, not {format!r}")
+        stdout.print(f"[dim]{len(rows)} row(s)[/]")
+
+
+def _cell(value: object) -> str:
+    """A value as a table shows it: floats rounded, None blank, long text shortened."""
+    text = "" if value is None else f"{value:.4f}" if isinstance(value, float) else str(value)
+    if len(text) > MAX_CELL_CHARS:
+        return f"{text[:MAX_CELL_CHARS]}… ({len(text) - MAX_CELL_CHARS} more characters)"
+    return text
 
 
 def rates(

@@ -3,25 +3,93 @@
 `query` runs one statement, parsed by DuckDB itself, and only a SELECT (or EXPLAIN), on a
 read-only connection with file system access switched off: it can neither change the
 database nor read or write other files. Writing files is `export`'s job.
+
+Queries come from users and may be huge or endless, so every connection here gets a memory
+limit (then its configuration is locked, so the query cannot raise it), results are streamed
+in chunks instead of being built in memory, and every DuckDB call that may run long is made
+interruptible by Ctrl-C (see `_interruptible`).
 """
 
 from __future__ import annotations
 
+import re
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from rubric_judge.errors import UserError
+from rubric_judge.errors import Location, Problem, UserError
 from rubric_judge.store.db import connect
 
 EXPORT_TABLES = ("runs", "samples", "judge_calls", "verdicts", "metric_values", "criteria", "run_fields",
                  "task_scores", "dimension_scores", "leaderboard", "leaderboard_ci", "metric_summary", "accuracy_rates")
 
+DEFAULT_MEMORY_LIMIT = "2GB"
+# DuckDB's own vector size: a chunk this long costs DuckDB no extra work to hand over.
+CHUNK_ROWS = 2048
+# After Ctrl-C, how long to wait for DuckDB to notice the interrupt and let go of the connection.
+_INTERRUPT_GRACE_S = 5.0
+# DuckDB's size syntax ("2GB", "512 MiB", "1.5gb", "50%" of RAM); nothing else reaches a SET statement.
+_MEMORY_LIMIT = re.compile(r"\s*\d+(\.\d+)?\s*([KMGT]i?B|%)\s*", re.IGNORECASE)
 
-def run_query(db: Path, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
+T = TypeVar("T")
+
+
+@dataclass
+class QueryResult:
+    """A running query's columns and its rows, fetched on demand from DuckDB's stream."""
+
+    names: list[str]
+    _con: Any
+    _cursor: Any
+
+    def fetch(self, count: int) -> list[tuple[Any, ...]]:
+        """Up to `count` further rows (fewer at the end of the result); Ctrl-C stops the fetch.
+
+        Args:
+            count: the most rows to return.
+
+        Returns:
+            The rows, as tuples in column order.
+        """
+        return _interruptible(self._con, lambda: self._cursor.fetchmany(count))
+
+    def chunks(self, rows: int = CHUNK_ROWS) -> Iterator[list[tuple[Any, ...]]]:
+        """All remaining rows, `rows` at a time, so memory holds one chunk and never the result.
+
+        Args:
+            rows: rows per chunk.
+
+        Yields:
+            Non-empty lists of rows.
+        """
+        while chunk := self.fetch(rows):
+            yield chunk
+
+
+@contextmanager
+def open_query(db: Path, sql: str, memory_limit: str = DEFAULT_MEMORY_LIMIT) -> Iterator[QueryResult]:
+    """Starts one read-only SELECT (or EXPLAIN) and yields its streaming result.
+
+    Args:
+        db: the results database.
+        sql: exactly one statement, from the user.
+        memory_limit: DuckDB's memory limit for the query, e.g. "2GB".
+
+    Yields:
+        The result, valid until the context exits (the connection is closed then).
+
+    Raises:
+        UserError: the SQL is not one read-only statement, is invalid, or fails.
+        KeyboardInterrupt: Ctrl-C; the query has been stopped.
+    """
     import duckdb
 
     con = connect(db, read_only=True, external_access=False)
     try:
+        _configure(con, memory_limit)
         try:
             statements = con.extract_statements(sql)
         except duckdb.Error as exc:
@@ -31,29 +99,134 @@ def run_query(db: Path, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
         kind = statements[0].type
         if kind not in (duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN):
             raise UserError(f"`{kind.name}` is refused: `rubric-judge query` is read-only and runs SELECT only; use `rubric-judge export` to write files")
-        try:
-            cursor = con.execute(sql)
-        except duckdb.Error as exc:
-            raise UserError(f"SQL error: {exc}") from None
+        # DuckDB streams the result of `execute`: rows are computed as they are fetched.
+        cursor = _interruptible(con, lambda: con.execute(sql))
         names = [d[0] for d in cursor.description] if cursor.description else []
-        return names, cursor.fetchall()
+        yield QueryResult(names, con, cursor)
     finally:
-        con.close()
+        _close(con)
 
 
-def export_table(db: Path, table: str, out: Path) -> int:
+def run_query(db: Path, sql: str, memory_limit: str = DEFAULT_MEMORY_LIMIT) -> tuple[list[str], list[tuple[Any, ...]]]:
+    """Runs one read-only SELECT and returns all of its rows; for results known to be small.
+
+    Args:
+        db: the results database.
+        sql: exactly one statement, from the user.
+        memory_limit: DuckDB's memory limit for the query.
+
+    Returns:
+        The column names and the rows.
+    """
+    with open_query(db, sql, memory_limit) as result:
+        return result.names, [row for chunk in result.chunks() for row in chunk]
+
+
+def export_table(db: Path, table: str, out: Path, memory_limit: str = DEFAULT_MEMORY_LIMIT) -> int:
+    """Writes a table or view to `out` (format from its suffix); DuckDB's COPY streams it to disk.
+
+    Args:
+        db: the results database.
+        table: one of EXPORT_TABLES.
+        out: the file to write; it appears only when complete.
+        memory_limit: DuckDB's memory limit for the export.
+
+    Returns:
+        The number of rows written.
+    """
     if table not in EXPORT_TABLES:
         raise UserError(f"unknown table {table!r}; choose one of {', '.join(EXPORT_TABLES)}")
     formats = {".parquet": "(FORMAT parquet)", ".csv": "(FORMAT csv, HEADER true)", ".jsonl": "(FORMAT json)", ".json": "(FORMAT json, ARRAY true)"}
     if out.suffix not in formats:
         raise UserError(f"--out must end in {', '.join(formats)}, not {out.suffix or '(no suffix)'}")
     con = connect(db, read_only=True)
+    tmp = out.with_name(out.name + ".partial")
     try:
-        count = con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
-        tmp = out.with_name(out.name + ".partial")
+        _configure(con, memory_limit)
         literal = str(tmp).replace("'", "''")
-        con.execute(f"COPY (SELECT * FROM {table}) TO '{literal}' {formats[out.suffix]}")
+        # COPY reports the rows it wrote: no separate count(*), which would compute a view twice.
+        copy = f"COPY (SELECT * FROM {table}) TO '{literal}' {formats[out.suffix]}"
+        (count,) = _interruptible(con, lambda: con.execute(copy).fetchone(), failure=f"cannot export {table} to {out}")
         tmp.replace(out)  # never leave a half-written file under the requested name
         return count
     finally:
+        _close(con)
+        tmp.unlink(missing_ok=True)  # an interrupted or failed export leaves nothing behind
+
+
+def _close(con: Any) -> None:
+    """Closes the connection; after Ctrl-C a query DuckDB has not yet let go of may still hold
+    it, and that must not turn the interruption into a traceback (the process is ending)."""
+    import duckdb
+
+    with suppress(duckdb.Error):
         con.close()
+
+
+def _configure(con: Any, memory_limit: str) -> None:
+    """Sets DuckDB's memory limit, switches its progress bar off (it would print into the csv or
+    json on stdout) and then locks the configuration, so no later statement can change the limit
+    (or any other setting, such as the disabled file access)."""
+    if not _MEMORY_LIMIT.fullmatch(memory_limit):
+        raise UserError(Problem(Location(None), f"{memory_limit!r} is not a memory size", field="--memory-limit",
+                                fix="give a number and a unit, e.g. 2GB, 512MB, 1.5GiB or 50%"))
+    con.execute(f"SET memory_limit = '{memory_limit.strip()}'")
+    con.execute("SET enable_progress_bar = false")
+    con.execute("SET lock_configuration = true")
+
+
+def _interruptible(con: Any, call: Callable[[], T], failure: str = "SQL error") -> T:
+    """Runs a DuckDB call on a worker thread so that Ctrl-C can stop it.
+
+    Python delivers SIGINT to the main thread only between bytecodes; a long DuckDB call made
+    on the main thread holds it in C++ until the query ends, so Ctrl-C did nothing. Here the
+    main thread only waits, gets the KeyboardInterrupt at once, and asks DuckDB to stop.
+
+    Args:
+        con: the connection `call` uses; `con.interrupt()` stops its running query.
+        call: the DuckDB work.
+        failure: what a DuckDB error message is prefixed with.
+
+    Returns:
+        What `call` returned.
+
+    Raises:
+        UserError: DuckDB reported an error in the query.
+        KeyboardInterrupt: Ctrl-C; the query was interrupted.
+    """
+    import duckdb
+
+    outcome: dict[str, Any] = {}
+    done = threading.Event()
+
+    def work() -> None:
+        try:
+            outcome["value"] = call()
+        except BaseException as exc:  # handed to the main thread, which raises it
+            outcome["error"] = exc
+        finally:
+            done.set()
+
+    # A daemon thread: if DuckDB ever ignored the interrupt, it would not keep the process alive.
+    threading.Thread(target=work, name="duckdb-query", daemon=True).start()
+    # An Event, not Thread.join: on Python 3.11 a join that Ctrl-C interrupts marks the thread as
+    # finished while it still runs. A timed wait stays interruptible on every platform.
+    try:
+        while not done.wait(0.2):
+            pass
+    except KeyboardInterrupt:
+        con.interrupt()
+        done.wait(_INTERRUPT_GRACE_S)  # let the worker release the connection before it is closed
+        raise
+    if "error" in outcome:
+        error = outcome["error"]
+        if isinstance(error, duckdb.InterruptException):
+            raise KeyboardInterrupt from None
+        if isinstance(error, duckdb.OutOfMemoryException):
+            # DuckDB's own advice (SET memory_limit, SET threads) is refused here: say what works.
+            raise UserError(Problem(Location(None), f"{failure}: {str(error).splitlines()[0]}",
+                                    fix="pass a larger --memory-limit, or make the query need less memory")) from None
+        if isinstance(error, duckdb.Error):
+            raise UserError(f"{failure}: {error}") from None
+        raise error
+    return outcome["value"]
