@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 from rubric_judge.errors import Location, Problem, UserError
 from rubric_judge.store.db import connect
 
-EXPORT_TABLES = ("runs", "samples", "judge_calls", "verdicts", "metric_values", "criteria", "run_fields",
+EXPORT_TABLES = ("runs", "samples", "judge_calls", "verdicts", "metric_values", "criteria", "run_fields", "labels",
                  "task_scores", "dimension_scores", "leaderboard", "leaderboard_ci", "metric_summary", "accuracy_rates")
 
 DEFAULT_MEMORY_LIMIT = "2GB"
@@ -56,6 +56,10 @@ class QueryResult:
         """
         return _interruptible(self._con, lambda: self._cursor.fetchmany(count))
 
+    def df(self) -> Any:
+        """All remaining rows as a pandas DataFrame (DuckDB's own conversion); Ctrl-C stops it."""
+        return _interruptible(self._con, self._cursor.df)
+
     def chunks(self, rows: int = CHUNK_ROWS) -> Iterator[list[tuple[Any, ...]]]:
         """All remaining rows, `rows` at a time, so memory holds one chunk and never the result.
 
@@ -70,13 +74,14 @@ class QueryResult:
 
 
 @contextmanager
-def open_query(db: Path, sql: str, memory_limit: str = DEFAULT_MEMORY_LIMIT) -> Iterator[QueryResult]:
+def open_query(db: Path, sql: str, memory_limit: str = DEFAULT_MEMORY_LIMIT, params: list[Any] | None = None) -> Iterator[QueryResult]:
     """Starts one read-only SELECT (or EXPLAIN) and yields its streaming result.
 
     Args:
         db: the results database.
         sql: exactly one statement, from the user.
         memory_limit: DuckDB's memory limit for the query, e.g. "2GB".
+        params: values for the statement's `?` placeholders.
 
     Yields:
         The result, valid until the context exits (the connection is closed then).
@@ -100,7 +105,7 @@ def open_query(db: Path, sql: str, memory_limit: str = DEFAULT_MEMORY_LIMIT) -> 
         if kind not in (duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN):
             raise UserError(f"`{kind.name}` is refused: `rubric-judge query` is read-only and runs SELECT only; use `rubric-judge export` to write files")
         # DuckDB streams the result of `execute`: rows are computed as they are fetched.
-        cursor = _interruptible(con, lambda: con.execute(sql))
+        cursor = _interruptible(con, lambda: con.execute(sql, params or []))
         names = [d[0] for d in cursor.description] if cursor.description else []
         yield QueryResult(names, con, cursor)
     finally:

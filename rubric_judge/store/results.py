@@ -15,8 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rubric_judge.errors import Location, Problem, UserError
-
 if TYPE_CHECKING:
     import pandas
 
@@ -44,20 +42,10 @@ class Results:
         Raises:
             UserError: the statement is not a single SELECT, or it fails.
         """
-        import duckdb
+        from rubric_judge.store.query import open_query
 
-        from rubric_judge.store.db import connect
-
-        con = connect(self.path, read_only=True, external_access=False)
-        try:
-            statements = con.extract_statements(query)
-            if len(statements) != 1 or statements[0].type not in (duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN):
-                raise UserError(Problem(Location(None), "give exactly one SELECT statement", field="query"))
-            return con.execute(query, params or []).df()
-        except duckdb.Error as exc:
-            raise UserError(Problem(Location(self.path), f"SQL error: {exc}", field="query")) from None
-        finally:
-            con.close()
+        with open_query(self.path, query, params=params or []) as result:
+            return result.df()
 
     def runs(self) -> pandas.DataFrame:
         """Every run with its status (running, finished, stopped, interrupted, failed) and why."""
