@@ -17,7 +17,7 @@ def query(
     format: Annotated[str, typer.Option("--format", help="table | csv | json")] = "table",
 ) -> None:
     """Run read-only SQL on the results (tables: runs, samples, judge_calls, verdicts, metric_values,
-    criteria, run_fields; views: task_scores, dimension_scores, leaderboard, leaderboard_ci,
+    criteria, run_fields, labels, agreement_results; views: task_scores, dimension_scores, leaderboard, leaderboard_ci,
     metric_summary, accuracy_rates; table macros: leaderboard_bootstrap(), paired_bootstrap())."""
     from rubric_judge.store.db import default_db_path
     from rubric_judge.store.query import run_query

@@ -14,7 +14,7 @@ from rubric_judge.errors import UserError
 from rubric_judge.store.db import connect
 
 EXPORT_TABLES = ("runs", "samples", "judge_calls", "verdicts", "metric_values", "criteria", "run_fields",
-                 "task_scores", "dimension_scores", "leaderboard", "leaderboard_ci", "metric_summary", "accuracy_rates")
+                 "task_scores", "dimension_scores", "leaderboard", "leaderboard_ci", "metric_summary", "accuracy_rates", "labels", "agreement_results")
 
 
 def run_query(db: Path, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
