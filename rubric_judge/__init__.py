@@ -8,6 +8,7 @@ The public Python API; everything else is reached through it (the CLI renders th
     plan = rj.plan(rubric_path, data="manifest.jsonl", outputs="outputs/")   # calls and cost, offline
     run = rj.score(rubric_path, data="manifest.jsonl", outputs="outputs/", model="my-model", judge="openai/gpt-4.1")
     board = rj.open_results(run.db).leaderboard()                           # a pandas DataFrame
+    trust = rj.agree(run.db)                 # judge vs expert labels, other runs, replicates, probes
 
 `score` works from scripts and inside a running event loop (Jupyter); `score_async` is the
 coroutine. Bad input raises `UserError`, whose `problems` name the file, line, field and a fix.
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
         score,
         score_async,
     )
+    from rubric_judge.store.agreement import agree
     from rubric_judge.store.results import Results, open_results
 
 # Public name -> the module that defines it.
@@ -54,6 +56,7 @@ _EXPORTS = {
     "CallsProgress": "rubric_judge.run",
     "MetricsProgress": "rubric_judge.run",
     "open_results": "rubric_judge.store.results",
+    "agree": "rubric_judge.store.agreement",
     "Results": "rubric_judge.store.results",
     "UserError": "rubric_judge.errors",
     "Problem": "rubric_judge.errors",
@@ -71,6 +74,7 @@ __all__ = [
     "RunResult",
     "ScoreEvent",
     "UserError",
+    "agree",
     "load_rubric",
     "load_rubric_set",
     "open_results",

@@ -11,7 +11,7 @@ import sys
 
 import typer
 
-from rubric_judge.cli import cache, compare, importers, new, plan, query, report, score, validate
+from rubric_judge.cli import agree, cache, compare, importers, labels, new, plan, query, report, score, validate
 
 app = typer.Typer(
     name="rubric-judge",
@@ -29,9 +29,11 @@ app.command("export")(query.export)
 app.command("leaderboard")(query.leaderboard)
 app.command("compare")(compare.command)
 app.command("rates")(query.rates)
+app.command("agree")(agree.command)
 app.command("report")(report.command)
 app.add_typer(cache.app, name="cache")
 app.add_typer(importers.import_app, name="import")
+app.add_typer(labels.labels_app, name="labels")
 app.command("new")(new.command)
 
 

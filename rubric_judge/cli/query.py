@@ -28,8 +28,8 @@ def query(
     memory_limit: MemoryLimitOption = DEFAULT_MEMORY_LIMIT,
 ) -> None:
     """Run read-only SQL on the results (tables: runs, samples, judge_calls, verdicts, metric_values,
-    criteria, run_fields, labels; views: task_scores, dimension_scores, leaderboard, leaderboard_ci,
-    metric_summary, accuracy_rates; table macros: leaderboard_bootstrap(), paired_bootstrap()).
+    criteria, run_fields, labels, agreement_results; views: task_scores, dimension_scores, leaderboard,
+    leaderboard_ci, metric_summary, accuracy_rates; table macros: leaderboard_bootstrap(), paired_bootstrap()).
 
     The table shows the first --max-rows rows and long values shortened; --format csv or json
     streams every row in full. Ctrl-C stops the query (exit code 130).
