@@ -17,8 +17,8 @@ import contextlib
 import os
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -29,8 +29,10 @@ from rubric_judge.judge.transport import NO_KEY, provider_api_key, resolve_trans
 from rubric_judge.llm import litellm_module
 from rubric_judge.metrics import MetricCache, compute_run_metrics, metric_groups
 from rubric_judge.planning.compile import JudgeTarget, build_plan
-from rubric_judge.planning.job import load_job
+from rubric_judge.planning.job import Job, load_job
+from rubric_judge.planning.probe import PROBES, check_probe, probed_plan, swapped_rubrics
 from rubric_judge.redaction import redact_url, register_secret, register_url, url_without_userinfo
+from rubric_judge.store.panel import PANEL_RULES
 
 if TYPE_CHECKING:
     from rubric_judge.store.results import Results
@@ -41,6 +43,23 @@ OFFLINE = "offline"  # judge="offline": the built-in deterministic judge (not a 
 
 
 # Progress events, in the order a run emits them. Metrics events come from the metrics thread.
+# A panel or a probe emits SubRun, then a plain run's events, once for each run it makes.
+@dataclass(frozen=True)
+class SubRun:
+    """A run of a judge panel's member, or a bias probe, begins (its own events follow).
+
+    Attributes:
+        role: panel_member | probe.
+        label: the member's judge, or the probe's kind.
+        index, count: this run's place among the runs of its kind (1-based).
+    """
+
+    role: str
+    label: str
+    index: int
+    count: int
+
+
 @dataclass(frozen=True)
 class JudgeChosen:
     """Which judge answers, and how requests reach it (api_base without credentials)."""
@@ -84,7 +103,7 @@ class MetricsProgress:
     total: int
 
 
-ScoreEvent = JudgeChosen | Planned | CallsProgress | MetricsProgress
+ScoreEvent = SubRun | JudgeChosen | Planned | CallsProgress | MetricsProgress
 ProgressCallback = Callable[[ScoreEvent], None]
 
 
@@ -104,6 +123,9 @@ class RunResult:
         unscored_calls: of those, calls the judge answered but never validly.
         prompt_tokens, completion_tokens, cost_usd: what this run paid (cache hits cost nothing).
         cost_unknown: some paid call's model has no known price, so cost_usd is a lower bound.
+        role: run | panel | panel_member | probe.
+        members: a panel's member runs, in the order given; their totals add up to the panel's.
+        probe: the bias probe run of this run (`probe=`), when one was made.
     """
 
     run_id: str
@@ -122,11 +144,15 @@ class RunResult:
     completion_tokens: int
     cost_usd: float
     cost_unknown: bool
+    role: str = "run"
+    members: tuple[RunResult, ...] = ()
+    probe: RunResult | None = None
 
     @property
     def exit_code(self) -> int:
-        """The CLI's exit code: 0 when finished with every call answered, else 1."""
-        return 0 if self.status == "finished" and not self.failed_calls else 1
+        """The CLI's exit code: 0 when finished with every call answered (the probe's too), else 1."""
+        ok = self.status == "finished" and not self.failed_calls
+        return 0 if ok and (self.probe is None or self.probe.exit_code == 0) else 1
 
     def results(self) -> Results:
         """The results database this run wrote, as DataFrames (`open_results(self.db)`)."""
@@ -144,6 +170,10 @@ class ScoreOptions:
     outputs: Path
     model: str
     judge: str | None = None
+    # A judge panel: two or more judges and how their verdicts combine (store/panel.py).
+    judges: tuple[str, ...] = ()
+    panel: str | None = None
+    probe: str | None = None  # a bias probe run after the run (planning/probe.py), e.g. swap-images
     api_base: str | None = None
     transport: str = "auto"  # auto | litellm | direct (judge/transport.py)
     concurrency: int = 16
@@ -169,7 +199,9 @@ def score(
     data: str | Path,
     outputs: str | Path,
     model: str,
-    judge: str | None = None,
+    judge: str | Sequence[str] | None = None,
+    panel: str | None = None,
+    probe: str | None = None,
     api_base: str | None = None,
     transport: str = "auto",
     concurrency: int = 16,
@@ -197,7 +229,12 @@ def score(
         outputs: the model's outputs: a directory of <id>.png/<id>.txt files or a JSONL file.
         model: name of the model under test, as the leaderboard shows it.
         judge: litellm model string of the judge (default: the rubric's); "offline" for the
-            built-in deterministic judge (not a VLM; demos and tests).
+            built-in deterministic judge (not a VLM; demos and tests). A list of two or more
+            judges makes a panel (give `panel`); each member is stored as its own run.
+        panel: how a panel's verdicts combine: majority | mean | min (store/panel.py has the
+            rules, ties and unscored members included).
+        probe: "swap-images" judges every call again with its images in the opposite order and
+            stores that as a probe run of this run (role 'probe', parent_run_id = this run).
         api_base: base URL of an OpenAI-compatible server (vLLM, Ollama, ...).
         transport: auto | litellm | direct (rubric-judge's own client for an OpenAI-compatible api_base).
         concurrency: judge calls in flight at once.
@@ -214,14 +251,15 @@ def score(
         on_progress: called with each progress event (JudgeChosen, Planned, CallsProgress, MetricsProgress).
 
     Returns:
-        A `RunResult`; its `status` says whether the run finished.
+        A `RunResult`; its `status` says whether the run finished. A panel's has its members'
+        results in `members`; a probed run's has the probe's in `probe`.
 
     Raises:
         UserError: bad input (rubric, data, outputs, options), a storage failure, or a cost
             estimate over `max_cost`; nothing is judged or written for bad input.
     """
-    options = _options(rubric, data, outputs, model, judge, api_base, transport, concurrency, rpm, timeout, db, cache_dir, cache, max_cost,
-                       replicates, max_image_side, device, max_unreachable)
+    options = _options(rubric, data, outputs, model, judge, panel, probe, api_base, transport, concurrency, rpm, timeout, db, cache_dir, cache,
+                       max_cost, replicates, max_image_side, device, max_unreachable)
     try:
         asyncio.get_running_loop()
     except RuntimeError:
@@ -239,7 +277,9 @@ async def score_async(
     data: str | Path,
     outputs: str | Path,
     model: str,
-    judge: str | None = None,
+    judge: str | Sequence[str] | None = None,
+    panel: str | None = None,
+    probe: str | None = None,
     api_base: str | None = None,
     transport: str = "auto",
     concurrency: int = 16,
@@ -256,13 +296,13 @@ async def score_async(
     on_progress: ProgressCallback | None = None,
 ) -> RunResult:
     """`score` as a coroutine, judging on the caller's event loop; same arguments and result."""
-    options = _options(rubric, data, outputs, model, judge, api_base, transport, concurrency, rpm, timeout, db, cache_dir, cache, max_cost,
-                       replicates, max_image_side, device, max_unreachable)
+    options = _options(rubric, data, outputs, model, judge, panel, probe, api_base, transport, concurrency, rpm, timeout, db, cache_dir, cache,
+                       max_cost, replicates, max_image_side, device, max_unreachable)
     return await run_score(options, on_progress)
 
 
-def _options(rubric, data, outputs, model, judge, api_base, transport, concurrency, rpm, timeout, db, cache_dir, cache, max_cost,
-             replicates, max_image_side, device, max_unreachable) -> ScoreOptions:
+def _options(rubric, data, outputs, model, judge, panel, probe, api_base, transport, concurrency, rpm, timeout, db, cache_dir, cache,
+             max_cost, replicates, max_image_side, device, max_unreachable) -> ScoreOptions:
     from rubric_judge.cache.verdicts import default_cache_dir
     from rubric_judge.store.db import default_db_path
 
@@ -273,27 +313,150 @@ def _options(rubric, data, outputs, model, judge, api_base, transport, concurren
     for name, value, least in (("concurrency", concurrency, 1), ("replicates", replicates, 1), ("timeout", timeout, 1), ("max_unreachable", max_unreachable, 0)):
         if value < least:
             raise UserError(Problem(Location(None), f"must be at least {least}, not {value!r}", field=name))
+    judges = _judges(judge, panel, probe)
     return ScoreOptions(
-        rubric=Path(rubric), data=Path(data), outputs=Path(outputs), model=model, judge=judge, api_base=api_base, transport=transport,
+        rubric=Path(rubric), data=Path(data), outputs=Path(outputs), model=model, judge=judges[0] if len(judges) == 1 else None,
+        judges=judges if len(judges) > 1 else (), panel=panel, probe=probe, api_base=api_base, transport=transport,
         concurrency=concurrency, rpm=rpm, timeout=timeout, db=Path(db) if db is not None else default_db_path(),
         cache_dir=Path(cache_dir) if cache_dir is not None else default_cache_dir(), cache=cache_mode, max_cost=max_cost,
         replicates=replicates, max_image_side=max_image_side, device=device, max_unreachable=max_unreachable,
     )
 
 
+def _judges(judge: str | Sequence[str] | None, panel: str | None, probe: str | None) -> tuple[str, ...]:
+    """The judges asked for, checked against `panel` and `probe`: one (or none: the rubric's) for
+    a plain run, two or more for a panel."""
+    judges = (judge,) if isinstance(judge, str) else tuple(judge or ())
+    if len(judges) > 1:
+        if panel is None:
+            raise UserError(Problem(Location(None), f"{len(judges)} judges given, but not how their verdicts combine", field="panel",
+                                    fix=f"add --panel {'|'.join(PANEL_RULES)}, or give one --judge"))
+        repeated = sorted({j for j in judges if judges.count(j) > 1})
+        if repeated:
+            raise UserError(Problem(Location(None), f"a panel lists {', '.join(repeated)} more than once; its members would be the same run",
+                                    field="judge", fix="give each judge once (use --replicates to ask one judge several times)"))
+        if probe is not None:
+            raise UserError(Problem(Location(None), "a probe of a judge panel is not supported", field="probe",
+                                    fix="probe each judge in a run of its own (one --judge with --probe)"))
+    elif panel is not None:
+        raise UserError(Problem(Location(None), f"a panel needs two or more judges, got {len(judges)}", field="panel",
+                                fix="give --judge once per member, or leave out --panel"))
+    if panel is not None and panel not in PANEL_RULES:
+        raise UserError(Problem(Location(None), f"must be one of {', '.join(PANEL_RULES)}, not {panel!r}", field="panel"))
+    if probe is not None and probe not in PROBES:
+        raise UserError(Problem(Location(None), f"must be one of {', '.join(PROBES)}, not {probe!r}", field="probe"))
+    return judges
+
+
+@dataclass(frozen=True)
+class _Link:
+    """How a run relates to others (the runs table's role, parent_run_id and probe)."""
+
+    role: str = "run"
+    parent_run_id: str | None = None
+    probe: str | None = None
+
+
 async def run_score(options: ScoreOptions, on_progress: ProgressCallback | None = None) -> RunResult:
     """The pipeline behind `score` and `score_async`, for callers that built `ScoreOptions`."""
-    from rubric_judge.planning.estimate import estimate_calls
-    from rubric_judge.store.db import ResultStore, RunInfo, StorageError
-
     emit = on_progress or (lambda event: None)
     # Loading and planning are CPU work (reading and hashing every image): off the event loop.
     job = await asyncio.to_thread(load_job, options.rubric, options.data, options.outputs)
+    if options.probe:
+        check_probe(options.probe, job.rubrics, options.rubric)  # before anything is paid for
+    if options.judges:
+        return await _run_panel(options, job, emit)
+    result = await _run_judge(options, job, emit)
+    if options.probe is None or result.status != "finished":
+        return result  # a run that stopped has nothing sound to probe; its status says why
+    emit(SubRun("probe", options.probe, 1, 1))
+    probe_options = replace(options, max_cost=_left(options.max_cost, result.cost_usd))
+    probe = await _run_judge(probe_options, job, emit, _Link("probe", result.run_id, options.probe), with_metrics=False)
+    return replace(result, probe=probe)
+
+
+def _left(budget: float | None, spent: float) -> float | None:
+    """What a cost budget leaves for the next run of a panel or probe."""
+    return None if budget is None else max(0.0, budget - spent)
+
+
+async def _run_panel(options: ScoreOptions, job: Job, emit: ProgressCallback) -> RunResult:
+    """Each member judge as a run of its own (role panel_member), one after another, then the
+    panel run (role panel) with the combined verdicts; the panel's totals are the members' sums.
+
+    Members run one after another, each with the run's full concurrency: a member already keeps
+    its judge as busy as --concurrency allows, progress reads one judge at a time, and each
+    member's spend is known before the next one starts, so --max-cost holds for the panel.
+    """
+    from rubric_judge.store.db import ResultStore, RunInfo, StorageError
+    from rubric_judge.store.panel import copy_rows, panel_label, write_panel_verdicts
+
+    assert options.panel is not None
     base = job.rubrics[0]
+    label = panel_label(options.panel, options.judges)
+    identity_base = url_without_userinfo(options.api_base) if options.api_base else None
+    config = {"data": str(options.data), "outputs": str(options.outputs), "replicates": options.replicates, "judge_api_base": redact_url(identity_base),
+              "panel": options.panel, "judges": list(options.judges), "cache_mode": options.cache.value, "batching": base.judge.mode.value}
+    panel_info = RunInfo(base, options.model, label, identity_base, config, role="panel")
+    store = ResultStore(options.db)
+    panel_id = store.begin_run(panel_info)
+    store.close()
+    members: list[RunResult] = []
+    try:
+        for index, judge in enumerate(options.judges, start=1):
+            emit(SubRun("panel_member", judge, index, len(options.judges)))
+            member_options = replace(options, judge=judge, judges=(), panel=None,
+                                     max_cost=_left(options.max_cost, sum(m.cost_usd for m in members)))
+            # Metrics do not depend on the judge: the first member computes them, the panel copies them.
+            member = await _run_judge(member_options, job, emit, _Link("panel_member", panel_id), with_metrics=index == 1)
+            members.append(member)
+            if member.status == "stopped":  # the budget is spent: the members after it would be skipped call by call
+                break
+    except BaseException as exc:
+        detail = exc.problems[0].message if isinstance(exc, StorageError) else "stopped before every member finished; run the same command again to resume"
+        with contextlib.suppress(UserError):
+            store = ResultStore(options.db)
+            store.finish_run(panel_id, "failed" if isinstance(exc, StorageError) else "interrupted", detail)
+            store.close()
+        raise
+    # The panel finished only if every member did; otherwise it reads as its first unfinished member.
+    unfinished = [(judge, m) for judge, m in zip(options.judges, members, strict=False) if m.status != "finished"]
+    status, detail = "finished", None
+    if unfinished:
+        judge, first = unfinished[0]
+        status, detail = first.status, f"panel member {judge}: {first.status_detail}"
+        skipped = options.judges[len(members):]
+        if skipped:
+            detail += f"; members {', '.join(skipped)} did not run"
+    store = ResultStore(options.db)
+    try:
+        copy_rows(store, members[0].run_id, panel_id)
+        write_panel_verdicts(store, panel_id, [(m.run_id, m.judge_model) for m in members], options.panel, base.verdict.kind)
+        store.finish_run(panel_id, status, detail)
+    finally:
+        store.close()
+    return RunResult(
+        run_id=panel_id, status=status, status_detail=detail, db=options.db, model=options.model, judge_model=label,
+        transport=",".join(dict.fromkeys(m.transport for m in members)), samples=len(job.samples),
+        calls=sum(m.calls for m in members), cache_hits=sum(m.cache_hits for m in members), failed_calls=sum(m.failed_calls for m in members),
+        unscored_calls=sum(m.unscored_calls for m in members), prompt_tokens=sum(m.prompt_tokens for m in members),
+        completion_tokens=sum(m.completion_tokens for m in members), cost_usd=sum(m.cost_usd for m in members),
+        cost_unknown=any(m.cost_unknown for m in members), role="panel", members=tuple(members),
+    )
+
+
+async def _run_judge(options: ScoreOptions, job: Job, emit: ProgressCallback, link: _Link = _Link(), with_metrics: bool = True) -> RunResult:
+    """One judge's run: plan, judge (cache first), store; a probe run judges the probed calls."""
+    from rubric_judge.planning.estimate import estimate_calls
+    from rubric_judge.store.db import ResultStore, RunInfo, StorageError
+
+    rubrics = swapped_rubrics(job.rubrics) if link.probe == "swap-images" else job.rubrics
+    base = rubrics[0]
+    specs = base.metrics if with_metrics else []
     # Opened only for a rubric with metrics: nothing to read or warn about otherwise.
-    metric_cache = MetricCache(options.cache_dir, writes=options.cache.writes) if base.metrics and options.cache is not CacheMode.off else None
+    metric_cache = MetricCache(options.cache_dir, writes=options.cache.writes) if specs and options.cache is not CacheMode.off else None
     # Metrics need only the samples: start them now, so they overlap planning and judging.
-    metrics = _MetricsJob(base.metrics, job.samples, options.device, metric_cache, emit) if base.metrics else None
+    metrics = _MetricsJob(specs, job.samples, options.device, metric_cache, emit) if specs else None
     server = None
     if options.offline:
         from rubric_judge.judge.offline import OFFLINE_JUDGE_API_KEY, OFFLINE_JUDGE_MODEL, start_offline_judge
@@ -319,7 +482,9 @@ async def run_score(options: ScoreOptions, on_progress: ProgressCallback | None 
         transport = resolve_transport(requested, judge_model, transport_base)
         emit(JudgeChosen(judge_model, redact_url(options.api_base), transport, options.offline))
         target = JudgeTarget(judge_model, identity_base, options.max_image_side)
-        plan = await asyncio.to_thread(build_plan, job.rubrics, job.samples, target, None, options.replicates)
+        plan = await asyncio.to_thread(build_plan, rubrics, job.samples, target, None, options.replicates)
+        if link.probe is not None:
+            plan = probed_plan(plan)
         if plan.problems:
             # Each problem names its sample and file; nothing has been judged or written yet.
             raise UserError([*plan.problems, Problem(Location(None), "fix the problems above before scoring (nothing was judged or written)")])
@@ -347,7 +512,7 @@ async def run_score(options: ScoreOptions, on_progress: ProgressCallback | None 
             "temperature": base.judge.temperature, "offline_judge": options.offline,
         }
         store = ResultStore(options.db)
-        run_id = store.begin_run(RunInfo(base, options.model, judge_model, identity_base, config))
+        run_id = store.begin_run(RunInfo(base, options.model, judge_model, identity_base, config, link.role, link.parent_run_id, link.probe))
         try:
             store.write_samples(run_id, plan.samples, options.replicates)
             progress = await _execute(Executor(cache, settings), calls, store, run_id, metrics, emit)
@@ -379,7 +544,7 @@ async def run_score(options: ScoreOptions, on_progress: ProgressCallback | None 
             run_id=run_id, status=status, status_detail=detail, db=options.db, model=options.model, judge_model=judge_model, transport=transport,
             samples=len(job.samples), calls=progress.done, cache_hits=progress.cache_hits, failed_calls=progress.errors,
             unscored_calls=progress.unscored, prompt_tokens=progress.prompt_tokens, completion_tokens=progress.completion_tokens,
-            cost_usd=progress.cost_usd, cost_unknown=progress.cost_unknown,
+            cost_usd=progress.cost_usd, cost_unknown=progress.cost_unknown, role=link.role,
         )
     finally:
         if server is not None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from rubric_judge.cli.output import stdout
-from rubric_judge.run import CallsProgress, JudgeChosen, MetricsProgress, Planned, ScoreEvent
+from rubric_judge.run import CallsProgress, JudgeChosen, MetricsProgress, Planned, ScoreEvent, SubRun
 
 
 class RichProgress:
@@ -23,7 +23,12 @@ class RichProgress:
     def __call__(self, event: ScoreEvent) -> None:
         from rich.markup import escape
 
-        if isinstance(event, JudgeChosen):
+        if isinstance(event, SubRun):
+            self.close()  # the previous run's bars stay on screen as they ended
+            heading = f"Panel member {event.index}/{event.count}: {escape(event.label)}" if event.role == "panel_member" else (
+                f"Probe {escape(event.label)}: the same calls again, images in the opposite order")
+            stdout.print(f"[bold]{heading}[/]")
+        elif isinstance(event, JudgeChosen):
             if event.offline:
                 stdout.print("[bold yellow]Judge: the built-in OFFLINE judge[/] - deterministic image similarity, NOT a vision-language model; "
                              "for demos and tests only.")

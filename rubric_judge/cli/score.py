@@ -16,7 +16,9 @@ def command(
     data: Annotated[Path, typer.Option("--data", help="Dataset manifest (JSONL, one sample per line).")],
     outputs: Annotated[Path, typer.Option("--outputs", help="Model outputs: a directory of <id>.png/<id>.txt files or a JSONL file.")],
     model: Annotated[str, typer.Option("--model", help="Name of the model under test, as it should appear on the leaderboard.")],
-    judge: Annotated[str | None, typer.Option("--judge", help="litellm model string of the judge (overrides the rubric's); `offline` = the built-in offline judge (not a VLM).")] = None,
+    judge: Annotated[list[str] | None, typer.Option("--judge", help="litellm model string of the judge (overrides the rubric's); `offline` = the built-in offline judge (not a VLM). Give it two or more times, with --panel, for a judge panel.")] = None,
+    panel: Annotated[str | None, typer.Option("--panel", help="How a panel's verdicts combine: majority | mean | min. Each member judge is stored as its own run; a member without a valid verdict is left out, a binary majority tie is unscored.")] = None,
+    probe: Annotated[str | None, typer.Option("--probe", help="After the run, judge every call again with its images in the opposite order (swap-images) and store that as a probe run of this one, for `rubric-judge agree`.")] = None,
     api_base: Annotated[str | None, typer.Option("--api-base", help="Base URL of an OpenAI-compatible server (vLLM, Ollama, ...).")] = None,
     transport: Annotated[str, typer.Option("--transport", help="How requests reach the judge: `litellm` (any provider litellm knows), `direct` (rubric-judge's own HTTP client for an OpenAI-compatible --api-base; about a quarter of litellm's client CPU per call) or `auto`: direct when --api-base is given with an openai/ or hosted_vllm/ model, else litellm.")] = "auto",
     concurrency: Annotated[int, typer.Option(min=1, max=1024, help="Judge calls in flight at once.")] = 16,
@@ -41,7 +43,7 @@ def command(
 
     with RichProgress() as on_progress:
         result = score(
-            rubric, data=data, outputs=outputs, model=model, judge=judge, api_base=api_base, transport=transport, concurrency=concurrency,
+            rubric, data=data, outputs=outputs, model=model, judge=judge, panel=panel, probe=probe, api_base=api_base, transport=transport, concurrency=concurrency,
             rpm=rpm, timeout=timeout, db=db, cache_dir=cache_dir, cache=cache, max_cost=max_cost, replicates=replicates,
             max_image_side=max_image_side, device=device, max_unreachable=max_unreachable, on_progress=on_progress,
         )
@@ -57,6 +59,8 @@ def print_summary(result: RunResult) -> None:
     from rubric_judge.cli.output import stderr, stdout
 
     results = result.results()
+    if result.members:
+        _print_members(result, results)
     table = Table(title=f"Scores ({result.judge_model})", title_justify="left")
     for column in ("model", "dimension", "score", "accuracy", "samples", "excluded", "missing outputs", "unscored verdicts"):
         table.add_column(column, justify="left" if column in ("model", "dimension") else "right")
@@ -78,8 +82,10 @@ def print_summary(result: RunResult) -> None:
                  f"{result.prompt_tokens:,} prompt + {result.completion_tokens:,} completion tokens paid, {cost}")
     if result.failed_calls and result.status != "failed":  # a failed run says why below, once
         # The commonest reasons, once each: a judge that fails every call fails them all alike.
-        reasons = results.sql("SELECT error, count(*) AS calls FROM judge_calls WHERE run_id = ? AND status <> 'ok' AND error IS NOT NULL "
-                              "GROUP BY error ORDER BY calls DESC, error LIMIT 3", [result.run_id]).to_dict("records")
+        # A panel made no calls of its own: its members did.
+        call_runs = [m.run_id for m in result.members] or [result.run_id]
+        reasons = results.sql(f"SELECT error, count(*) AS calls FROM judge_calls WHERE run_id IN ({', '.join('?' * len(call_runs))}) "
+                              "AND status <> 'ok' AND error IS NOT NULL GROUP BY error ORDER BY calls DESC, error LIMIT 3", call_runs).to_dict("records")
         for reason in reasons:
             stderr.print(f"[red]failed[/] {reason['calls']} call(s): {escape(reason['error'])}")
     if result.status == "stopped":
@@ -87,7 +93,36 @@ def print_summary(result: RunResult) -> None:
     elif result.status == "failed":
         stderr.print(f"[bold red]Stopped early:[/] {escape(result.status_detail or '')}. Nothing more was sent; check --api-base and that the "
                      "judge's server is up, then run the same command again (answers already paid for are cached).")
+    if result.probe is not None:
+        _print_probe(result.probe)
     stdout.print(f"Results in {result.db} (run {result.run_id}); try: rubric-judge query \"SELECT * FROM task_scores\" --db {result.db}")
+
+
+def _print_members(result: RunResult, results) -> None:
+    """One line per panel member: its own overall score, calls and cost (its rows are its own run)."""
+    from rich.markup import escape
+
+    from rubric_judge.cli.output import stdout
+
+    overall = _member_scores(results, result.run_id)
+    for member in result.members:
+        stdout.print(f"member {escape(member.judge_model)}: overall {_fmt(overall.get(member.run_id))}, {member.calls} calls "
+                     f"({member.cache_hits} cached, {member.failed_calls} failed), ${member.cost_usd:.4f} [dim](run {member.run_id}, {member.status})[/]")
+
+
+def _member_scores(results, panel_run_id: str) -> dict[str, float | None]:
+    """Each member run's overall score, averaged over its samples as the leaderboard does."""
+    rows = results.sql("SELECT t.run_id, avg(t.score) FILTER (WHERE NOT t.excluded) AS score FROM task_scores t JOIN runs r USING (run_id) "
+                       "WHERE r.parent_run_id = ? AND r.role = 'panel_member' GROUP BY t.run_id", [panel_run_id]).to_dict("records")
+    return {row["run_id"]: row["score"] for row in rows}
+
+
+def _print_probe(probe: RunResult) -> None:
+    from rubric_judge.cli.output import stdout
+
+    cost = f"${probe.cost_usd:.4f}" + (" (some calls had no known price)" if probe.cost_unknown else "")
+    stdout.print(f"Probe swap-images: run {probe.run_id} ({probe.status}), {probe.calls} calls: {probe.cache_hits} from cache, "
+                 f"{probe.failed_calls} failed, {cost}; its verdicts against this run's: rubric-judge agree")
 
 
 def _first_sentence(text: str | None) -> str:

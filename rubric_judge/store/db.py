@@ -44,18 +44,37 @@ def default_db_path() -> Path:
     return Path(os.environ.get("RUBRIC_JUDGE_DB", "rubric-judge.duckdb"))
 
 
+RUN_ROLES = ("run", "panel", "panel_member", "probe")
+
+
 @dataclass(frozen=True)
 class RunInfo:
+    """What identifies a run, and how it relates to others.
+
+    Attributes:
+        role: run (a plain score run) | panel (a judge panel's combined verdicts) |
+            panel_member (one judge of a panel) | probe (a bias probe of another run).
+        parent_run_id: a member's panel run; a probe's probed run.
+        probe: the probe's kind, e.g. swap-images.
+    """
+
     rubric: Rubric
     model_name: str
     judge_model: str
     api_base: str | None
     config: dict[str, Any]
+    role: str = "run"
+    parent_run_id: str | None = None
+    probe: str | None = None
 
     @property
     def run_id(self) -> str:
-        identity = json.dumps([self.rubric.rubric, str(self.rubric.version), self.model_name, self.judge_model, self.api_base])
-        return hashlib.sha256(identity.encode()).hexdigest()[:16]
+        identity = [self.rubric.rubric, str(self.rubric.version), self.model_name, self.judge_model, self.api_base]
+        if self.role != "run":
+            # A panel member or probe must not replace the plain run of the same judge (nor the
+            # reverse); plain runs keep the ids they always had.
+            identity += [self.role, self.parent_run_id, self.probe]
+        return hashlib.sha256(json.dumps(identity).encode()).hexdigest()[:16]
 
 
 def connect(path: Path, read_only: bool = False, external_access: bool = True):
@@ -195,6 +214,7 @@ class ResultStore:
             "scale_min": rubric.verdict.min if scale else None, "scale_max": rubric.verdict.max if scale else None, "started_at": _now(),
             "finished_at": None, "status": "running", "config": redact(json.dumps(run.config, default=str)),
             "writer_pid": _writer()[0], "writer_host": _writer()[1], "status_detail": None,
+            "role": run.role, "parent_run_id": run.parent_run_id, "probe": run.probe,
         }
         with self._writing("start the run"), self._transaction():
             for table in TABLES:

@@ -97,7 +97,9 @@ def find_pair(db: Path, model_a: str, model_b: str, rubric_id: str | None = None
     """
     _, rows = _select(db, "SELECT r.run_id, r.rubric_id, r.rubric_version, r.model_name, r.judge_model, r.status, "
                           "coalesce(l.samples_scored, 0), coalesce(l.samples_total, 0) "
-                          "FROM runs r LEFT JOIN leaderboard l ON l.run_id = r.run_id AND l.dimension = 'overall' ORDER BY ALL", [])
+                          "FROM runs r LEFT JOIN leaderboard l ON l.run_id = r.run_id AND l.dimension = 'overall' "
+                          # Panel members and probes repeat another run's model and judge: compare the runs they belong to.
+                          "WHERE coalesce(r.role, 'run') IN ('run', 'panel') ORDER BY ALL", [])
     runs = [Run(*row) for row in rows]
     named: dict[str, list[Run]] = {}
     for model in (model_a, model_b):

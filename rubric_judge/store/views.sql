@@ -73,6 +73,9 @@ FROM per_dimension;
 -- `status` is the run's (running | finished | stopped | interrupted | failed): anything but
 -- finished means the scores cover only part of the work. `samples_total` is the number of
 -- samples in the run's manifest, so samples_scored / samples_total is its coverage.
+-- A judge panel is one row (its combined verdicts, judge_model `panel:<rule>(<judges>)`); its
+-- members' runs and bias-probe runs are left out (same model and judge as other rows; read
+-- them in task_scores or with `rubric-judge agree`).
 CREATE OR REPLACE VIEW leaderboard AS
 WITH totals AS (SELECT run_id, count(*) AS samples_total FROM samples GROUP BY run_id)
 SELECT r.run_id, r.rubric_id, r.rubric_version, r.model_name, r.judge_model, 'overall' AS dimension,
@@ -84,6 +87,7 @@ SELECT r.run_id, r.rubric_id, r.rubric_version, r.model_name, r.judge_model, 'ov
        coalesce(sum(t.unscored), 0) AS unscored_verdicts,
        r.status, coalesce(any_value(n.samples_total), 0) AS samples_total
 FROM runs r JOIN task_scores t USING (run_id) LEFT JOIN totals n USING (run_id)
+WHERE coalesce(r.role, 'run') IN ('run', 'panel')
 GROUP BY ALL
 UNION ALL
 SELECT r.run_id, r.rubric_id, r.rubric_version, r.model_name, r.judge_model, d.dimension,
@@ -95,6 +99,7 @@ SELECT r.run_id, r.rubric_id, r.rubric_version, r.model_name, r.judge_model, d.d
        coalesce(sum(d.unscored), 0) AS unscored_verdicts,
        r.status, coalesce(any_value(n.samples_total), 0) AS samples_total
 FROM runs r JOIN dimension_scores d USING (run_id) LEFT JOIN totals n USING (run_id)
+WHERE coalesce(r.role, 'run') IN ('run', 'panel')
 GROUP BY ALL;
 
 -- Metric values: `ok` values count; a `missing_output` counts as failed under the `fail`
