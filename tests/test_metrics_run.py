@@ -142,3 +142,21 @@ def test_missing_output_counts_as_failed_and_values_are_cached(rubric: Path, tor
     before = _rows(db, "SELECT sample_id, metric, value, status FROM metric_values ORDER BY ALL")
     _score(rubric, outputs_dir / "outputs.jsonl", tmp_path)
     assert _rows(db, "SELECT sample_id, metric, value, status FROM metric_values ORDER BY ALL") == before
+
+
+def test_the_cli_summary_shows_metrics_some_of_which_could_not_run(tmp_path: Path):
+    """`make demo`'s MedGEN step through the console script: values that were computed and
+    values that could not be (no LPIPS or PubMedBERT weights here), each with its reason."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True", "TORCH_HOME": str(tmp_path / "no-torch"), "HF_HUB_CACHE": str(tmp_path / "no-hf")}
+    done = subprocess.run([str(Path(sys.executable).with_name("rubric-judge")), "score", "builtin:medgen/holistic-with-gt.yaml",
+                           "--data", str(MEDGEN / "manifest.jsonl"), "--outputs", str(MEDGEN / "outputs" / "demo-model" / "outputs.jsonl"),
+                           "--model", "demo-model", "--judge", "offline", "--db", str(tmp_path / "r.duckdb"), "--cache-dir", str(tmp_path / "c"),
+                           "--device", "cpu"], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "Traceback" not in done.stderr
+    lines = {line.split("│")[1].strip(): line for line in done.stdout.splitlines() if line.startswith("│") and line.count("│") > 7}
+    assert "ssim" in lines and "not computed" not in lines["ssim"] and "LPIPS trunk weights not found" in lines["lpips"]
