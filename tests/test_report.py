@@ -297,7 +297,7 @@ def test_imported_runs_without_criterion_texts_still_render(tmp_path: Path) -> N
     (["--db", "{examples}", "--out", "{tmp}"], "is a directory"),
     (["--db", "{examples}", "--compare", "good-model"], "exactly two"),
     (["--db", "{examples}", "--compare", "good-model", "--compare", "demo-model"], "no rubric"),
-    (["--db", "{examples}", "--resamples", "0"], "resamples: must be between"),
+    (["--db", "{examples}", "--resamples", "0"], "--resamples must be at least 1"),
 ])
 def test_bad_input_is_a_user_error_with_exit_code_2(examples: Path, tmp_path: Path, args: list[str], message: str) -> None:
     from rubric_judge.store.db import ResultStore
