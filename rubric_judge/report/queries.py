@@ -369,7 +369,8 @@ class _Reader:
         comparison the database now has (e.g. stored by `agree --labels` before a probe ran)."""
         if "agreement_results" not in self.objects:
             return None
-        stored = self.rows("""SELECT * FROM agreement_results WHERE run_id = ? AND "by" = 'overall' AND resamples = ? AND seed = ?
+        stored = self.rows("""SELECT * FROM agreement_results WHERE run_id = ? AND ("by" = 'overall' OR ("by" = 'dimension' AND compared LIKE 'probe %'))
+                                AND resamples = ? AND seed = ?
                                 AND abs(ci_level - ?) < 1e-12
                                 AND computed_at >= greatest((SELECT max(imported_at) FROM labels), (SELECT max(started_at) FROM runs))""",
                            [run_id, self.resamples, self.seed, self.level])
