@@ -90,3 +90,54 @@ def chromium_or_fail() -> str:
     if path is None or not os.access(path, os.X_OK):
         pytest.fail(INSTALL_HINT)
     return path
+
+
+TRUST_RATERS = ("r1", "r2", f"r3 {IMG}")
+
+
+def trust_db(root: Path, seed: int = 5) -> Path:
+    """A binary run with two replicates per verdict and a bias-probe run, and three experts'
+    labels (one rater id is markup), imported through the real importer: everything the
+    report's "How far to trust this judge" section reads."""
+    import duckdb
+    import numpy as np
+
+    from rubric_judge.rubrics.loader import load_rubric_set
+    from rubric_judge.store.db import ResultStore, RunInfo, write_imported_run
+    from rubric_judge.store.labels import import_labels
+
+    root.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    rubric = load_rubric_set("builtin:illugenbench/base.yaml")[0]
+    dimensions = ("scientific_accuracy", "structural_correctness", "semantic_alignment")
+    items = [(f"s{s:02d}", f"{dimensions[i % 3]}-{i}") for s in range(24) for i in range(5)]
+    truth = {item: bool(rng.random() < 0.4) for item in items}
+    db = root / "trust.duckdb"
+    store = ResultStore(db)
+    try:
+        samples = [[s, f"cat-{int(s[1:]) % 2}", None, [], "{}"] for s in sorted({s for s, _ in items})]
+        criteria = [[s, c, i % 5, c.rsplit("-", 1)[0], None, 1.0, f"criterion {c} of {s} {SCRIPT}"] for i, (s, c) in enumerate(items)]
+
+        def verdicts(flip: float, replicates: int) -> list[list]:
+            rows = []
+            for s, c in items:
+                for replicate in range(replicates):
+                    met = truth[(s, c)] ^ bool(rng.random() < flip)
+                    rows.append([s, c, replicate, c.rsplit("-", 1)[0], 1.0, met, None, 0.9, f"reasoning {IMG}", "ok", None])
+            return rows
+
+        run = write_imported_run(store, RunInfo(rubric, "model", "judge-a", None, {}), samples, [], verdicts(0.2, 2), criteria)
+        probe = write_imported_run(store, RunInfo(rubric, "model", "judge-a probe", None, {}), samples, [], verdicts(0.3, 1), criteria)
+    finally:
+        store.close()
+    con = duckdb.connect(str(db))
+    try:
+        con.execute("UPDATE runs SET role = 'probe', parent_run_id = ?, probe = 'verbosity' WHERE run_id = ?", [run, probe])
+    finally:
+        con.close()
+    labels = [{"sample_id": s, "criterion_id": c, "rater_id": r, "label": truth[(s, c)] ^ bool(rng.random() < 0.15)}
+              for r in TRUST_RATERS for (s, c) in items if rng.random() < 0.8]
+    path = root / "labels.jsonl"
+    path.write_text("".join(json.dumps(label) + "\n" for label in labels))
+    import_labels(db, path)
+    return db

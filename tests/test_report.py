@@ -12,7 +12,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from report_fixtures import IMG, PAYLOADS, SCRIPT, SVG, example_db, xss_db
+from report_fixtures import IMG, PAYLOADS, SCRIPT, SVG, TRUST_RATERS, example_db, trust_db, xss_db
 
 from rubric_judge.errors import UserError
 from rubric_judge.report import build_report
@@ -333,3 +333,129 @@ def test_nice_axis_rounds_outwards() -> None:
 def test_payload_constants_are_markup() -> None:
     # Guard the XSS fixtures themselves: each payload would be live markup if unescaped.
     assert SCRIPT.startswith("<script>") and IMG.startswith("<img") and "<svg onload" in SVG
+
+
+# --- How far to trust this judge ----------------------------------------------------------------
+
+def _trust_section(html: str) -> str:
+    found = re.search(r'<section class="panel trust" id="s0-trust">(.*?)</section>', html, re.S)
+    assert found, "no trust section"
+    return found.group(1)
+
+
+def _cell_text(fragment: str) -> str:
+    import html as html_lib
+
+    return re.sub(r"\s+", " ", html_lib.unescape(re.sub(r"<[^>]+>", " ", fragment))).strip()
+
+
+def _table_rows(section: str, cls: str) -> dict[str, list[str]]:
+    """First cell's text -> the other cells' texts, of the table with class `cls`."""
+    table = re.search(rf'<table class="[^"]*\b{cls}\b[^"]*">.*?<tbody>(.*?)</tbody>', section, re.S)
+    assert table, cls
+    out = {}
+    for row in re.findall(r"<tr>(.*?)</tr>", table.group(1), re.S):
+        cells = [_cell_text(c) for c in re.findall(r"<td[^>]*>(.*?)</td>", row, re.S)]
+        out[cells[0]] = cells[1:]
+    return out
+
+
+def _shown(value: float, ci_low: float, ci_high: float, n: int, pct: bool = False) -> str:
+    def f(x: float) -> str:
+        return f"{100 * x:.1f}%" if pct else f"{x:.3f}".replace("-", "\u2212")
+    return f"{f(value)} [{f(ci_low)}, {f(ci_high)}] · n={n:,}"
+
+
+def test_trust_section_shows_agree_numbers_and_links_disagreements_to_cards(tmp_path: Path) -> None:
+    from rubric_judge import agree
+
+    db = trust_db(tmp_path / "data")
+    out = tmp_path / "report.html"
+    build_report(db, out, resamples=300, seed=3)
+    html = out.read_text(encoding="utf-8")
+    section = _trust_section(html)
+    assert "computed for this report" in section
+    frame = agree(db, resamples=300, seed=3, store=False)
+
+    def expect(compared: str, statistic: str, level: str | None = None, pct: bool = False) -> str:
+        rows = frame[(frame["compared"] == compared) & (frame["statistic"] == statistic) & (frame["group"] == "overall")]
+        if level:
+            rows = rows[rows["level"] == level]
+        assert len(rows) == 1, (compared, statistic)
+        r = rows.iloc[0]
+        return _shown(r["value"], r["ci_low"], r["ci_high"], int(r["n"]), pct)
+
+    judge = _table_rows(section, "trust-judge")
+    assert judge["judge vs every expert (pooled pairs)"][:2] == [expect("judge vs raters (pooled pairs)", "balanced_f1"),
+                                                                 expect("judge vs raters (pooled pairs)", "cohen_kappa")]
+    for rater in TRUST_RATERS:
+        assert judge[f"judge vs rater {rater}"] == [expect(f"judge vs rater {rater}", "balanced_f1"), expect(f"judge vs rater {rater}", "cohen_kappa"),
+                                                    expect(f"judge vs rater {rater}", "base_rate", pct=True)]
+    experts = _table_rows(section, "trust-experts")
+    for rater in TRUST_RATERS:
+        assert experts[f"rater {rater} vs the other raters"][0] == expect(f"rater {rater} vs other raters (leave-one-out)", "balanced_f1")
+    assert experts["experts (mean over raters)"] == [expect("raters (leave-one-out)", "balanced_f1"), expect("raters (leave-one-out)", "cohen_kappa")]
+    alphas = _table_rows(section, "trust-alpha")
+    assert alphas["experts only (without the judge)"][1] == expect("raters", "krippendorff_alpha", "nominal")
+    assert alphas["experts with the judge as one more coder"][1] == expect("raters + judge", "krippendorff_alpha", "nominal")
+    consistency = _cell_text(re.search(r'<table class="trust-consistency">(.*?)</table>', section, re.S).group(1))
+    run_id = frame["run_id"].iloc[0]
+    assert expect(f"replicates of run {run_id}", "flip_rate", pct=True) in consistency
+    probe = next(c for c in frame["compared"] if c.startswith("probe verbosity"))
+    assert expect(probe, "flip_rate", pct=True) in consistency
+    # The judge's F1 placed in the experts' leave-one-out range, in a sentence.
+    pooled = frame[(frame["compared"] == "judge vs raters (pooled pairs)") & (frame["statistic"] == "balanced_f1")]["value"].iloc[0]
+    baseline = frame[frame["compared"].str.endswith("vs other raters (leave-one-out)") & (frame["statistic"] == "balanced_f1")]["value"]
+    where = "below" if pooled < baseline.min() else "above" if pooled > baseline.max() else "inside"
+    assert f"is {where} the experts' range ({baseline.min():.3f} to {baseline.max():.3f}" in _cell_text(section)
+    # Top disagreements: at most 20, each a link to a card that exists (the judged run's, not the probe's).
+    links = re.findall(r'<table class="crit trust-disagree">.*?</table>', section, re.S)[0]
+    hrefs = re.findall(r'<a class="to-card" data-section="s0" href="#([^"]+)">([^<]+)</a>', links)
+    assert 0 < len(hrefs) <= 20
+    card_runs = {card_id: run for run, card_id in re.findall(r'<article class="card c(\d)" id="([^"]+)"', html)}
+    card_samples = dict(re.findall(r'<article class="card[^"]*" id="([^"]+)".*?<h4>([^<]+)</h4>', html, re.S))
+    judged_index = next(i for i, label in re.findall(r'<option value="(\d)">([^<]+)</option>', html) if label == "model (judge-a)")
+    for card_id, sample in hrefs:
+        assert card_samples.get(card_id) == sample, card_id
+        assert card_runs[card_id] == judged_index
+    # Every item shown really differs from the experts' majority, largest share first.
+    shares = [int(x) for x in re.findall(r'<td class="n">(\d+)%</td>', links)]
+    assert shares == sorted(shares, reverse=True) and shares[0] > 0
+    # Markup in rater ids and criterion texts stays text.
+    for payload in (IMG, SCRIPT):
+        assert payload not in section
+    assert "r3 &lt;img src=x onerror=" in section
+
+
+def test_trust_section_prefers_stored_agreement_rows_for_the_same_options(tmp_path: Path) -> None:
+    from rubric_judge import agree
+    from rubric_judge.store.labels import import_labels
+
+    db = trust_db(tmp_path / "data")
+    stored = agree(db, resamples=200, seed=4)  # writes agreement_results
+    con = duckdb.connect(str(db))
+    try:  # a marker value only the stored rows carry: the report must show it, not recompute
+        con.execute("""UPDATE agreement_results SET value = 0.123456, ci_low = 0.1, ci_high = 0.2
+                       WHERE compared = 'judge vs raters (pooled pairs)' AND statistic = 'cohen_kappa'""")
+    finally:
+        con.close()
+    out = tmp_path / "stored.html"
+    build_report(db, out, resamples=200, seed=4)
+    section = _cell_text(_trust_section(out.read_text(encoding="utf-8")))
+    assert "from agreement_results" in section and "0.123 [0.100, 0.200]" in section
+    # Other bootstrap options: computed with the report's own.
+    build_report(db, out, resamples=200, seed=5)
+    section = _cell_text(_trust_section(out.read_text(encoding="utf-8")))
+    assert "computed for this report" in section and "0.123 [0.100, 0.200]" not in section
+    # Labels imported after the rows were stored make them stale.
+    (tmp_path / "more.jsonl").write_text('{"sample_id": "s00", "criterion_id": "scientific_accuracy-0", "rater_id": "r9", "label": true}\n')
+    import_labels(db, tmp_path / "more.jsonl")
+    build_report(db, out, resamples=200, seed=4)
+    section = _cell_text(_trust_section(out.read_text(encoding="utf-8")))
+    assert "computed for this report" in section and "judge vs rater r9" in section
+    assert not stored.empty
+
+
+def test_trust_section_is_absent_without_agreement_data(example_html: str) -> None:
+    assert "-trust" not in example_html and "How far to trust" not in example_html
+    assert 'class="panel trust"' not in example_html

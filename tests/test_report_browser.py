@@ -6,12 +6,13 @@ These tests never skip: without chromium they fail and say to run `make test`, w
 from __future__ import annotations
 
 import io
+import re
 import struct
 from pathlib import Path
 
 import pytest
 from browser import open_page
-from report_fixtures import IMG, SCRIPT, SVG, chromium_or_fail, example_db, xss_db
+from report_fixtures import IMG, SCRIPT, SVG, chromium_or_fail, example_db, trust_db, xss_db
 
 from rubric_judge.report import build_report
 
@@ -170,3 +171,32 @@ def test_linked_images_load_from_their_files(chromium: str, tmp_path: Path) -> N
     assert events.errors == [], events.errors
     # Only the page and image files it links: still nothing from the network.
     assert all(u.startswith("file:///") for u in events.requests if not u.startswith("data:"))
+
+
+def test_trust_section_renders_and_links_to_cards_in_the_browser(chromium: str, tmp_path: Path) -> None:
+    out = tmp_path / "trust.html"
+    build_report(trust_db(tmp_path / "data"), out, resamples=200)
+    with open_page(out) as page:
+        visible = page.evaluate("document.querySelector('#s0-trust').offsetParent !== null")
+        height = page.evaluate("document.querySelector('#s0-trust').getBoundingClientRect().height")
+        sentence = page.evaluate("document.querySelector('#s0-trust .placement').innerText")
+        tables = page.evaluate("Array.from(document.querySelectorAll('#s0-trust table')).map(t => t.className)")
+        toc = page.evaluate("Array.from(document.querySelectorAll('nav.toc a')).map(a => a.getAttribute('href'))")
+        # Hide every card with the filters, then follow the first disagreement: the filters clear and the card shows.
+        page.evaluate("""(() => { const q = document.querySelector('.filters[data-section="s0"] [data-filter="q"]');
+                                  q.value = 'no sample has this text'; q.dispatchEvent(new Event('input', {bubbles: true})); })()""")
+        page.evaluate("new Promise(r => setTimeout(r, 300))")
+        target = page.evaluate("""(() => { const a = document.querySelector('#s0-trust table.trust-disagree a.to-card');
+                                           const id = a.getAttribute('href').slice(1);
+                                           const hidden = document.getElementById(id).hidden; a.click(); return [id, hidden]; })()""")
+        shown = page.evaluate(f"document.getElementById({target[0]!r}).hidden")
+        pwned = page.evaluate("typeof window.__pwned")
+        events = page.events
+    assert visible and height > 300
+    assert re.search(r"is (inside|below|above) the experts' range", sentence)
+    assert {"trust-judge", "trust-experts", "trust-alpha", "trust-consistency"} <= set(tables) and "crit trust-disagree" in tables
+    assert "#s0-trust" in toc
+    assert target[1] is True and shown is False
+    assert pwned == "undefined"
+    assert events.errors == [], events.errors
+    assert [u for u in events.requests if not u.startswith("data:")] == [out.resolve().as_uri()]

@@ -242,6 +242,7 @@ class Section:
     cards: tuple[Card, ...]
     comparison: Comparison | None
     texts_stored: bool  # False: criteria are shown by id (imported or older runs)
+    trust: tuple[Trust, ...] = ()  # runs with agreement data (labels, probes, replicates, a second judge)
 
     @property
     def has_metrics(self) -> bool:
@@ -270,3 +271,64 @@ class ReportData:
     def runs(self) -> list[Run]:
         return [run for section in self.sections for run in section.runs]
 
+
+
+@dataclass(frozen=True)
+class TrustStat:
+    """One row of `rubric-judge agree` (store.agreement's columns), overall."""
+
+    compared: str  # e.g. "judge vs rater r1", "raters (leave-one-out)", "probe verbosity (…) vs run …"
+    statistic: str  # balanced_f1 | cohen_kappa | base_rate | krippendorff_alpha | flip_rate
+    level: str | None  # alpha's level of measurement
+    value: float | None
+    ci_low: float | None
+    ci_high: float | None
+    n: int
+    rater: str | None = None
+    other_run_id: str | None = None
+    with_judge: bool | None = None
+    group: str = "overall"  # probe flip rates come per dimension too
+
+
+@dataclass(frozen=True)
+class TrustRow:
+    """Who was compared with whom, and the pair statistics of that comparison."""
+
+    who: str
+    f1: TrustStat | None
+    kappa: TrustStat | None
+    base_rate: TrustStat | None = None
+
+
+@dataclass(frozen=True)
+class ExpertDisagreement:
+    """An item (a sample's criterion, or a scale rubric's dimension) where the judge and the
+    experts differ, with every expert's label."""
+
+    sample_id: str
+    item: str  # criterion id (binary) or dimension (scale)
+    text: str | None
+    dimension: str
+    judge: float  # 1/0 met, or the score
+    labels: tuple[tuple[str, float], ...]  # (rater, label)
+    distance: float  # mean |judge - label| over the raters: the share who disagree, for met/not met
+
+
+@dataclass(frozen=True)
+class Trust:
+    """How far to trust one run's judge: agreement with experts, the experts with each other,
+    other judges, its bias probes and its own replicates (see store.agreement)."""
+
+    run: Run
+    scale: bool
+    source: str  # "stored" (agreement_results) | "computed" (store.agreement, with the report's options)
+    judge_vs_experts: tuple[TrustRow, ...]  # pooled pairs, mean over raters, then each rater
+    experts: tuple[TrustRow, ...]  # each rater vs the other raters (leave-one-out), then their mean
+    alphas: tuple[TrustStat, ...]  # Krippendorff's alpha of the raters, without and with the judge
+    consistency: tuple[TrustStat, ...]  # flip rates (probes, replicates, other judges) and judge-vs-judge kappa/alpha
+    placement: str | None  # "inside" | "below" | "above" the experts' range; None without a baseline
+    headline: TrustStat | None  # the judge's number placed in the experts' range
+    expert_range: tuple[float, float] | None
+    disagreements: tuple[ExpertDisagreement, ...]  # largest first, at most TRUST_DISAGREEMENTS_SHOWN
+    disagreement_count: int
+    labelled_items: int

@@ -25,6 +25,7 @@ from rubric_judge.report.model import (
     Card,
     Comparison,
     Disagreement,
+    ExpertDisagreement,
     Media,
     MetricSummary,
     MetricValue,
@@ -35,11 +36,15 @@ from rubric_judge.report.model import (
     Section,
     TaskDifference,
     TextField,
+    Trust,
+    TrustRow,
+    TrustStat,
     Verdict,
 )
 from rubric_judge.store.db import connect, records
 
 DISAGREEMENTS_SHOWN = 500
+TRUST_DISAGREEMENTS_SHOWN = 20
 
 
 def load_report_data(db: Path, rubric: str | None = None, compare: Sequence[str] = (), resamples: int = 1000, seed: int = 0,
@@ -194,8 +199,10 @@ class _Reader:
             a, b = _pair(runs, compare)
             comparison = self._comparison(a, b, cards)
         verdict_kind = "scale" if runs[0].scale_min is not None else "binary"
+        roles = {r["run_id"]: r.get("role") or "run" for r in rows}
+        trust = self._trust([run for run in runs if roles[run.run_id] not in ("probe", "panel_member")], cards, dict(dimensions))
         return Section(key, runs[0].rubric_id, runs[0].rubric_version, runs[0].method, verdict_kind, tuple(runs), dimensions, categories,
-                       by_category, cards, comparison, texts_stored)
+                       by_category, cards, comparison, texts_stored, trust)
 
     def _dimensions(self, ids: list[str], placeholders: str, texts_stored: bool) -> tuple[tuple[str, str], ...]:
         if texts_stored:
@@ -319,6 +326,123 @@ class _Reader:
                     disagreements.append(Disagreement(sample_id, va.criterion_id, va.text or vb.text, va.dimension, va.weight, va, vb))
         disagreements.sort(key=lambda d: (-abs(d.weight), d.sample_id, d.a.position, d.criterion_id))
         return Comparison(a, b, paired, tuple(tasks), tuple(disagreements[:DISAGREEMENTS_SHOWN]), len(disagreements), compared)
+
+    # --- how far to trust the judge ---------------------------------------------------------
+
+    def _trust(self, runs: Sequence[Run], cards: Sequence[Card], dimension_names: Mapping[str, str]) -> tuple[Trust, ...]:
+        """The agreement statistics of the section's judged runs (store.agreement, overall): the
+        stored `agreement_results` rows when they were computed with the report's bootstrap
+        options after the latest labels and runs, else computed now. Runs of one model are
+        computed together, so a model judged by two judges gets the judge-vs-judge rows."""
+        if not runs or not {"labels", "verdicts"} <= self.objects:
+            return ()
+        from rubric_judge.store import agreement
+        from rubric_judge.store.stats import Bootstrap
+
+        options = Bootstrap(self.resamples, self.seed, self.level)
+        by_model: dict[str, list[Run]] = defaultdict(list)
+        for run in runs:
+            by_model[run.model_name].append(run)
+        rows: dict[str, list[dict[str, Any]]] = {}
+        source: dict[str, str] = {}
+        for group in by_model.values():
+            stored = {run.run_id: self._stored_agreement(run.run_id) for run in group}
+            paired = len(group) < 2 or any(r["compared"].startswith("run ") for rs in stored.values() for r in rs or ())
+            if paired and all(r is not None for r in stored.values()):
+                rows.update({k: v for k, v in stored.items() if v is not None})
+                source.update(dict.fromkeys(stored, "stored"))
+                continue
+            computed, _ = agreement.compute(self.con, [run.run_id for run in group], "overall", options)
+            for run in group:
+                rows[run.run_id] = [r for r in computed if r["run_id"] == run.run_id]
+                source[run.run_id] = "computed"
+        texts = {(c.sample_id, v.criterion_id): v.text for c in cards for v in c.verdicts if v.text}
+        out = []
+        for run in runs:
+            if rows.get(run.run_id):
+                out.append(self._trust_of(run, rows[run.run_id], source[run.run_id], texts, dimension_names))
+        return tuple(out)
+
+    def _stored_agreement(self, run_id: str) -> list[dict[str, Any]] | None:
+        """The stored overall rows of `run_id` for the report's bootstrap options, or None when
+        there are none, they are older than the latest labels or runs, or they lack a kind of
+        comparison the database now has (e.g. stored by `agree --labels` before a probe ran)."""
+        if "agreement_results" not in self.objects:
+            return None
+        stored = self.rows("""SELECT * FROM agreement_results WHERE run_id = ? AND ("by" = 'overall' OR ("by" = 'dimension' AND compared LIKE 'probe %'))
+                                AND resamples = ? AND seed = ?
+                                AND abs(ci_level - ?) < 1e-12
+                                AND computed_at >= greatest((SELECT max(imported_at) FROM labels), (SELECT max(started_at) FROM runs))""",
+                           [run_id, self.resamples, self.seed, self.level])
+        if not stored:
+            return None
+        kinds = {r["compared"].split(" ", 1)[0] for r in stored}
+        expected = self.con.execute("""SELECT
+              EXISTS (SELECT 1 FROM labels l JOIN verdicts v ON v.run_id = ? AND v.sample_id = l.sample_id
+                      AND (v.criterion_id = l.criterion_id OR (l.criterion_id IS NULL AND v.dimension = l.dimension))),
+              EXISTS (SELECT 1 FROM verdicts WHERE run_id = ? AND replicate > 0),
+              EXISTS (SELECT 1 FROM runs WHERE role = 'probe' AND parent_run_id = ?)""", [run_id] * 3).fetchone()
+        needed = {kind for kind, present in zip(("judge", "replicates", "probe"), expected, strict=True) if present}
+        return stored if needed <= kinds else None
+
+    def _trust_of(self, run: Run, rows: list[dict[str, Any]], source: str, texts: Mapping[tuple[str, str], str],
+                  dimension_names: Mapping[str, str]) -> Trust:
+        stats = [TrustStat(r["compared"], r["statistic"], r["level"], _num(r["value"]), _num(r["ci_low"]), _num(r["ci_high"]), int(r["n"]),
+                           r["rater"], r["other_run_id"], r["with_judge"], r["group"]) for r in rows]
+
+        def find(compared: str, statistic: str) -> TrustStat | None:
+            return next((t for t in stats if t.compared == compared and t.statistic == statistic and t.group == "overall"), None)
+
+        def pair_row(who: str, compared: str) -> TrustRow:
+            return TrustRow(who, find(compared, "balanced_f1"), find(compared, "cohen_kappa"), find(compared, "base_rate"))
+
+        raters = sorted({t.rater for t in stats if t.rater})
+        judge_rows = [pair_row("judge vs every expert (pooled pairs)", "judge vs raters (pooled pairs)"),
+                      pair_row("judge vs experts (mean over raters)", "judge vs raters (mean over raters)")]
+        judge_rows += [pair_row(f"judge vs rater {r}", f"judge vs rater {r}") for r in raters]
+        expert_rows = [pair_row(f"rater {r} vs the other raters", f"rater {r} vs other raters (leave-one-out)") for r in raters]
+        expert_rows.append(pair_row("experts (mean over raters)", "raters (leave-one-out)"))
+        judge_rows = [r for r in judge_rows if r.f1 or r.kappa]
+        expert_rows = [r for r in expert_rows if r.f1 or r.kappa]
+        scale = run.scale_min is not None
+        # The judge's number against the experts' own: HealthBench puts the model's pooled F1 among
+        # the physicians' leave-one-out F1s (kappa for scale rubrics, which have no F1).
+        statistic = "cohen_kappa" if scale else "balanced_f1"
+        headline = find("judge vs raters (pooled pairs)", statistic)
+        baseline = [v for r in raters if (t := find(f"rater {r} vs other raters (leave-one-out)", statistic)) and (v := t.value) is not None]
+        placement = expert_range = None
+        if headline is not None and headline.value is not None and len(baseline) >= 2:
+            expert_range = (min(baseline), max(baseline))
+            placement = "below" if headline.value < expert_range[0] else "above" if headline.value > expert_range[1] else "inside"
+        alphas = tuple(t for t in stats if t.statistic == "krippendorff_alpha" and t.compared in ("raters", "raters + judge"))
+        consistency = tuple(t for t in stats if t.compared.split(" ", 1)[0] in ("replicates", "probe", "run")
+                            and (t.statistic != "krippendorff_alpha" or t.level in ("nominal", "interval")))
+        disagreements, count, labelled = self._expert_disagreements(run, texts, dimension_names) if judge_rows else ((), 0, 0)
+        return Trust(run, scale, source, tuple(judge_rows), tuple(expert_rows) if len(raters) > 1 else (), alphas, consistency,
+                     placement, headline, expert_range, disagreements, count, labelled)
+
+    def _expert_disagreements(self, run: Run, texts: Mapping[tuple[str, str], str],
+                              dimension_names: Mapping[str, str]) -> tuple[tuple[ExpertDisagreement, ...], int, int]:
+        """Items where the judge's verdict and the experts' labels differ most (the mean distance
+        over raters), the number of such items and the number of labelled items judged."""
+        from rubric_judge.store import agreement
+
+        data, labels = agreement.judged_and_labelled(self.con, run.run_id)
+        found = []
+        labelled = 0
+        for item, judged in data.first.items():
+            given = tuple((rater, per_item[item]) for rater, per_item in sorted(labels.items()) if item in per_item)
+            if not given:
+                continue
+            labelled += 1
+            distance = sum(abs(judged - label) for _, label in given) / len(given)
+            if distance > 0:
+                sample, name = item
+                dimension = data.dimension.get(item) or name
+                text = dimension_names.get(name) if data.scale else texts.get(item)
+                found.append(ExpertDisagreement(sample, name, text, dimension, judged, given, distance))
+        found.sort(key=lambda d: (-d.distance, -len(d.labels), d.sample_id, d.item))
+        return tuple(found[:TRUST_DISAGREEMENTS_SHOWN]), len(found), labelled
 
 
 def _unfinished_note(run: Run) -> str:

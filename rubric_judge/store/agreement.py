@@ -248,6 +248,21 @@ def _load_labels(con, run: RunData) -> dict[str, dict[Item, float]]:
     return labels
 
 
+
+def judged_and_labelled(con, run_id: str) -> tuple[RunData, dict[str, dict[Item, float]]]:
+    """One run's verdicts and the expert labels of its items, exactly as `agree` compares them
+    (replicate 0's `ok` verdicts in `RunData.first`; rater -> item -> label). For readers such
+    as the report that list the items behind the statistics.
+
+    Raises:
+        UserError: no run has this id.
+    """
+    runs = [r for r in _load_runs(con) if r.run_id == run_id]
+    if not runs:
+        raise UserError(Problem(Location(None), f"no run {run_id!r}", field="runs", fix="give a run id from the runs table"))
+    _load_verdicts(con, runs[0])
+    return runs[0], _load_labels(con, runs[0])
+
 # --------------------------------------------------------------------------------------------
 # Comparisons: per-sample count tensors and the statistic computed from their weighted sums.
 
