@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import itertools
 import re
 import shutil
 from pathlib import Path
@@ -141,6 +142,17 @@ def test_a_panel_of_three_judges_gives_majority_verdicts_adds_costs_and_reruns_f
     # The leaderboard shows the panel as one judge; its members are their own runs, not extra rows.
     judges = {judge for (judge,) in query(db, "SELECT DISTINCT judge_model FROM leaderboard")}
     assert judges == {result.judge_model}
+
+    # agree shows the members against each other: each pair's flip rate is the share of criteria they answer differently.
+    from rubric_judge.store.agreement import agree
+
+    rows = agree(db, runs=[result.run_id], resamples=50, store=False)
+    flips = rows[(rows["statistic"] == "flip_rate") & (rows["group"] == "overall")]
+    by_pair = {frozenset((a, b)): v for a, b, v in zip(flips["run_id"], flips["other_run_id"], flips["value"], strict=True)}
+    ids = dict(members)
+    for (a, says_a_), (b, says_b_) in itertools.combinations(sorted(JUDGES.items()), 2):
+        expected_flip = sum(says_a_(c) != says_b_(c) for c in CRITERIA) / len(CRITERIA)
+        assert by_pair[frozenset((ids[a], ids[b]))] == pytest.approx(expected_flip)
 
 
 @pytest.mark.parametrize(("rule", "kind", "votes", "expected"), [

@@ -512,6 +512,14 @@ def compute(con, runs: Sequence[str] | None = None, by: str = "overall", options
         groups += _replicates_family(run, by)
         for probe in (r for r in everything if r.role == "probe" and r.parent_run_id == run.run_id):
             groups += _runs_family(run, probe, by, probe=True)
+        # A judge panel: its members against each other (and, with labels, each against the experts).
+        members = [r for r in everything if r.role == "panel_member" and r.parent_run_id == run.run_id]
+        for member in members:
+            member_labels = _load_labels(con, member)
+            if member_labels:
+                groups += _labels_family(member, member_labels, by)
+        for a, b in combinations(members, 2):
+            groups += _runs_family(a, b, by, probe=False)
     if labels_only and not labelled:
         raise UserError(Problem(Location(None), "no expert labels match the runs' samples and criteria (or dimensions)", field="labels",
                                 fix="import them with `rubric-judge labels import FILE`; check their sample ids, criterion ids and --rubric"))
