@@ -197,7 +197,7 @@ def bertscore_entry(model: str) -> WeightEntry:
     try:
         location = resolve_model_dir(model)
     except MetricUnavailable as exc:
-        how = f"`rubric-judge weights --download` fetches it through huggingface_hub (HF_ENDPOINT honoured)" if downloadable else str(exc)
+        how = "`rubric-judge weights --download` fetches it through huggingface_hub (HF_ENDPOINT honoured)" if downloadable else str(exc)
         return WeightEntry(name, "bertscore", False, "(not found)", looked, how, downloadable, ("hf", model) if downloadable else None)
     return WeightEntry(name, "bertscore", True, str(location), looked, "", downloadable, ("hf", model) if downloadable else None)
 
@@ -257,7 +257,7 @@ def download_lpips_trunk(net: str = "alex", timeout: float = DOWNLOAD_TIMEOUT_S,
     try:
         with os.fdopen(handle, "wb") as out:
             try:
-                with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - scheme checked above
+                with urllib.request.urlopen(url, timeout=timeout) as response:  # the scheme was checked above
                     while chunk := response.read(1 << 20):
                         received += len(chunk)
                         if received > MAX_CHECKPOINT_BYTES:
