@@ -40,8 +40,9 @@ BERTSCORE_METRICS = (BERTSCORE_F1, BERTSCORE_PRECISION, BERTSCORE_RECALL)
 class BertScoreOptions:
     """Which model BERTScore embeds with.
 
-    `model` is a Hugging Face hub id (resolved from the local cache only, never downloaded) or a
-    local model directory (a `save_pretrained` folder with config, weights and tokenizer files).
+    `model` is a Hugging Face hub id (resolved from the local cache only, never downloaded), a
+    local model directory (a `save_pretrained` folder with config, weights and tokenizer files),
+    or `package:<distribution>`, the model folder of an installed model package.
     `num_layers` is the layer whose embeddings are compared: required for a local directory and
     for hub ids bert_score does not know; 12 for the default model.
     """
