@@ -27,7 +27,8 @@ demo: $(STAMP)
 	$(JUDGE_DEMO) --outputs $(EXAMPLE)/outputs/good-model --model good-model
 	$(JUDGE_DEMO) --outputs $(EXAMPLE)/outputs/weak-model --model weak-model
 	$(BIN)/rubric-judge leaderboard --db $(DEMO)/rubric-judge.duckdb
-	$(BIN)/rubric-judge score builtin:medgen/holistic-with-gt.yaml --data examples/medgen/manifest.jsonl \
+	@echo "MedGEN example: BERTScore with all-MiniLM-L6-v2 (6 layers), a STAND-IN for MedGEN-Bench's PubMedBERT (examples/medgen/rubric.yaml); its pass rate is not MedGEN-Bench's text accuracy."
+	$(BIN)/rubric-judge score examples/medgen/rubric.yaml --data examples/medgen/manifest.jsonl \
 		--outputs examples/medgen/outputs/demo-model/outputs.jsonl --model demo-model --judge offline \
 		--db $(DEMO)/rubric-judge.duckdb --cache-dir $(DEMO)/cache
 	$(BIN)/rubric-judge report --db $(DEMO)/rubric-judge.duckdb --out $(DEMO)/report.html --cache-dir $(DEMO)/cache

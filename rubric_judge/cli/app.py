@@ -11,7 +11,7 @@ import sys
 
 import typer
 
-from rubric_judge.cli import agree, cache, compare, importers, labels, new, plan, query, report, score, validate
+from rubric_judge.cli import agree, cache, compare, importers, labels, new, plan, query, report, score, validate, weights
 
 app = typer.Typer(
     name="rubric-judge",
@@ -35,6 +35,7 @@ app.add_typer(cache.app, name="cache")
 app.add_typer(importers.import_app, name="import")
 app.add_typer(labels.labels_app, name="labels")
 app.command("new")(new.command)
+app.command("weights")(weights.command)
 
 
 class WarningHandler(logging.Handler):

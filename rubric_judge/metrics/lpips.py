@@ -42,8 +42,8 @@ def _unavailable_message(net: str, path: Path, explicit: bool) -> str:
     if explicit:
         return f"LPIPS weights file not found: {path} (lpips_weights); give an existing torchvision '{net}' trunk state dict or a full LPIPS state dict"
     return (
-        f"LPIPS trunk weights not found: {path}. No download is attempted. Place the torchvision '{net}' ImageNet "
-        f"checkpoint there (from {_TRUNK_URLS[net]}), or set TORCH_HOME to a folder whose hub/checkpoints holds it"
+        f"LPIPS trunk weights not found: {path}. No download is attempted while scoring: run `rubric-judge weights --download`, "
+        f"or place the torchvision '{net}' ImageNet checkpoint there (from {_TRUNK_URLS[net]}), or set TORCH_HOME to a folder whose hub/checkpoints holds it"
     )
 
 

