@@ -68,11 +68,12 @@ def table3(db_path: Path, run_id: str | None = None, model_name: str | None = No
     finally:
         con.close()
     keep = {rid for rid, (model, _, _, _) in runs.items() if (run_id is None or rid == run_id) and (model_name is None or model == model_name)}
-    # A metric is a column when some value was rated against its pass condition, or -- for an
-    # error/unavailable metric, where nothing tells -- unless it is a companion value.
+    # Every metric is a column, blank where nothing was rated, but companion values (BERTScore
+    # precision and recall): they have no pass condition, so their only "rate" would be a missing
+    # output counted as failed under `missing_output: fail` -- a 0 from nothing.
     columns: dict[str, set[str]] = {}
-    for rid, _by, _grp, metric, _rate, rated, _statuses in metrics:
-        if rid in keep and (rated or not _companion(metric)):
+    for rid, _by, _grp, metric, _rate, _rated, _statuses in metrics:
+        if rid in keep and not _companion(metric):
             columns.setdefault(rid, set()).add(metric)
     rows: dict[tuple[str, str, str | None], dict[str, Any]] = {}
     for rid, by, grp, samples, rate, judged in judge:
@@ -130,7 +131,7 @@ def reference_vs_default(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def _companion(metric: str) -> bool:
     """Companion values stored beside a metric (BERTScore precision and recall) carry no pass
-    condition; they are not Table 3 columns even while the metric is unavailable."""
+    condition; they are never Table 3 columns."""
     return metric.endswith(("_precision", "_recall"))
 
 
