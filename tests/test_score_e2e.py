@@ -254,6 +254,31 @@ def test_faults_that_never_stop_end_unscored_or_error_never_unmet(judge_server, 
     assert_scores(db, "good-model")
 
 
+def test_a_judge_that_never_answers_validly_gives_no_score_not_zero_from_missing_outputs(judge_server, tmp_path: Path) -> None:
+    """No number from nothing: every judged verdict unscored and one output missing must not read
+    as a score of 0.000 (the missing output alone, under `missing_output: fail`), nor get an
+    interval; the leaderboard says why instead."""
+    outputs = tmp_path / "outputs"
+    shutil.copytree(GOOD, outputs)
+    missing = sorted(outputs.iterdir())[0]
+    missing.unlink()  # one task without a generated image: scored 0 under the default `fail`
+    judge_server.fault_rule = lambda body, index: "malformed"  # the judge answers, never validly
+    assert score(**options(judge_server, tmp_path, outputs=outputs)).exit_code == 1
+    db = tmp_path / "results.duckdb"
+    assert query(db, "SELECT count(*) FROM verdicts WHERE status = 'ok'") == [(0,)]
+    assert query(db, "SELECT count(*) FROM verdicts WHERE status = 'missing_output'")[0][0] > 0
+    rows = query(db, "SELECT dimension, score, samples_scored, samples_total, unscored_verdicts, score_note FROM leaderboard")
+    assert rows and all(score_ is None and scored == 0 and total == len(TASK_CRITERIA) for _, score_, scored, total, _, _ in rows)
+    overall = next(r for r in rows if r[0] == "overall")
+    assert overall[4] > 0 and overall[5] == f"no judge score: the judge gave no valid verdict ({overall[4]} unscored or failed); the missing outputs alone are not a score"
+    assert query(db, "SELECT count(*) FROM leaderboard_ci WHERE score IS NOT NULL OR ci_low IS NOT NULL OR ci_high IS NOT NULL") == [(0,)]
+    assert query(db, "SELECT count(*) FROM _sample_scores") == [(0,)]
+    # Once the judge answers, the same database shows real scores again, and no note.
+    judge_server.fault_rule = None
+    assert score(**options(judge_server, tmp_path, outputs=outputs)).exit_code == 0
+    assert query(db, "SELECT count(*) FROM leaderboard WHERE score IS NULL OR score_note IS NOT NULL") == [(0,)]
+
+
 # 3. kill -9, then resume ---------------------------------------------------------------------
 
 

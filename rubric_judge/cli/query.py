@@ -197,16 +197,18 @@ def rates(
 
     Judge pass rate (overall score >= threshold) and each metric's pass rate; a blank cell means
     no sample of that group was rated (e.g. SSIM for VQA, or a metric whose weights are absent).
+    When a model ran under both builtin:medgen/reference.yaml (the official evaluation's
+    counting rules) and holistic-with-gt (the default), a second table gives each rate under
+    both, with how many samples each counts and the difference (default - reference).
     """
     from rich.table import Table
 
     from rubric_judge.cli.output import stdout
     from rubric_judge.store.db import default_db_path
-    from rubric_judge.store.medgen_tables import table3
+    from rubric_judge.store.medgen_tables import TABLE3_FIXED, reference_vs_default, table3
 
     rows = [r for r in table3(db or default_db_path(), model_name=model) if by is None or r["by"] == by]
-    fixed = {"run_id", "model_name", "rubric_id", "status", "by", "group", "samples", "judge", "judge_samples"}
-    metrics = sorted({k for r in rows for k in r if k not in fixed and not k.endswith("_samples")})
+    metrics = sorted({k for r in rows for k in r if k not in TABLE3_FIXED and not k.endswith("_samples")})
     table = Table(title="Accuracy rates (%)", title_justify="left")
     for column in ("model", "rubric", "by", "group", "samples", "judge", *metrics):
         table.add_column(column, justify="left" if column in ("model", "rubric", "by", "group") else "right")
@@ -214,7 +216,32 @@ def rates(
         cells = [r["judge"], *(r.get(m) for m in metrics)]
         table.add_row(r["model_name"], r["rubric_id"], r["by"], str(r["group"]), str(r["samples"]), *("" if v is None else f"{100 * v:.2f}" for v in cells))
     stdout.print(table)
+    _print_reference_comparison(reference_vs_default(rows))
     for r in rows:
         if r["by"] == "overall" and r["status"] != "finished":
             stdout.print(f"[yellow]{r['model_name']} ({r['rubric_id']}): run {r['status']}; the judge rated {r['judge_samples']} of "
                          f"{r['samples']} samples (incomplete)[/]")
+
+
+def _print_reference_comparison(entries: list[dict]) -> None:
+    """The reference-compatible and default rates side by side (as `import illugenbench-results`)."""
+    if not entries:
+        return
+    from rich.table import Table
+
+    from rubric_judge.cli.output import stdout
+
+    pairs = sorted({(e["reference_rubric"], e["default_rubric"]) for e in entries})
+    title = "; ".join(f"{ref} (official counting) vs {default} (default)" for ref, default in pairs)
+    table = Table(title=f"Accuracy rates (%): {title}", title_justify="left")
+    for column in ("model", "judge", "by", "group", "rate", "reference", "n", "default", "n ", "difference"):
+        table.add_column(column, justify="left" if column in ("model", "judge", "by", "group", "rate") else "right")
+
+    def pct(value: float | None) -> str:
+        return "" if value is None else f"{100 * value:.2f}"
+
+    for e in entries:
+        difference = "" if e["difference"] is None else f"{100 * e['difference']:+.2f}"
+        table.add_row(e["model_name"], e["judge_model"], e["by"], str(e["group"]), e["rate"], pct(e["reference"]), str(e["reference_samples"]),
+                      pct(e["default"]), str(e["default_samples"]), difference)
+    stdout.print(table)

@@ -4,8 +4,10 @@
 `MetricRow` per (sample, metric): values come from the metric cache when the same metric with
 the same options already saw the same bytes, otherwise from one batched computation per metric
 group, and each value's `pass` condition is applied. A sample whose reference is absent is
-outside that metric (MedGEN's image tier has no VQA samples); a missing model output, a bad
-image or an unavailable model is a row with that status and a detail, never a number.
+outside that metric (MedGEN's image tier has no VQA samples) unless the metric's `when` selects
+it; a missing model output, a bad image or an unavailable model is a row with that status and a
+detail, never a number -- except an empty text under `empty_text: score_zero`, scored 0 as
+bert_score scores it.
 """
 
 from __future__ import annotations
@@ -90,13 +92,15 @@ def compute_run_metrics(
     rows: list[MetricRow] = []
     for group in metric_groups(specs):
         first = group[0]
-        pairs = [(s.id, s.fields.get(first.output), s.fields.get(first.reference)) for s in samples if s.fields.get(first.reference) not in (None, "")]
+        pairs = [(s.id, s.fields.get(first.output), s.fields.get(first.reference)) for s in samples if first.applies_to(s.fields)]
+        # `empty_text: score_zero` scores a missing text as bert_score scores an empty one (0).
+        scores_missing = first.empty_text == "score_zero" and first.metric not in IMAGE_METRICS
         names = [name for spec in group for name in _metric_names(spec)]
         keys = {sample_id: _key(group, output, reference) for sample_id, output, reference in pairs}
         values: dict[tuple[str, str], MetricValue] = {}
         todo = []
         for sample_id, output, reference in pairs:
-            if output in (None, ""):
+            if output in (None, "") and not scores_missing:
                 values.update({(sample_id, name): MetricValue(None, "missing_output", f"the model produced no {first.output}") for name in names})
                 continue
             key = keys[sample_id]
@@ -127,11 +131,16 @@ def metric_groups(specs: Sequence[MetricSpec]) -> list[list[MetricSpec]]:
     groups: dict[tuple, list[MetricSpec]] = {}
     for spec in specs:
         if spec.metric in IMAGE_METRICS:
-            key: tuple = ("image", spec.output, spec.reference, spec.preset or "medgen")
+            key: tuple = ("image", spec.output, spec.reference, spec.preset or "medgen", _when_key(spec))
         else:
-            key = ("text", spec.output, spec.reference, spec.model, spec.num_layers, spec.metric.value)
+            key = ("text", spec.output, spec.reference, spec.model, spec.num_layers, spec.metric.value, _when_key(spec), spec.empty_text)
         groups.setdefault(key, []).append(spec)
     return list(groups.values())
+
+
+def _when_key(spec: MetricSpec) -> tuple:
+    """`when` as a hashable group key: specs that apply to different samples are separate groups."""
+    return tuple(sorted((k, tuple(v)) for k, v in (spec.when or {}).items()))
 
 
 def _metric_names(spec: MetricSpec) -> tuple[str, ...]:
@@ -153,7 +162,7 @@ def _compute(group: list[MetricSpec], pairs: list[tuple[str, Any, Any]], device:
     from rubric_judge.metrics.text import BertScoreOptions, compute_bertscore
 
     options = BertScoreOptions(**({"model": first.model} if first.model else {}), num_layers=first.num_layers)
-    return compute_bertscore(pairs, options, device)
+    return compute_bertscore(pairs, options, device, empty_text=first.empty_text)
 
 
 def _key(group: list[MetricSpec], output: Any, reference: Any) -> str | None:
@@ -174,4 +183,7 @@ def _key(group: list[MetricSpec], output: Any, reference: Any) -> str | None:
         "metrics": sorted([spec.metric.value, spec.preset or "medgen", spec.model or "", spec.num_layers or 0] for spec in group),
         "inputs": digests,
     }
+    if any(spec.empty_text != "error" for spec in group):
+        # An empty text's 0 under score_zero must never answer a rubric that reports it as an error.
+        material["empty_text"] = sorted({spec.empty_text for spec in group})
     return cache_key(material)  # the verdict cache's key scheme: canonical JSON, sha256

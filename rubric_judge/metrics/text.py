@@ -238,8 +238,13 @@ def compute_bertscore(
     pairs: Sequence[tuple[str, str | None, str | None]],
     options: BertScoreOptions = BertScoreOptions(),
     device: str = "auto",
+    empty_text: str = "error",
 ) -> dict[tuple[str, str], MetricValue]:
     """BERTScore of each (sample_id, candidate_text, reference_text).
+
+    With `empty_text="score_zero"` (a rubric's `empty_text: score_zero`), a missing, empty or
+    whitespace-only candidate or reference is scored 0 (F1, precision and recall) with status
+    "ok", as bert_score itself scores an empty sentence, so it counts in accuracy rates.
 
     Returns, for every sample, ("bertscore", F1), ("bertscore_precision", P) and
     ("bertscore_recall", R). A missing candidate (None) gives "missing_output"; an empty or
@@ -251,7 +256,10 @@ def compute_bertscore(
     results: dict[tuple[str, str], MetricValue] = {}
     valid: list[tuple[str, str, str]] = []
     for sample_id, candidate, reference in pairs:
-        if candidate is None:
+        if empty_text == "score_zero" and (not (candidate or "").strip() or not (reference or "").strip()):
+            which = "text output" if not (candidate or "").strip() else "reference"
+            status = MetricValue(0.0, "ok", f"the {which} is empty: scored 0, as bert_score scores an empty sentence (empty_text: score_zero)")
+        elif candidate is None:
             status = MetricValue(None, "missing_output", "no text output for this sample")
         elif not candidate.strip():
             status = MetricValue(None, "error", "the text output is empty (or only whitespace); BERTScore is undefined")

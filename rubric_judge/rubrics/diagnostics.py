@@ -113,7 +113,7 @@ _MISSING = {
 _PATTERNS = {
     schema.CRITERION_ID: ("may use only letters, digits, `_`, `-` and `.`, starting with a letter or digit", r"[^A-Za-z0-9_.\-]+", "-"),
     schema.IDENTIFIER: ("must be a plain identifier: letters, digits and `_`, starting with a letter", r"\W+", "_"),
-    schema.RUBRIC_ID: ("may use only letters, digits, `_`, `-`, `.` and `/`, starting with a letter or digit", r"[^A-Za-z0-9_.\-/]+", "-"),
+    schema.RUBRIC_ID: ("may use only letters, digits, `_`, `-`, `.`, `/` and `@`, starting with a letter or digit", r"[^A-Za-z0-9_.\-/@]+", "-"),
 }
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import difflib
 import math
 import re
+from collections.abc import Mapping
 from enum import Enum
 from typing import Annotated, Any, Literal
 
@@ -20,7 +21,7 @@ from pydantic_core import PydanticCustomError
 
 IDENTIFIER = r"^[A-Za-z][A-Za-z0-9_]*$"
 CRITERION_ID = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"
-RUBRIC_ID = r"^[A-Za-z0-9][A-Za-z0-9_.\-/]*$"
+RUBRIC_ID = r"^[A-Za-z0-9][A-Za-z0-9_.\-/@]*$"  # `@` names a variant: medgen@reference
 PASS_CONDITION = re.compile(r"^\s*(<=|>=|<|>|==)\s*(-?\d+(\.\d+)?([eE]-?\d+)?)\s*$")
 
 
@@ -248,6 +249,28 @@ class MetricSpec(StrictModel):
     model: str | None = None
     num_layers: int | None = Field(None, gt=0)
     preset: Literal["medgen", "standard"] | None = None
+    # Which samples the metric applies to. Without `when`: the samples that have the reference.
+    # With it: the samples whose fields match (as a dimension's `when`), so a matching sample
+    # with no reference still gets a value or a status -- MedGEN's official code scores every
+    # VQA and MMGeneration answer, whether or not the reference answer is empty.
+    when: dict[str, list[str]] | None = None
+    # Text metrics only. `error` (default): an empty or whitespace-only text, or a missing one,
+    # has no value (status missing_output or error). `score_zero`: it is scored 0 and counted,
+    # as bert_score itself scores an empty candidate or reference (reference-compatible).
+    empty_text: Literal["error", "score_zero"] = "error"
+
+    @field_validator("when", mode="before")
+    @classmethod
+    def _listify(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: v if isinstance(v, list) else [v] for k, v in value.items()}
+        return value
+
+    def applies_to(self, fields: Mapping[str, Any]) -> bool:
+        """Whether a sample with these fields is inside the metric (see `when`)."""
+        if self.when is not None:
+            return all(str(fields.get(key)) in values for key, values in self.when.items())
+        return fields.get(self.reference) not in (None, "")
 
     @field_validator("pass_condition", mode="before")
     @classmethod

@@ -209,6 +209,23 @@ def cross_field_problems(rubric: Rubric, unusable: frozenset[str] = frozenset())
             continue
         wanted = InputKind.image if metric.metric in IMAGE_METRICS else InputKind.text
         of_kind = [name for name, spec in inputs.items() if spec is not None and spec.kind is wanted]
+        if metric.empty_text != "error" and wanted is InputKind.image:
+            out.append(
+                (
+                    ("metrics", i, "empty_text"),
+                    f"`empty_text` applies to text metrics, not to {metric.metric.value}",
+                    "remove `empty_text` here (a missing image follows `scoring.missing_output`; an unreadable one is never counted)",
+                )
+            )
+        for key in metric.when or {}:
+            if key not in inputs:
+                out.append(
+                    (
+                        ("metrics", i, "when", key),
+                        f"`when` names {key!r}, which is not a declared input",
+                        _did_you_mean(key, list(inputs), "inputs", "or declare it under `inputs:`"),
+                    )
+                )
         for role in ("output", "reference"):
             field = getattr(metric, role)
             if field not in inputs:

@@ -77,7 +77,7 @@ def leaderboard(db: Path, options: Bootstrap, rubric_id: str | None = None) -> t
                round(l.score, 4) AS score, round(c.ci_low, 4) AS ci_low, round(c.ci_high, 4) AS ci_high,
                round(l.accuracy_rate, 4) AS accuracy_rate,
                round(c.accuracy_ci_low, 4) AS accuracy_ci_low, round(c.accuracy_ci_high, 4) AS accuracy_ci_high,
-               l.samples_scored, l.samples_excluded, l.missing_outputs, l.unscored_verdicts, l.status, l.samples_total
+               l.samples_scored, l.samples_excluded, l.missing_outputs, l.unscored_verdicts, l.status, l.samples_total, l.score_note
         FROM leaderboard l
         JOIN leaderboard_bootstrap(resamples := ?, seed := ?, level := ?) c USING (run_id, dimension)
         {"WHERE l.rubric_id = ?" if rubric_id else ""}

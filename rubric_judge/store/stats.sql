@@ -28,16 +28,19 @@
 -- mean over the sample's scored replicates; `passed` (pass_rate rubrics, overall only) is the
 -- share of those replicates that passed. Means are taken in replicate order so that they are
 -- the same bits on every execution (see _bootstrap_step).
+-- A run or dimension where the judge gave no valid verdict (views.sql `_unjudged`) has no
+-- scored sample, so neither a score nor an interval: as the leaderboard view.
 CREATE OR REPLACE VIEW _sample_scores AS
 SELECT run_id, 'overall' AS dimension, sample_id, avg(score ORDER BY replicate) AS score, avg(passed::INTEGER) AS passed
 FROM task_scores
 WHERE NOT excluded AND score IS NOT NULL
+  AND run_id NOT IN (SELECT run_id FROM _unjudged WHERE dimension = 'overall')
 GROUP BY run_id, sample_id
 UNION ALL
-SELECT run_id, dimension, sample_id, avg(score ORDER BY replicate) AS score, NULL AS passed
-FROM dimension_scores
-WHERE NOT excluded AND score IS NOT NULL
-GROUP BY run_id, dimension, sample_id;
+SELECT d.run_id, d.dimension, d.sample_id, avg(d.score ORDER BY d.replicate) AS score, NULL AS passed
+FROM dimension_scores d ANTI JOIN _unjudged u ON u.run_id = d.run_id AND u.dimension = d.dimension
+WHERE NOT d.excluded AND d.score IS NOT NULL
+GROUP BY d.run_id, d.dimension, d.sample_id;
 
 -- Position (0-based) drawn by draw j of resample b in a group of n samples.
 CREATE OR REPLACE MACRO _bootstrap_pick(seed, b, j, n) AS

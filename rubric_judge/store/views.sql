@@ -70,35 +70,64 @@ SELECT run_id, sample_id, replicate, dimension, method,
            OR (method = 'weighted_points' AND positive_points IS NULL AND NOT missing_output) AS excluded
 FROM per_dimension;
 
+-- "No number from nothing": a run (overall) or a dimension in which the judge never gave a valid
+-- verdict -- every verdict it was asked for is `unscored` or `error` -- and whose policy leaves
+-- those out (`unscored: exclude`) has no judge score. Without this, its score would be computed
+-- from the missing outputs alone (0 under `missing_output: fail`), a number from nothing.
+-- `failed` is how many verdicts the judge failed to give there.
+CREATE OR REPLACE MACRO _unjudged_note(failed) AS
+    CASE WHEN failed IS NOT NULL THEN 'no judge score: the judge gave no valid verdict (' || failed::VARCHAR
+         || ' unscored or failed); the missing outputs alone are not a score' END;
+
+CREATE OR REPLACE VIEW _unjudged AS
+WITH per AS (
+    SELECT v.run_id, 'overall' AS dimension, v.status, r.unscored_policy FROM verdicts v JOIN runs r USING (run_id)
+    UNION ALL
+    SELECT v.run_id, v.dimension, v.status, r.unscored_policy FROM verdicts v JOIN runs r USING (run_id)
+)
+SELECT run_id, dimension, count(*) FILTER (WHERE status IN ('error', 'unscored')) AS failed
+FROM per
+GROUP BY run_id, dimension
+HAVING count(*) FILTER (WHERE status = 'ok') = 0
+   AND count(*) FILTER (WHERE status IN ('error', 'unscored')) > 0
+   AND any_value(unscored_policy) = 'exclude';
+
 -- `status` is the run's (running | finished | stopped | interrupted | failed): anything but
 -- finished means the scores cover only part of the work. `samples_total` is the number of
 -- samples in the run's manifest, so samples_scored / samples_total is its coverage.
+-- `score` (and accuracy_rate) is NULL, samples_scored 0, and `score_note` says why where the
+-- judge gave no valid verdict at all (_unjudged); score_note is NULL otherwise.
 -- A judge panel is one row (its combined verdicts, judge_model `panel:<rule>(<judges>)`); its
 -- members' runs and bias-probe runs are left out (same model and judge as other rows; read
 -- them in task_scores or with `rubric-judge agree`).
 CREATE OR REPLACE VIEW leaderboard AS
 WITH totals AS (SELECT run_id, count(*) AS samples_total FROM samples GROUP BY run_id)
 SELECT r.run_id, r.rubric_id, r.rubric_version, r.model_name, r.judge_model, 'overall' AS dimension,
-       avg(t.score) FILTER (WHERE NOT t.excluded) AS score,
-       CASE WHEN any_value(t.method) = 'pass_rate' THEN avg(t.passed::INTEGER) FILTER (WHERE NOT t.excluded AND t.passed IS NOT NULL) END AS accuracy_rate,
-       count(*) FILTER (WHERE NOT t.excluded AND t.score IS NOT NULL) AS samples_scored,
+       CASE WHEN any_value(u.failed) IS NULL THEN avg(t.score) FILTER (WHERE NOT t.excluded) END AS score,
+       CASE WHEN any_value(t.method) = 'pass_rate' AND any_value(u.failed) IS NULL
+            THEN avg(t.passed::INTEGER) FILTER (WHERE NOT t.excluded AND t.passed IS NOT NULL) END AS accuracy_rate,
+       CASE WHEN any_value(u.failed) IS NULL THEN count(*) FILTER (WHERE NOT t.excluded AND t.score IS NOT NULL) ELSE 0 END AS samples_scored,
        count(*) FILTER (WHERE t.excluded) AS samples_excluded,
        count(*) FILTER (WHERE t.missing_output) AS missing_outputs,
        coalesce(sum(t.unscored), 0) AS unscored_verdicts,
-       r.status, coalesce(any_value(n.samples_total), 0) AS samples_total
+       r.status, coalesce(any_value(n.samples_total), 0) AS samples_total,
+       _unjudged_note(any_value(u.failed)) AS score_note
 FROM runs r JOIN task_scores t USING (run_id) LEFT JOIN totals n USING (run_id)
+LEFT JOIN _unjudged u ON u.run_id = r.run_id AND u.dimension = 'overall'
 WHERE coalesce(r.role, 'run') IN ('run', 'panel')
 GROUP BY ALL
 UNION ALL
 SELECT r.run_id, r.rubric_id, r.rubric_version, r.model_name, r.judge_model, d.dimension,
-       avg(d.score) FILTER (WHERE NOT d.excluded) AS score,
+       CASE WHEN any_value(u.failed) IS NULL THEN avg(d.score) FILTER (WHERE NOT d.excluded) END AS score,
        NULL AS accuracy_rate,
-       count(*) FILTER (WHERE NOT d.excluded AND d.score IS NOT NULL) AS samples_scored,
+       CASE WHEN any_value(u.failed) IS NULL THEN count(*) FILTER (WHERE NOT d.excluded AND d.score IS NOT NULL) ELSE 0 END AS samples_scored,
        count(*) FILTER (WHERE d.excluded) AS samples_excluded,
        count(*) FILTER (WHERE d.missing_output) AS missing_outputs,
        coalesce(sum(d.unscored), 0) AS unscored_verdicts,
-       r.status, coalesce(any_value(n.samples_total), 0) AS samples_total
+       r.status, coalesce(any_value(n.samples_total), 0) AS samples_total,
+       _unjudged_note(any_value(u.failed)) AS score_note
 FROM runs r JOIN dimension_scores d USING (run_id) LEFT JOIN totals n USING (run_id)
+LEFT JOIN _unjudged u ON u.run_id = r.run_id AND u.dimension = d.dimension
 WHERE coalesce(r.role, 'run') IN ('run', 'panel')
 GROUP BY ALL;
 
