@@ -175,14 +175,14 @@ def bench_small_job(args, tmp: Path, server: Server) -> list[dict]:
     rows = []
     for repeat in range(args.repeats):
         server.ask("clear")
-        official, done = _timed([sys.executable, "-c", _OFFICIAL_CLIENT, server.base_url, str(job_file), str(args.concurrency)])
+        official, _ = _timed([sys.executable, "-c", _OFFICIAL_CLIENT, server.base_url, str(job_file), str(args.concurrency)])
         official_requests = int(server.ask("count"))
         cache_dir, db = tmp / f"cache-{repeat}", tmp / f"runs-{repeat}.duckdb"
         server.ask("clear")
-        ours, done = _timed(score_argv(tasks_dir, manifest, outputs, server.base_url, args.concurrency, db, cache_dir))
+        ours, _ = _timed(score_argv(tasks_dir, manifest, outputs, server.base_url, args.concurrency, db, cache_dir))
         our_requests = int(server.ask("count"))
         server.ask("clear")
-        cached, done = _timed(score_argv(tasks_dir, manifest, outputs, server.base_url, args.concurrency, db, cache_dir))
+        cached, _ = _timed(score_argv(tasks_dir, manifest, outputs, server.base_url, args.concurrency, db, cache_dir))
         cached_requests = int(server.ask("count"))
         rows.append({"official": official, "ours": ours, "cached": cached, "official_requests": official_requests,
                      "our_requests": our_requests, "cached_requests": cached_requests})

@@ -26,7 +26,15 @@ from rubric_judge.cache.verdicts import CacheMode, VerdictCache
 from rubric_judge.errors import Location, Problem, UserError
 from rubric_judge.judge.executor import Executor, ExecutorSettings, Outcome, Progress
 from rubric_judge.judge.transport import NO_KEY, provider_api_key, resolve_transport
-from rubric_judge.planning.compile import JudgeTarget, SamplePlan, build_plan, image_header_problems, match_rubrics, plan_samples
+from rubric_judge.planning.compile import (
+    JudgeTarget,
+    SamplePlan,
+    build_plan,
+    image_header_problems,
+    match_rubrics,
+    outline_sample,
+    plan_samples,
+)
 from rubric_judge.planning.job import Job, load_job
 from rubric_judge.planning.probe import PROBES, check_probe, probed_plan, swapped_rubrics
 from rubric_judge.redaction import redact_url, register_secret, register_url, url_without_userinfo
@@ -516,7 +524,9 @@ async def _run_judge(options: ScoreOptions, job: Job, emit: ProgressCallback, li
         store = ResultStore(options.db)
         run_id = store.begin_run(RunInfo(base, options.model, judge_model, identity_base, config, link.role, link.parent_run_id, link.probe))
         try:
-            progress = await _execute(Executor(cache, settings), planner, store, run_id, options.replicates, metrics, emit)
+            # Before judging, from the outline (no image read), so an interrupted run shows its coverage.
+            store.write_samples(run_id, planner.outline, options.replicates)
+            progress = await _execute(Executor(cache, settings), planner, store, run_id, metrics, emit)
         except BaseException as exc:
             if isinstance(exc, StorageError):
                 status, detail = "failed", exc.problems[0].message
@@ -620,6 +630,7 @@ class _Planner:
             # Each problem names its sample and file; nothing has been judged or written yet.
             raise UserError([*problems, Problem(Location(None), "fix the problems above before scoring (nothing was judged or written)")])
         self.pairs = pairs
+        self.outline = [outline_sample(rubric, sample) for rubric, sample in pairs]
 
     async def plan_all(self) -> None:
         """Plan every sample before judging: for a cost limit, checked against the estimate."""
@@ -718,7 +729,7 @@ def _probed_sample(sample_plan: SamplePlan) -> SamplePlan:
     return probed_plan(Plan((sample_plan,))).samples[0]
 
 
-async def _execute(executor: Executor, planner: _Planner, store, run_id: str, replicates: int, metrics: _MetricsJob | None,
+async def _execute(executor: Executor, planner: _Planner, store, run_id: str, metrics: _MetricsJob | None,
                    emit: ProgressCallback) -> Progress:
     progress = Progress()
     buffer: list[Outcome] = []
@@ -745,8 +756,6 @@ async def _execute(executor: Executor, planner: _Planner, store, run_id: str, re
         await executor.run_async(planner.stream(), progress)
     finally:
         flush()
-    # Written once every sample is planned (the samples table needs each sample's plan).
-    store.write_samples(run_id, planner.samples, replicates)
     if metrics is not None:
         store.write_metrics(run_id, await metrics.wait())
     return progress

@@ -90,6 +90,8 @@ class SamplePlan:
     calls: tuple[JudgeCall, ...]
     # Criteria not judged because the model produced no output for this sample.
     unjudged: tuple[Criterion, ...] = ()
+    # The criteria that apply to the sample, for an outline (`outline_sample`) that has no calls yet.
+    criteria: tuple[Criterion, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -118,6 +120,15 @@ def group_criteria(rubric: Rubric, criteria: list[Criterion], mode: Batching) ->
         if members:
             groups.append((dim.id, dim, members))
     return groups
+
+
+def outline_sample(rubric: Rubric, sample: Sample) -> SamplePlan:
+    """A sample's plan without its calls (no image is read): what the samples and criteria
+    tables need, written before judging starts so an interrupted run still shows its coverage."""
+    criteria = tuple(applicable_criteria(rubric, sample))
+    if sample.missing_outputs:
+        return SamplePlan(sample, rubric, (), criteria)
+    return SamplePlan(sample, rubric, (), (), criteria)
 
 
 def compile_sample(rubric: Rubric, sample: Sample, target: JudgeTarget, mode: Batching | None = None, replicates: int = 1) -> SamplePlan:

@@ -362,7 +362,7 @@ def criterion_rows(run_id: str, plans: Sequence[SamplePlan]) -> list[list[Any]]:
         position = {c.id: i for i, c in enumerate(plan.rubric.criteria)}
         names = {d.id: d.title for d in plan.rubric.dimensions}
         seen: dict[str, Criterion] = {}
-        for criterion in (*(c for call in plan.calls for c in call.criteria), *plan.unjudged):
+        for criterion in (*(c for call in plan.calls for c in call.criteria), *plan.unjudged, *plan.criteria):
             seen.setdefault(criterion.id, criterion)
         rows.extend([run_id, plan.sample.id, c.id, position.get(c.id, len(position)), c.dimension, names.get(c.dimension), c.weight, c.text]
                     for c in seen.values())
