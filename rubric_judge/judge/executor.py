@@ -143,8 +143,8 @@ class Executor:
     async def _run_pending(self, queue: asyncio.Queue[JudgeCall | None], structured_output: str, progress: Progress, outcomes: list[Outcome]) -> None:
         from rubric_judge.judge.messages import build_messages, instructor_client
         from rubric_judge.judge.transport import completion_function
+        from rubric_judge.planning.response import prepare_response_models
 
-        pacer = Pacer(self.settings.requests_per_minute, WARM_UP_FLOOR_S[self.settings.transport])
         reachability = Reachability(self.settings.max_unreachable, progress)
         finished = False
 
@@ -173,6 +173,11 @@ class Executor:
 
         async with completion_function(self.settings.transport, self.settings.api_base, self.settings.api_key, self.settings.concurrency) as completion:
             client = instructor_client(completion, structured_output)
+            # Pay the judge stack's imports (instructor's base pulls in the OpenAI SDK's types:
+            # seconds of CPU) before the pacer starts counting judging CPU: counted, they read as
+            # the cost of the first calls and space the next starts seconds apart.
+            prepare_response_models()
+            pacer = Pacer(self.settings.requests_per_minute, WARM_UP_FLOOR_S[self.settings.transport])
             workers = [asyncio.create_task(worker(client)) for _ in range(self.settings.concurrency)]
             try:
                 await asyncio.gather(*workers)

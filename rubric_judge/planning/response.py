@@ -66,6 +66,13 @@ def _instructor_base() -> type[BaseModel]:
     return JudgeVerdicts
 
 
+def prepare_response_models() -> None:
+    """Import what validating answers needs (instructor's base, the OpenAI SDK's chat types)
+    now, once, rather than inside the first judge call."""
+    _instructor_base()
+    import openai.types.chat  # noqa: F401  # instructor parses answers into these
+
+
 def _fields(criteria: tuple[tuple[str, str], ...], verdict: VerdictSpec) -> dict[str, Any]:
     answer = answer_model(verdict)
     return {f"criterion_{index}": (answer, Field(alias=criterion_id, description=text)) for index, (criterion_id, text) in enumerate(criteria)}
