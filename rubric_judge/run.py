@@ -26,20 +26,28 @@ from rubric_judge.cache.verdicts import CacheMode, VerdictCache
 from rubric_judge.errors import Location, Problem, UserError
 from rubric_judge.judge.executor import Executor, ExecutorSettings, Outcome, Progress
 from rubric_judge.judge.transport import NO_KEY, provider_api_key, resolve_transport
-from rubric_judge.llm import litellm_module
-from rubric_judge.metrics import MetricCache, compute_run_metrics, metric_groups
-from rubric_judge.planning.compile import JudgeTarget, build_plan
+from rubric_judge.planning.compile import (
+    JudgeTarget,
+    SamplePlan,
+    build_plan,
+    image_header_problems,
+    match_rubrics,
+    outline_sample,
+    plan_samples,
+)
 from rubric_judge.planning.job import Job, load_job
 from rubric_judge.planning.probe import PROBES, check_probe, probed_plan, swapped_rubrics
 from rubric_judge.redaction import redact_url, register_secret, register_url, url_without_userinfo
 from rubric_judge.store.panel import PANEL_RULES
 
 if TYPE_CHECKING:
+    from rubric_judge.metrics import MetricCache
     from rubric_judge.store.results import Results
 
 FLUSH_EVERY = 25
 FLUSH_SECONDS = 1.0
 OFFLINE = "offline"  # judge="offline": the built-in deterministic judge (not a VLM), for demos and tests
+NO_JUDGE = "none"  # judge model and transport of a run of a metrics-only rubric
 
 
 # Progress events, in the order a run emits them. Metrics events come from the metrics thread.
@@ -72,7 +80,14 @@ class JudgeChosen:
 
 @dataclass(frozen=True)
 class Planned:
-    """The run's calls are compiled: how many, how many the cache already answers, the estimate."""
+    """How many calls the run makes, how many the cache already answers, the estimate.
+
+    Planning streams into judging, so a run emits this first when judging starts
+    (`complete=False`: the counts so far; later samples are still being prepared) and again
+    with the final counts once every sample is planned (`complete=True`). A run with a cost
+    limit plans everything first (the estimate must be known before any call) and emits only
+    the complete one.
+    """
 
     calls: int
     cached: int
@@ -80,6 +95,7 @@ class Planned:
     estimated_cost_usd: float | None
     metric_groups: int
     metric_groups_done: int
+    complete: bool = True
 
 
 @dataclass(frozen=True)
@@ -447,24 +463,27 @@ async def _run_panel(options: ScoreOptions, job: Job, emit: ProgressCallback) ->
 
 async def _run_judge(options: ScoreOptions, job: Job, emit: ProgressCallback, link: _Link = _Link(), with_metrics: bool = True) -> RunResult:
     """One judge's run: plan, judge (cache first), store; a probe run judges the probed calls."""
-    from rubric_judge.planning.estimate import estimate_calls
     from rubric_judge.store.db import ResultStore, RunInfo, StorageError
 
     rubrics = swapped_rubrics(job.rubrics) if link.probe == "swap-images" else job.rubrics
     base = rubrics[0]
     specs = base.metrics if with_metrics else []
+    if specs:  # torch and the metric stack only for a rubric with metrics
+        from rubric_judge.metrics import MetricCache
     # Opened only for a rubric with metrics: nothing to read or warn about otherwise.
     metric_cache = MetricCache(options.cache_dir, writes=options.cache.writes) if specs and options.cache is not CacheMode.off else None
     # Metrics need only the samples: start them now, so they overlap planning and judging.
     metrics = _MetricsJob(specs, job.samples, options.device, metric_cache, emit) if specs else None
     server = None
-    if options.offline:
+    if not base.judged:
+        # A metrics-only rubric: no judge, no server, no calls.
+        judge_model, identity_base, transport_base, api_key = NO_JUDGE, None, None, None
+    elif options.offline:
         from rubric_judge.judge.offline import OFFLINE_JUDGE_API_KEY, OFFLINE_JUDGE_MODEL, start_offline_judge
+        from rubric_judge.planning.estimate import register_price
 
         server = start_offline_judge()
-        # The offline judge is free; tell litellm's price map so costs read $0, not "unknown".
-        free = dict.fromkeys(("input_cost_per_token", "output_cost_per_token", "cache_creation_input_token_cost", "cache_read_input_token_cost"), 0.0)
-        litellm_module().register_model({OFFLINE_JUDGE_MODEL: {**free, "litellm_provider": "openai", "mode": "chat"}})
+        register_price(OFFLINE_JUDGE_MODEL, 0.0, 0.0)  # the offline judge is free: costs read $0, not "unknown"
         judge_model, identity_base, transport_base, api_key = OFFLINE_JUDGE_MODEL, "builtin:offline", server.base_url, OFFLINE_JUDGE_API_KEY
     else:
         judge_model = options.judge or base.judge.model
@@ -479,28 +498,19 @@ async def _run_judge(options: ScoreOptions, job: Job, emit: ProgressCallback, li
     try:
         # The offline judge is there to run the whole real path, so `auto` takes it through litellm.
         requested = "litellm" if options.offline and options.transport == "auto" else options.transport
-        transport = resolve_transport(requested, judge_model, transport_base)
-        emit(JudgeChosen(judge_model, redact_url(options.api_base), transport, options.offline))
+        transport = resolve_transport(requested, judge_model, transport_base) if base.judged else NO_JUDGE
+        if base.judged:
+            emit(JudgeChosen(judge_model, redact_url(options.api_base), transport, options.offline))
         target = JudgeTarget(judge_model, identity_base, options.max_image_side)
-        plan = await asyncio.to_thread(build_plan, rubrics, job.samples, target, None, options.replicates)
-        if link.probe is not None:
-            plan = probed_plan(plan)
-        if plan.problems:
-            # Each problem names its sample and file; nothing has been judged or written yet.
-            raise UserError([*plan.problems, Problem(Location(None), "fix the problems above before scoring (nothing was judged or written)")])
         cache = VerdictCache(options.cache_dir, options.cache)
-        calls = plan.calls
-        uncached = [c for c in calls if cache.get(c.cache_key) is None]
-        estimate = estimate_calls(uncached, judge_model) if uncached and not options.offline else None
-        if options.max_cost is not None and estimate is not None:
-            if estimate.cost_usd is None:
-                raise UserError(Problem(Location(None), f"given, but {judge_model} has no price in litellm's map, so the cost cannot be estimated",
-                                        field="max_cost", fix="leave out the cost limit, or use a judge model with a known price"))
-            if estimate.cost_usd > options.max_cost:
-                raise UserError(Problem(Location(None), f"estimated cost ${estimate.cost_usd:.4f} for {len(uncached)} uncached calls exceeds "
-                                        f"the limit of ${options.max_cost}", field="max_cost", fix="raise the limit, or score fewer samples"))
-        emit(Planned(len(calls), len(calls) - len(uncached), len(plan.samples), estimate.cost_usd if estimate else None,
-                     metrics.groups if metrics else 0, metrics.done if metrics else 0))
+        planner = _Planner(rubrics, job, target, options, link, metrics, emit, cache)
+        try:
+            await planner.check()
+            if options.max_cost is not None:
+                await planner.plan_all()  # the estimate must be known before the first call
+        except BaseException:
+            cache.close()
+            raise
         settings = ExecutorSettings(
             concurrency=options.concurrency, requests_per_minute=options.rpm, timeout_s=options.timeout,
             api_key=api_key, max_cost_usd=options.max_cost, api_base=transport_base, transport=transport,
@@ -514,8 +524,9 @@ async def _run_judge(options: ScoreOptions, job: Job, emit: ProgressCallback, li
         store = ResultStore(options.db)
         run_id = store.begin_run(RunInfo(base, options.model, judge_model, identity_base, config, link.role, link.parent_run_id, link.probe))
         try:
-            store.write_samples(run_id, plan.samples, options.replicates)
-            progress = await _execute(Executor(cache, settings), calls, store, run_id, metrics, emit)
+            # Before judging, from the outline (no image read), so an interrupted run shows its coverage.
+            store.write_samples(run_id, planner.outline, options.replicates)
+            progress = await _execute(Executor(cache, settings), planner, store, run_id, metrics, emit)
         except BaseException as exc:
             if isinstance(exc, StorageError):
                 status, detail = "failed", exc.problems[0].message
@@ -532,7 +543,12 @@ async def _run_judge(options: ScoreOptions, job: Job, emit: ProgressCallback, li
             cache.close()
             if metric_cache is not None:
                 metric_cache.close()
-        if progress.judge_unreachable:
+        if planner.problems:
+            # An image that passed the header check but cannot be decoded: its sample was not judged.
+            first = planner.problems[0]
+            status, detail = "failed", (f"{len(planner.problems)} sample(s) could not be planned and were not judged, e.g. "
+                                        f"{first.location}: {first.message}; fix them and run again (judged calls are cached)")
+        elif progress.judge_unreachable:
             status, detail = "failed", progress.judge_unreachable
         elif progress.budget_reached:
             status, detail = "stopped", "the cost budget (max_cost) was reached; run again with a higher one to finish (cached calls are free)"
@@ -556,6 +572,8 @@ class _MetricsJob:
     waits on the network, the metrics on CPU/GPU, so the two overlap."""
 
     def __init__(self, specs, samples, device: str, cache: MetricCache | None, emit: ProgressCallback):
+        from rubric_judge.metrics import metric_groups
+
         self.specs, self.samples, self.device, self.cache, self.emit = specs, samples, device, cache, emit
         self.groups = len(metric_groups(specs))
         self.done = 0
@@ -566,6 +584,8 @@ class _MetricsJob:
 
     def _work(self) -> None:
         try:
+            from rubric_judge.metrics import compute_run_metrics
+
             self.rows = compute_run_metrics(self.specs, self.samples, self.device, self.cache, self._group_done)
         except BaseException as exc:  # re-raised in the main thread after the judge calls are stored
             self.error = exc
@@ -581,7 +601,136 @@ class _MetricsJob:
         return self.rows
 
 
-async def _execute(executor: Executor, calls, store, run_id: str, metrics: _MetricsJob | None, emit: ProgressCallback) -> Progress:
+class _Planner:
+    """The run's plan, streamed: checked up front (cheap), then compiled sample by sample on a
+    thread pool while the executor judges the calls already planned.
+
+    Problems that planning finds are handled in two tiers. Everything cheap is checked before
+    anything is judged or written, and stops the run with exit 2 as before: samples without a
+    rubric, and every judged image's file, format and declared size (its header only). An image
+    that passes those checks but cannot be decoded, or a template that cannot render for one
+    sample, is found while judging runs: that sample is not judged, the problem is kept in
+    `problems`, and the run ends `failed` naming it (exit 1; the calls judged are cached).
+    """
+
+    def __init__(self, rubrics, job: Job, target: JudgeTarget, options: ScoreOptions, link: _Link, metrics, emit: ProgressCallback, cache: VerdictCache):
+        self.rubrics, self.job, self.target, self.options, self.link = rubrics, job, target, options, link
+        self.metrics, self.emit, self.cache = metrics, emit, cache
+        self.pairs: list = []
+        self.samples: list[SamplePlan] = []
+        self.problems: list[Problem] = []
+        self.calls = self.cached = 0
+        self._planned: list[SamplePlan] | None = None
+
+    async def check(self) -> None:
+        pairs, problems = match_rubrics(self.rubrics, self.job.samples)
+        if self.rubrics[0].judged:
+            problems += await asyncio.to_thread(image_header_problems, pairs)
+        if problems:
+            # Each problem names its sample and file; nothing has been judged or written yet.
+            raise UserError([*problems, Problem(Location(None), "fix the problems above before scoring (nothing was judged or written)")])
+        self.pairs = pairs
+        self.outline = [outline_sample(rubric, sample) for rubric, sample in pairs]
+
+    async def plan_all(self) -> None:
+        """Plan every sample before judging: for a cost limit, checked against the estimate."""
+        plan = await asyncio.to_thread(build_plan, self.rubrics, self.job.samples, self.target, None, self.options.replicates)
+        if self.link.probe is not None:
+            plan = probed_plan(plan)
+        if plan.problems:
+            raise UserError([*plan.problems, Problem(Location(None), "fix the problems above before scoring (nothing was judged or written)")])
+        uncached = [c for c in plan.calls if self.cache.get(c.cache_key) is None]
+        estimate = self._estimate(uncached)
+        if estimate is not None and estimate.cost_usd is None:
+            raise UserError(Problem(Location(None), f"given, but {self.target.model} has no price in litellm's map, so the cost cannot be estimated",
+                                    field="max_cost", fix="leave out the cost limit, or use a judge model with a known price"))
+        if estimate is not None and estimate.cost_usd > self.options.max_cost:
+            raise UserError(Problem(Location(None), f"estimated cost ${estimate.cost_usd:.4f} for {len(uncached)} uncached calls exceeds "
+                                    f"the limit of ${self.options.max_cost}", field="max_cost", fix="raise the limit, or score fewer samples"))
+        self._planned = list(plan.samples)
+        self._final_estimate = estimate.cost_usd if estimate else None
+
+    def _estimate(self, uncached):
+        """The cost estimate of the uncached calls; None when there is nothing to estimate, or
+        (without a cost limit) when the judge has no known price: litellm's token counter is
+        then not worth its import."""
+        from rubric_judge.planning.estimate import estimate_calls, has_price
+
+        if not uncached or self.options.offline or (self.options.max_cost is None and not has_price(self.target.model)):
+            return None
+        return estimate_calls(uncached, self.target.model)
+
+    def _planned_event(self, complete: bool, estimate: float | None = None) -> Planned:
+        metrics = self.metrics
+        return Planned(self.calls, self.cached, len(self.samples) if complete else len(self.job.samples), estimate,
+                       metrics.groups if metrics else 0, metrics.done if metrics else 0, complete)
+
+    async def stream(self):
+        """The calls, sample by sample as they are planned (cache lookups are the executor's)."""
+        if self._planned is not None:
+            sample_plans = self._planned
+            self.samples = list(sample_plans)
+            self.calls = sum(len(s.calls) for s in sample_plans)
+            self.cached = sum(self.cache.get(c.cache_key) is not None for s in sample_plans for c in s.calls)
+            self.emit(self._planned_event(True, self._final_estimate))
+            for sample_plan in sample_plans:
+                for call in sample_plan.calls:
+                    yield call
+            return
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue = asyncio.Queue()
+        done = object()
+        stop = threading.Event()
+
+        def produce() -> None:
+            try:
+                for result in plan_samples(self.pairs, self.target, None, self.options.replicates):
+                    loop.call_soon_threadsafe(queue.put_nowait, result)
+                    if stop.is_set():
+                        break
+            except BaseException as exc:  # raised in the run's task, below
+                loop.call_soon_threadsafe(queue.put_nowait, exc)
+            loop.call_soon_threadsafe(queue.put_nowait, done)
+
+        producer = threading.Thread(target=produce, name="rubric-judge-planner", daemon=True)
+        producer.start()
+        announced = False
+        uncached: list = []
+        try:
+            while (result := await queue.get()) is not done:
+                if isinstance(result, BaseException):
+                    raise result
+                if isinstance(result, Problem):
+                    self.problems.append(result)
+                    continue
+                if self.link.probe is not None:
+                    result = _probed_sample(result)
+                self.samples.append(result)
+                for call in result.calls:
+                    self.calls += 1
+                    if self.cache.get(call.cache_key) is None:
+                        uncached.append(call)
+                    else:
+                        self.cached += 1
+                    if not announced:
+                        self.emit(self._planned_event(False))
+                        announced = True
+                    yield call
+        finally:
+            stop.set()
+        estimate = self._estimate(uncached) if uncached else None
+        self.emit(self._planned_event(True, estimate.cost_usd if estimate else None))
+
+
+def _probed_sample(sample_plan: SamplePlan) -> SamplePlan:
+    """One sample's calls as `probed_plan` keeps them."""
+    from rubric_judge.planning.compile import Plan
+
+    return probed_plan(Plan((sample_plan,))).samples[0]
+
+
+async def _execute(executor: Executor, planner: _Planner, store, run_id: str, metrics: _MetricsJob | None,
+                   emit: ProgressCallback) -> Progress:
     progress = Progress()
     buffer: list[Outcome] = []
     last_flush = [time.monotonic()]
@@ -599,12 +748,12 @@ async def _execute(executor: Executor, calls, store, run_id: str, metrics: _Metr
         buffer.append(outcome)
         if len(buffer) >= FLUSH_EVERY or time.monotonic() - last_flush[0] >= FLUSH_SECONDS:
             flush()
-        emit(CallsProgress(progress.done, len(calls), progress.cache_hits, progress.errors, progress.prompt_tokens + progress.completion_tokens,
+        emit(CallsProgress(progress.done, planner.calls, progress.cache_hits, progress.errors, progress.prompt_tokens + progress.completion_tokens,
                            progress.cost_usd, progress.cost_unknown))
 
     progress.listeners.append(on_outcome)
     try:
-        await executor.run_async(calls, progress)
+        await executor.run_async(planner.stream(), progress)
     finally:
         flush()
     if metrics is not None:

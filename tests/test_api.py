@@ -62,9 +62,13 @@ def test_score_async_reports_progress_events_in_order(tmp_path: Path):
     run = asyncio.run(rj.score_async(EXAMPLE / "tasks", data=EXAMPLE / "manifest.jsonl", outputs=EXAMPLE / "outputs" / "good-model",
                                      model="m", judge="offline", db=tmp_path / "r.duckdb", cache_dir=tmp_path / "cache", on_progress=events.append))
     kinds = [type(e).__name__ for e in events]
-    assert kinds[0] == "JudgeChosen" and kinds[1] == "Planned" and set(kinds[2:]) == {"CallsProgress"}
-    assert events[1].calls == 18 and events[1].cached == 0
-    assert events[-1].done == events[-1].total == 18
+    # Planning streams into judging: a first Planned as judging starts, the complete one once every sample is planned.
+    assert kinds[0] == "JudgeChosen" and kinds[1] == "Planned" and not events[1].complete
+    assert set(kinds[2:]) == {"CallsProgress", "Planned"} and kinds.count("Planned") == 2
+    complete = [e for e in events if type(e).__name__ == "Planned" and e.complete]
+    assert len(complete) == 1 and complete[0].calls == 18 and complete[0].cached == 0 and complete[0].samples == 6
+    calls = [e for e in events if type(e).__name__ == "CallsProgress"]
+    assert calls[-1].done == calls[-1].total == 18
     assert (run.calls, run.cache_hits, run.exit_code) == (18, 0, 0)
     again = rj.score(EXAMPLE / "tasks", data=EXAMPLE / "manifest.jsonl", outputs=EXAMPLE / "outputs" / "good-model",
                      model="m", judge="offline", db=tmp_path / "r.duckdb", cache_dir=tmp_path / "cache")

@@ -36,9 +36,15 @@ class RichProgress:
                 stdout.print(f"Judge: [bold]{escape(event.model)}[/]" + (f" at {escape(event.api_base)}" if event.api_base else "")
                              + f" [dim](transport: {event.transport})[/]")
         elif isinstance(event, Planned):
-            cost = f", estimated ${event.estimated_cost_usd:.4f}" if event.estimated_cost_usd is not None else ""
-            stdout.print(f"{event.calls} judge calls ({event.cached} cached), {event.samples} samples{cost}")
-            self._open(event)
+            # Planning streams into judging: the bar opens with the first calls and its total grows
+            # until the complete plan's counts arrive, which are printed then.
+            if self._bar is None:
+                self._open(event)
+            else:
+                self._bar.update(self._judging, total=event.calls)
+            if event.complete:
+                cost = f", estimated ${event.estimated_cost_usd:.4f}" if event.estimated_cost_usd is not None else ""
+                self._bar.console.print(f"{event.calls} judge calls ({event.cached} cached), {event.samples} samples{cost}")
         elif isinstance(event, CallsProgress) and self._bar is not None:
             cost = f"${event.cost_usd:.4f}" + ("+?" if event.cost_unknown else "")
             stats = f"hits {event.cache_hits}  errors {event.errors}  tokens {event.tokens:,}  {cost}"

@@ -38,7 +38,7 @@ def command(
         verdict = "binary" if rubric.verdict.kind == "binary" else f"scale({rubric.verdict.min}..{rubric.verdict.max})"
         table.add_row(
             _short(file), rubric.rubric, str(rubric.version), rubric.task or "", str(len(rubric.dimensions)),
-            str(len(rubric.criteria)), verdict, rubric.scoring.method.value, "[green]ok[/]",
+            str(len(rubric.criteria)), verdict, rubric.scoring.method.value if rubric.scoring else "metrics only", "[green]ok[/]",
         )
     stdout.print(table)
     if problems:

@@ -15,22 +15,22 @@ what is sent (`messages`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rubric_judge.cache.verdicts import CachedAnswer, VerdictCache
-from rubric_judge.judge.messages import build_messages, instructor_client
 from rubric_judge.judge.pacing import WARM_UP_FLOOR_S, Pacer
 from rubric_judge.judge.retry import Reachability, classify, is_unreachable, usage_tokens
-from rubric_judge.judge.transport import completion_function
-from rubric_judge.llm import litellm_module
-from rubric_judge.planning.compile import JudgeCall
 from rubric_judge.planning.estimate import price
 from rubric_judge.planning.response import verdicts_by_id
 from rubric_judge.redaction import redact, redact_data
+
+if TYPE_CHECKING:
+    from rubric_judge.planning.compile import JudgeCall
 
 
 @dataclass(frozen=True)
@@ -104,36 +104,59 @@ class Executor:
     def run(self, calls: Sequence[JudgeCall], progress: Progress) -> list[Outcome]:
         return asyncio.run(self.run_async(calls, progress))
 
-    async def run_async(self, calls: Sequence[JudgeCall], progress: Progress) -> list[Outcome]:
+    async def run_async(self, calls: Sequence[JudgeCall] | AsyncIterable[JudgeCall], progress: Progress) -> list[Outcome]:
+        """Judge `calls`: each is looked up in the cache as it arrives, the rest are judged.
+
+        `calls` may be a list or an async stream (the planner's, while it still prepares later
+        samples): judging starts with the first uncached call, not after the last one is planned.
+        The judge stack (instructor, the transport and, for `litellm`, litellm) is imported only
+        when a call misses the cache, so a fully cached run never loads it.
+        """
         outcomes: list[Outcome] = []
-        pending: list[JudgeCall] = []
-        for call in calls:
-            hit = self.cache.get(call.cache_key)
-            if hit is None:
-                pending.append(call)
-                continue
-            outcome = Outcome(call, "ok", hit.answer, attempts=0, prompt_tokens=hit.prompt_tokens, completion_tokens=hit.completion_tokens, cost_usd=hit.cost_usd, cache_hit=True)
-            outcomes.append(outcome)
-            progress.record(outcome)
-        if not pending:
-            return outcomes
-        async with completion_function(self.settings.transport, self.settings.api_base, self.settings.api_key, self.settings.concurrency) as completion:
-            client = instructor_client(completion, pending[0].structured_output)
-            await self._run_pending(client, pending, progress, outcomes)
+        queue: asyncio.Queue[JudgeCall | None] = asyncio.Queue()
+        judging: asyncio.Task | None = None
+        try:
+            async for call in _aiter(calls):
+                hit = self.cache.get(call.cache_key)
+                if hit is None:
+                    queue.put_nowait(call)
+                    if judging is None:
+                        judging = asyncio.create_task(self._run_pending(queue, call.structured_output, progress, outcomes))
+                    elif judging.done():
+                        break  # it failed (its error is raised below)
+                    continue
+                outcome = Outcome(call, "ok", hit.answer, attempts=0, prompt_tokens=hit.prompt_tokens, completion_tokens=hit.completion_tokens, cost_usd=hit.cost_usd, cache_hit=True)
+                outcomes.append(outcome)
+                progress.record(outcome)
+                await asyncio.sleep(0)  # let workers pick up queued calls between cache hits
+        except BaseException:
+            if judging is not None:  # planning failed or the run was cancelled: stop the calls in flight
+                judging.cancel()
+                with contextlib.suppress(BaseException):
+                    await judging
+            raise
+        if judging is not None:
+            queue.put_nowait(None)  # planning is done: workers stop once the queue is empty
+            await judging
         return outcomes
 
-    async def _run_pending(self, client: Any, pending: list[JudgeCall], progress: Progress, outcomes: list[Outcome]) -> None:
-        queue: asyncio.Queue[JudgeCall] = asyncio.Queue()
-        for call in pending:
-            queue.put_nowait(call)
-        pacer = Pacer(self.settings.requests_per_minute, WARM_UP_FLOOR_S[self.settings.transport])
-        reachability = Reachability(self.settings.max_unreachable, progress)
+    async def _run_pending(self, queue: asyncio.Queue[JudgeCall | None], structured_output: str, progress: Progress, outcomes: list[Outcome]) -> None:
+        from rubric_judge.judge.messages import build_messages, instructor_client
+        from rubric_judge.judge.transport import completion_function
+        from rubric_judge.planning.response import prepare_response_models
 
-        async def worker() -> None:
+        reachability = Reachability(self.settings.max_unreachable, progress)
+        finished = False
+
+        async def worker(client: Any) -> None:
+            nonlocal finished
             while True:
-                try:
-                    call = queue.get_nowait()
-                except asyncio.QueueEmpty:
+                if finished:
+                    return
+                call = await queue.get()
+                if call is None:
+                    finished = True
+                    queue.put_nowait(None)  # for the other workers
                     return
                 budget = self.settings.max_cost_usd
                 if progress.judge_unreachable:
@@ -142,21 +165,27 @@ class Executor:
                     progress.budget_reached = True
                     outcome = Outcome(call, "skipped", error=f"not run: the cost budget of ${budget} was reached")
                 else:
-                    outcome = await self._judge(client, call, pacer, reachability)
+                    outcome = await self._judge(client, call, pacer, reachability, build_messages)
                     if outcome.status == "ok" and outcome.answer is not None:
                         self.cache.put(call.cache_key, CachedAnswer(outcome.answer, outcome.prompt_tokens, outcome.completion_tokens, outcome.cost_usd, call.model))
                 outcomes.append(outcome)
                 progress.record(outcome)
 
-        workers = [asyncio.create_task(worker()) for _ in range(min(self.settings.concurrency, len(pending)))]
-        try:
-            await asyncio.gather(*workers)
-        finally:
-            for task in workers:
-                task.cancel()
+        async with completion_function(self.settings.transport, self.settings.api_base, self.settings.api_key, self.settings.concurrency) as completion:
+            client = instructor_client(completion, structured_output)
+            # Pay the judge stack's imports (instructor's base pulls in the OpenAI SDK's types:
+            # seconds of CPU) before the pacer starts counting judging CPU: counted, they read as
+            # the cost of the first calls and space the next starts seconds apart.
+            prepare_response_models()
+            pacer = Pacer(self.settings.requests_per_minute, WARM_UP_FLOOR_S[self.settings.transport])
+            workers = [asyncio.create_task(worker(client)) for _ in range(self.settings.concurrency)]
+            try:
+                await asyncio.gather(*workers)
+            finally:
+                for task in workers:
+                    task.cancel()
 
-    async def _judge(self, client: Any, call: JudgeCall, pacer: Pacer, reachability: Reachability) -> Outcome:
-        litellm = litellm_module()
+    async def _judge(self, client: Any, call: JudgeCall, pacer: Pacer, reachability: Reachability, build_messages: Callable) -> Outcome:
         settings = self.settings
         try:
             messages = build_messages(call)
@@ -186,7 +215,7 @@ class Executor:
                 )
             except Exception as exc:
                 pacer.finished()
-                kind, retry_after, message = classify(exc, litellm)
+                kind, retry_after, message = classify(exc)
                 last_error = message
                 reachability.attempt_ended(connected=not is_unreachable(exc), error=message)
                 if reachability.progress.judge_unreachable:
@@ -210,3 +239,12 @@ class Executor:
 
 def _ms(started: float) -> float:
     return (time.perf_counter() - started) * 1000.0
+
+
+async def _aiter(calls: Sequence[JudgeCall] | AsyncIterable[JudgeCall]):
+    if isinstance(calls, AsyncIterable):
+        async for call in calls:
+            yield call
+    else:
+        for call in calls:
+            yield call

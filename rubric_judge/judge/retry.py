@@ -65,8 +65,25 @@ def is_unreachable(exc: BaseException | None) -> bool:
     return False
 
 
-def classify(exc: BaseException, litellm: Any) -> tuple[str, float | None, str]:
-    """(transient | invalid | fatal, Retry-After seconds, message) for a failed attempt."""
+# Exception classes, by name anywhere in their class hierarchy, as litellm and the OpenAI SDK
+# name them: matched by name so that classifying needs neither library imported (the direct
+# transport never loads litellm).
+_TIMEOUTS = {"Timeout", "APITimeoutError", "TimeoutError"}
+_RATE_LIMITED = {"RateLimitError"}
+_SERVER_ERRORS = {"InternalServerError", "ServiceUnavailableError", "APIConnectionError", "BadGatewayError"}
+
+
+def _named(exc: BaseException, names: set[str]) -> bool:
+    return any(cls.__name__ in names for cls in type(exc).__mro__)
+
+
+def classify(exc: BaseException, litellm: Any = None) -> tuple[str, float | None, str]:
+    """(transient | invalid | fatal, Retry-After seconds, message) for a failed attempt.
+
+    Args:
+        exc: what the attempt raised.
+        litellm: unused; kept so older callers still work (classes are matched by name).
+    """
     from instructor.core import IncompleteOutputException, InstructorRetryException
 
     if isinstance(exc, IncompleteOutputException):
@@ -76,16 +93,15 @@ def classify(exc: BaseException, litellm: Any) -> tuple[str, float | None, str]:
         cause = exc.__cause__ or exc.__context__
         inner = _unwrap(cause)
         if inner is not None and not _is_validation(inner):
-            return classify(inner, litellm)
+            return classify(inner)
         return "invalid", None, f"invalid answer after {exc.n_attempts} attempt(s): {_short(exc)}"
-    if isinstance(exc, asyncio.TimeoutError | litellm.Timeout):
+    if isinstance(exc, asyncio.TimeoutError) or _named(exc, _TIMEOUTS):
         return "transient", None, "timed out"
     if isinstance(exc, JudgeConnectionError):
         return "transient", None, f"no usable answer: {_short(exc)}"
-    if isinstance(exc, litellm.RateLimitError):
+    if _named(exc, _RATE_LIMITED):
         return "transient", _retry_after(exc), f"rate limited (429): {_short(exc)}"
-    transient = (litellm.InternalServerError, litellm.ServiceUnavailableError, litellm.APIConnectionError, litellm.BadGatewayError)
-    if isinstance(exc, transient):
+    if _named(exc, _SERVER_ERRORS):
         return "transient", _retry_after(exc), f"server error: {_short(exc)}"
     status = getattr(exc, "status_code", None)
     if isinstance(status, int) and (status == 429 or status >= 500):

@@ -8,13 +8,15 @@ output gets no call: it is reported as missing, and scored by the rubric's expli
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from rubric_judge.cache.key import cache_key
 from rubric_judge.errors import Location, Problem
-from rubric_judge.imageio import ImageError
+from rubric_judge.imageio import ImageError, open_image, sniff_media_type
 from rubric_judge.planning.images import ImageInfo, image_info
 from rubric_judge.planning.response import response_model, response_schema
 from rubric_judge.planning.samples import Sample
@@ -88,6 +90,8 @@ class SamplePlan:
     calls: tuple[JudgeCall, ...]
     # Criteria not judged because the model produced no output for this sample.
     unjudged: tuple[Criterion, ...] = ()
+    # The criteria that apply to the sample, for an outline (`outline_sample`) that has no calls yet.
+    criteria: tuple[Criterion, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -118,13 +122,23 @@ def group_criteria(rubric: Rubric, criteria: list[Criterion], mode: Batching) ->
     return groups
 
 
+def outline_sample(rubric: Rubric, sample: Sample) -> SamplePlan:
+    """A sample's plan without its calls (no image is read): what the samples and criteria
+    tables need, written before judging starts so an interrupted run still shows its coverage."""
+    criteria = tuple(applicable_criteria(rubric, sample))
+    if sample.missing_outputs:
+        return SamplePlan(sample, rubric, (), criteria)
+    return SamplePlan(sample, rubric, (), (), criteria)
+
+
 def compile_sample(rubric: Rubric, sample: Sample, target: JudgeTarget, mode: Batching | None = None, replicates: int = 1) -> SamplePlan:
     criteria = applicable_criteria(rubric, sample)
     if sample.missing_outputs:
         return SamplePlan(sample, rubric, (), tuple(criteria))
-    images = _image_parts(rubric, sample, target)
+    groups = group_criteria(rubric, criteria, mode or rubric.judge.mode)
+    images = _image_parts(rubric, sample, target) if groups else []  # no call, no image to encode (a metrics-only rubric)
     calls = []
-    for group, dimension, members in group_criteria(rubric, criteria, mode or rubric.judge.mode):
+    for group, dimension, members in groups:
         context = template_context(rubric, sample.id, dict(sample.fields), members, dimension)
         try:
             system = templates.render(rubric.system, context) if rubric.system else None
@@ -225,16 +239,99 @@ def match_rubrics(rubrics: Sequence[Rubric], samples: Iterable[Sample]) -> tuple
     return pairs, problems
 
 
+def planning_workers() -> int:
+    """Threads that prepare images: one per core (decoding, drawing and PNG encoding run in
+    Pillow's C code, which releases the GIL, so threads use every core)."""
+    return max(1, min(32, os.cpu_count() or 1))
+
+
+def plan_samples(
+    pairs: Sequence[tuple[Rubric, Sample]], target: JudgeTarget, mode: Batching | None = None, replicates: int = 1, workers: int | None = None
+) -> Iterator[SamplePlan | Problem]:
+    """Each (rubric, sample) pair's plan, or the problem that stops it, in the pairs' order, as
+    soon as it is ready: the pairs are compiled on a thread pool (image load, encode and hash
+    on every core), so a consumer can start judging the first samples while later ones are
+    still being prepared.
+
+    Args:
+        pairs: from `match_rubrics`.
+        target, mode, replicates: as for `compile_sample`.
+        workers: threads (default: `planning_workers()`).
+
+    Yields:
+        A `SamplePlan`, or a `Problem` naming the sample's file for an image that cannot be
+        encoded or a template that cannot render for it.
+    """
+
+    def one(pair: tuple[Rubric, Sample]) -> SamplePlan | Problem:
+        rubric, sample = pair
+        try:
+            return compile_sample(rubric, sample, target, mode, replicates)
+        except ImageError as exc:
+            return Problem(sample.source, str(exc), fix="replace or remove the image")
+        except TemplateRenderError as exc:
+            return Problem(sample.source, str(exc), fix="guard optional values with {% if ... %} in the template")
+
+    count = workers or planning_workers()
+    if count == 1 or len(pairs) < 2:
+        yield from map(one, pairs)
+        return
+    with ThreadPoolExecutor(count, thread_name_prefix="rubric-judge-plan") as pool:
+        # Submitted in windows, not all at once: a consumer that stops early leaves little work behind.
+        window = count * 4
+        futures = [pool.submit(one, pair) for pair in pairs[:window]]
+        submitted = len(futures)
+        for index in range(len(pairs)):
+            result = futures[index].result()
+            futures[index] = None  # type: ignore[call-overload]  # let the plan's memory go once handed over
+            if submitted < len(pairs):
+                futures.append(pool.submit(one, pairs[submitted]))
+                submitted += 1
+            yield result
+
+
+def image_header_problems(pairs: Sequence[tuple[Rubric, Sample]], workers: int | None = None) -> list[Problem]:
+    """The cheap checks of every image a judge call will carry, before anything is judged: the
+    file can be read, is an image format, and declares no more pixels than the limit (only the
+    header is read). A file that passes and still fails to decode shows up while planning.
+
+    Returns:
+        One problem per unusable image, naming the sample's file and the image.
+    """
+    checks: list[tuple[Sample, Path]] = []
+    for rubric, sample in pairs:
+        if sample.missing_outputs or not rubric.judged:
+            continue
+        checks.extend((sample, Path(path)) for slot in rubric.images if (path := sample.fields.get(slot.field)) is not None)
+
+    def check(item: tuple[Sample, Path]) -> Problem | None:
+        sample, path = item
+        try:
+            with open(path, "rb") as handle:
+                head = handle.read(16)
+            if sniff_media_type(head) is None:
+                raise ImageError(f"{path} is not a recognised image (PNG, JPEG, WebP, GIF, BMP or TIFF)")
+            with open_image(path):
+                pass
+        except OSError as exc:
+            return Problem(sample.source, f"cannot read image {path}: {exc.strerror}", fix="replace or remove the image")
+        except ImageError as exc:
+            return Problem(sample.source, str(exc), fix="replace or remove the image")
+        return None
+
+    with ThreadPoolExecutor(workers or planning_workers(), thread_name_prefix="rubric-judge-check") as pool:
+        return [problem for problem in pool.map(check, checks) if problem is not None]
+
+
 def build_plan(
     rubrics: Sequence[Rubric], samples: Sequence[Sample], target: JudgeTarget, mode: Batching | None = None, replicates: int = 1
 ) -> Plan:
+    """Every sample's plan at once (images prepared on every core); `plan_samples` streams them."""
     pairs, problems = match_rubrics(rubrics, samples)
     planned = []
-    for rubric, sample in pairs:
-        try:
-            planned.append(compile_sample(rubric, sample, target, mode, replicates))
-        except ImageError as exc:
-            problems.append(Problem(sample.source, str(exc), fix="replace or remove the image"))
-        except TemplateRenderError as exc:
-            problems.append(Problem(sample.source, str(exc), fix="guard optional values with {% if ... %} in the template"))
+    for result in plan_samples(pairs, target, mode, replicates):
+        if isinstance(result, Problem):
+            problems.append(result)
+        else:
+            planned.append(result)
     return Plan(tuple(planned), tuple(problems))

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 from rubric_judge.llm import litellm_module
 from rubric_judge.planning.compile import JudgeCall, TextPart
@@ -70,17 +72,42 @@ def estimate_calls(calls: list[JudgeCall], model: str) -> Estimate:
     return Estimate(len(calls), criteria, images, prompt, completion, price(model, prompt, completion))
 
 
+# Prices set here (the offline judge's: free) win over litellm's map, whichever way it is read.
+_REGISTERED: dict[str, tuple[float, float]] = {}
+
+
+def register_price(model: str, prompt_usd_per_token: float, completion_usd_per_token: float) -> None:
+    """Give `model` a price without importing litellm (the offline judge registers $0)."""
+    _REGISTERED[model] = (prompt_usd_per_token, completion_usd_per_token)
+    _rates.cache_clear()
+
+
+def has_price(model: str) -> bool:
+    """Whether `price` knows this model's rates (without importing litellm when it is not loaded)."""
+    return _rates(model, "litellm" in sys.modules) is not None
+
+
 def price(model: str, prompt_tokens: int, completion_tokens: int) -> float | None:
-    rates = _rates(model)
+    """USD for these tokens at the model's base rates; None when its price is unknown.
+
+    Read from litellm itself once litellm is loaded (so prices registered with litellm count),
+    else from litellm's bundled price map file, which needs no litellm import (seconds) on the
+    paths that never call litellm: the direct transport and a cached re-run.
+    """
+    rates = _rates(model, "litellm" in sys.modules)
     if rates is None:
         return None
     return prompt_tokens * rates[0] + completion_tokens * rates[1]
 
 
 @lru_cache(maxsize=256)
-def _rates(model: str) -> tuple[float, float] | None:
-    """USD per prompt and per completion token, read from litellm's map once per model: asking
-    litellm on every call cost ~1 ms of CPU each (more for unmapped local models)."""
+def _rates(model: str, litellm_loaded: bool) -> tuple[float, float] | None:
+    """USD per prompt and per completion token, looked up once per model: asking litellm on
+    every call cost ~1 ms of CPU each (more for unmapped local models)."""
+    if model in _REGISTERED:
+        return _REGISTERED[model]
+    if not litellm_loaded:
+        return _bundled_rates(model)
     litellm = litellm_module()
     probe = 1000  # below every tiered-pricing threshold, so this is the base rate
     try:
@@ -89,3 +116,33 @@ def _rates(model: str) -> tuple[float, float] | None:
     except Exception:  # litellm raises several types for an unmapped model
         return None
     return prompt_cost / probe, completion_cost / probe
+
+
+@lru_cache(maxsize=1)
+def _bundled_price_map() -> dict[str, Any]:
+    """litellm's bundled model price map (the file `litellm_module()` pins), read as JSON."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.find_spec("litellm")
+    if spec is None or spec.origin is None:
+        return {}
+    try:
+        return json.loads((Path(spec.origin).parent / "model_prices_and_context_window_backup.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+def _bundled_rates(model: str) -> tuple[float, float] | None:
+    """The base rates of `model` (or of its name without the provider prefix, as litellm looks
+    it up) in the bundled map; None when it has none."""
+    prices = _bundled_price_map()
+    provider, _, name = model.partition("/")
+    for key in (model, name) if name else (model,):
+        entry = prices.get(key)
+        if not isinstance(entry, dict) or (key == name and entry.get("litellm_provider") not in (provider, None)):
+            continue
+        prompt, completion = entry.get("input_cost_per_token"), entry.get("output_cost_per_token")
+        if isinstance(prompt, int | float) and isinstance(completion, int | float):
+            return float(prompt), float(completion)
+    return None

@@ -11,7 +11,6 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
-from instructor import OpenAISchema
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from rubric_judge.rubrics.schema import VerdictSpec
@@ -43,27 +42,53 @@ def answer_model(verdict: VerdictSpec) -> type[BaseModel]:
     return BinaryAnswer if verdict.kind == "binary" else scale_answer(verdict.min, verdict.max)
 
 
-class JudgeVerdicts(OpenAISchema):
-    """Verdicts for every criterion in this request; each property is one criterion id."""
+VERDICTS_DOC = "Verdicts for every criterion in this request; each property is one criterion id."
+VERDICTS_CONFIG = ConfigDict(frozen=True, populate_by_name=True, extra="ignore")
 
-    # Subclassing instructor's schema base means instructor uses these classes as they are;
-    # otherwise it wraps (and re-derives the JSON schema of) the model on every single call.
-    model_config = ConfigDict(frozen=True, populate_by_name=True, extra="ignore")
+
+class VerdictsSchema(BaseModel):
+    __doc__ = VERDICTS_DOC
+    model_config = VERDICTS_CONFIG
+
+
+@lru_cache(maxsize=1)
+def _instructor_base() -> type[BaseModel]:
+    """The base of the models instructor is given, built on first use: instructor imports the
+    OpenAI SDK's types (seconds), which planning and a fully cached re-run never need."""
+    from instructor import OpenAISchema
+
+    class JudgeVerdicts(OpenAISchema):
+        # Subclassing instructor's schema base means instructor uses these classes as they are;
+        # otherwise it wraps (and re-derives the JSON schema of) the model on every single call.
+        __doc__ = VERDICTS_DOC
+        model_config = VERDICTS_CONFIG
+
+    return JudgeVerdicts
+
+
+def prepare_response_models() -> None:
+    """Import what validating answers needs (instructor's base, the OpenAI SDK's chat types)
+    now, once, rather than inside the first judge call."""
+    _instructor_base()
+    import openai.types.chat  # noqa: F401  # instructor parses answers into these
+
+
+def _fields(criteria: tuple[tuple[str, str], ...], verdict: VerdictSpec) -> dict[str, Any]:
+    answer = answer_model(verdict)
+    return {f"criterion_{index}": (answer, Field(alias=criterion_id, description=text)) for index, (criterion_id, text) in enumerate(criteria)}
 
 
 @lru_cache(maxsize=16384)
 def response_model(criteria: tuple[tuple[str, str], ...], verdict: VerdictSpec) -> type[BaseModel]:
-    """The model for one call over `criteria` ((id, text) pairs, in prompt order)."""
-    answer = answer_model(verdict)
-    fields: dict[str, Any] = {
-        f"criterion_{index}": (answer, Field(alias=criterion_id, description=text)) for index, (criterion_id, text) in enumerate(criteria)
-    }
-    return create_model("JudgeVerdicts", __base__=JudgeVerdicts, __doc__=JudgeVerdicts.__doc__, **fields)
+    """The model instructor validates one call's answer with, over `criteria` ((id, text) pairs, in prompt order)."""
+    return create_model("JudgeVerdicts", __base__=_instructor_base(), __doc__=VERDICTS_DOC, **_fields(criteria, verdict))
 
 
 @lru_cache(maxsize=16384)
 def response_schema(criteria: tuple[tuple[str, str], ...], verdict: VerdictSpec) -> dict[str, Any]:
-    return response_model(criteria, verdict).model_json_schema(by_alias=True)
+    """The JSON schema of `response_model` (part of the cache key), built without instructor;
+    tests/test_plan.py checks the two schemas are the same."""
+    return create_model("JudgeVerdicts", __base__=VerdictsSchema, __doc__=VERDICTS_DOC, **_fields(criteria, verdict)).model_json_schema(by_alias=True)
 
 
 def verdicts_by_id(answer: BaseModel) -> dict[str, BaseModel]:

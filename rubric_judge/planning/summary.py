@@ -123,4 +123,4 @@ def plan(
                                   full.completion_tokens, full.cost_usd, len(calls) - len(uncached), to_pay.cost_usd))
     assert compiled is not None
     return Plan(job.rubric_id, job.rubric_version, model, len(job.samples), tuple(modes),
-                tuple(sp.sample.id for sp in compiled.samples if sp.unjudged), base.scoring.missing_output.value, tuple(compiled.problems))
+                tuple(sp.sample.id for sp in compiled.samples if sp.unjudged), base.scoring.missing_output.value if base.scoring else None, tuple(compiled.problems))

@@ -296,7 +296,7 @@ def template_problems(rubric: schema.Rubric, located: Located, path: Path, unusa
     context = None
     if unusable is None:
         # The dimension is None in per_sample mode, as when judging.
-        dimension = None if rubric.judge.mode is schema.Batching.per_sample else rubric.dimensions[0]
+        dimension = None if rubric.judge.mode is schema.Batching.per_sample or not rubric.dimensions else rubric.dimensions[0]
         context = template_context(rubric, "sample-1", trial_fields(rubric), rubric.criteria or [_TRIAL_CRITERION], dimension)
     problems = []
     for key in ("system", "prompt"):

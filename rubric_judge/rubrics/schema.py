@@ -312,13 +312,20 @@ class Rubric(StrictModel):
     outputs: list[str] = Field(default_factory=list)
     images: list[ImageSlot] = Field(default_factory=list)
     verdict: Annotated[VerdictSpec, BeforeValidator(_parse_verdict)] = VerdictSpec(kind="binary")
-    dimensions: list[Annotated[Dimension, BeforeValidator(_parse_dimension)]] = Field(min_length=1)
+    # The judge part: dimensions, prompt and scoring, all or none. A rubric without them is
+    # metrics-only (it must then list `metrics:`) and `score` runs no judge for it.
+    dimensions: list[Annotated[Dimension, BeforeValidator(_parse_dimension)]] = Field(default_factory=list)
     criteria: list[Criterion] = Field(default_factory=list)
     system: str | None = None
-    prompt: Annotated[str, Field(min_length=1)]
-    scoring: Scoring
+    prompt: Annotated[str, Field(min_length=1)] | None = None
+    scoring: Scoring | None = None
     metrics: list[MetricSpec] = Field(default_factory=list)
     cache: CacheConfig = CacheConfig()
+
+    @property
+    def judged(self) -> bool:
+        """Whether a judge scores this rubric (False: a metrics-only rubric)."""
+        return bool(self.dimensions or self.criteria or self.prompt or self.scoring or self.system)
 
     def dimension(self, dimension_id: str) -> Dimension:
         return next(d for d in self.dimensions if d.id == dimension_id)

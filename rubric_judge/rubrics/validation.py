@@ -44,7 +44,7 @@ def cross_field_problems(rubric: Rubric, unusable: frozenset[str] = frozenset())
     every criterion id) is skipped when one is unknown, so a broken entry never also shows up
     as a chain of "unknown ..." problems elsewhere.
     """
-    out: Problems = []
+    out: Problems = _judge_part_problems(rubric, unusable)
 
     inputs: dict[str, InputSpec | None] = dict(rubric.inputs) if "inputs" not in unusable else {}
     has_inputs = "inputs" not in unusable
@@ -245,6 +245,29 @@ def cross_field_problems(rubric: Rubric, unusable: frozenset[str] = frozenset())
                     )
                 )
     return out
+
+
+# Fixes for a judge part that is only partly there.
+_JUDGE_PART_FIX = {
+    "dimensions": "add `dimensions:` with at least one entry, e.g. `- id: accuracy`",
+    "prompt": "add `prompt: |` with the judge's instructions (a Jinja2 template) on the indented lines below",
+    "scoring": "add `scoring:` with `method: weighted_points` (binary verdicts) or `method: mean_scale` / `pass_rate` (scale verdicts)",
+}
+
+
+def _judge_part_problems(rubric: Rubric, unusable: frozenset[str]) -> Problems:
+    """A rubric is judged (dimensions, prompt and scoring all given) or metrics-only (none of
+    them, and at least one metric): a judge part left half-written is an error, not a silent
+    metrics-only rubric."""
+    present = {name for name in ("dimensions", "prompt", "scoring") if name in unusable or getattr(rubric, name, None)}
+    judged = bool(present) or bool(rubric.criteria) or bool(rubric.system) or "criteria" in unusable
+    if not judged:
+        if not rubric.metrics and "metrics" not in unusable:
+            return [((), "the rubric has neither a judge part (dimensions, prompt, scoring) nor metrics",
+                     "add `metrics:` for a metrics-only rubric, or `dimensions:`, `prompt:` and `scoring:` for a judge")]
+        return []
+    return [((name,), "a rubric needs at least one dimension" if name == "dimensions" else "required field is missing", _JUDGE_PART_FIX[name])
+            for name in ("dimensions", "prompt", "scoring") if name not in present]
 
 
 def partial_rubric(data: dict[str, Any]) -> tuple[Rubric, frozenset[str]]:

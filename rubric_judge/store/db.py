@@ -207,10 +207,12 @@ class ResultStore:
         rubric = run.rubric
         run_id = run.run_id
         scale = rubric.verdict.kind == "scale"
+        scoring = rubric.scoring  # None for a metrics-only rubric: no judge scores it
         row = {
             "run_id": run_id, "rubric_id": rubric.rubric, "rubric_version": str(rubric.version), "model_name": run.model_name,
-            "judge_model": run.judge_model, "scoring_method": rubric.scoring.method.value, "missing_output": rubric.scoring.missing_output.value,
-            "unscored_policy": rubric.scoring.unscored, "threshold": rubric.scoring.threshold, "pass_criterion": rubric.scoring.criterion,
+            "judge_model": run.judge_model, "scoring_method": scoring.method.value if scoring else "metrics_only",
+            "missing_output": scoring.missing_output.value if scoring else "fail", "unscored_policy": scoring and scoring.unscored,
+            "threshold": scoring and scoring.threshold, "pass_criterion": scoring and scoring.criterion,
             "scale_min": rubric.verdict.min if scale else None, "scale_max": rubric.verdict.max if scale else None, "started_at": _now(),
             "finished_at": None, "status": "running", "config": redact(json.dumps(run.config, default=str)),
             "writer_pid": _writer()[0], "writer_host": _writer()[1], "status_detail": None,
@@ -360,7 +362,7 @@ def criterion_rows(run_id: str, plans: Sequence[SamplePlan]) -> list[list[Any]]:
         position = {c.id: i for i, c in enumerate(plan.rubric.criteria)}
         names = {d.id: d.title for d in plan.rubric.dimensions}
         seen: dict[str, Criterion] = {}
-        for criterion in (*(c for call in plan.calls for c in call.criteria), *plan.unjudged):
+        for criterion in (*(c for call in plan.calls for c in call.criteria), *plan.unjudged, *plan.criteria):
             seen.setdefault(criterion.id, criterion)
         rows.extend([run_id, plan.sample.id, c.id, position.get(c.id, len(position)), c.dimension, names.get(c.dimension), c.weight, c.text]
                     for c in seen.values())

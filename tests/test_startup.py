@@ -1,0 +1,130 @@
+"""Jobs start at once: a metrics-only rubric runs no judge, a fully cached re-run loads no judge
+stack, the direct transport never imports litellm, and planning streams into judging.
+
+The import checks run `score` in a fresh interpreter (this test process has imported
+everything already) and print which heavy modules it loaded.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from rubric_judge.errors import UserError
+from rubric_judge.rubrics.loader import load_rubric_file
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE = ROOT / "examples" / "illugenbench"
+
+METRICS_ONLY = """\
+rubric: lab/pixels
+inputs:
+  reference_image: image
+  generated_image: image
+outputs: [generated_image]
+metrics:
+  - {metric: psnr, output: generated_image, reference: reference_image}
+"""
+
+_SCORE_AND_REPORT_MODULES = r"""
+import json, sys
+from rubric_judge.run import score
+result = score(sys.argv[1], data=sys.argv[2], outputs=sys.argv[3], model="m", db=sys.argv[4], cache_dir=sys.argv[5],
+               **json.loads(sys.argv[6]))
+heavy = sorted(m for m in ("litellm", "instructor", "openai", "torch", "aiohttp") if m in sys.modules)
+print(json.dumps({"status": result.status, "calls": result.calls, "hits": result.cache_hits, "judge": result.judge_model, "heavy": heavy}))
+"""
+
+
+def _score_in_fresh_process(rubric: Path, outputs: Path, tmp: Path, **options) -> dict:
+    done = subprocess.run(
+        [sys.executable, "-c", _SCORE_AND_REPORT_MODULES, str(rubric), str(EXAMPLE / "manifest.jsonl"), str(outputs),
+         str(tmp / "runs.duckdb"), str(tmp / "cache"), json.dumps(options)],
+        capture_output=True, text=True, timeout=300, cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT), "LITELLM_LOCAL_MODEL_COST_MAP": "True"})
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _metrics_only_rubric(tmp: Path) -> Path:
+    path = tmp / "pixels.yaml"
+    path.write_text(METRICS_ONLY, encoding="utf-8")
+    return path
+
+
+def test_a_metrics_only_rubric_is_valid_and_scores_without_a_judge(tmp_path: Path):
+    rubric = _metrics_only_rubric(tmp_path)
+    assert load_rubric_file(rubric).judged is False
+    ran = _score_in_fresh_process(rubric, EXAMPLE / "outputs" / "good-model", tmp_path)
+    assert ran["status"] == "finished" and ran["calls"] == 0 and ran["judge"] == "none"
+    assert "litellm" not in ran["heavy"] and "instructor" not in ran["heavy"] and "aiohttp" not in ran["heavy"]
+    con = duckdb.connect(str(tmp_path / "runs.duckdb"), read_only=True)
+    try:
+        assert con.execute("SELECT count(*) FROM judge_calls").fetchone()[0] == 0
+        assert con.execute("SELECT count(*) FROM verdicts").fetchone()[0] == 0
+        assert con.execute("SELECT count(*) FROM samples").fetchone()[0] == 6
+        summary = con.execute("SELECT * FROM metric_summary").fetchall()
+        assert summary, "metric_summary is empty"
+        con.execute("SELECT * FROM leaderboard").fetchall()  # still answers (no judge rows)
+    finally:
+        con.close()
+
+
+@pytest.mark.parametrize("missing", ["prompt", "scoring"])
+def test_a_half_written_judge_part_is_an_error_not_a_metrics_only_rubric(tmp_path: Path, missing: str):
+    lines = METRICS_ONLY + textwrap.dedent("""\
+        dimensions: [{id: accuracy}]
+        criteria: [{id: a-1, dimension: accuracy, text: "Shows the heart."}]
+        prompt: "Judge {{ generated_image }}."
+        scoring: {method: weighted_points}
+        """)
+    kept = "\n".join(line for line in lines.splitlines() if not line.startswith(missing + ":"))
+    path = tmp_path / "half.yaml"
+    path.write_text(kept + "\n", encoding="utf-8")
+    with pytest.raises(UserError) as raised:
+        load_rubric_file(path)
+    assert any(p.field == missing or (p.field or "").startswith(missing) for p in raised.value.problems), raised.value.problems
+
+
+def test_a_rubric_with_neither_a_judge_nor_metrics_is_refused(tmp_path: Path):
+    path = tmp_path / "empty.yaml"
+    path.write_text("rubric: lab/nothing\ninputs: {generated_image: image}\n", encoding="utf-8")
+    with pytest.raises(UserError) as raised:
+        load_rubric_file(path)
+    assert "neither a judge part" in str(raised.value)
+
+
+def test_the_direct_transport_never_imports_litellm_and_a_cached_rerun_loads_no_judge_stack(tmp_path: Path, judge_server):
+    options = {"judge": "openai/judge", "api_base": judge_server.base_url, "transport": "direct", "concurrency": 4}
+    first = _score_in_fresh_process(EXAMPLE / "tasks", EXAMPLE / "outputs" / "good-model", tmp_path, **options)
+    assert first["status"] == "finished" and first["calls"] == 18 and first["hits"] == 0
+    assert "litellm" not in first["heavy"] and "torch" not in first["heavy"]
+    requests = judge_server.request_count
+    again = _score_in_fresh_process(EXAMPLE / "tasks", EXAMPLE / "outputs" / "good-model", tmp_path, **options)
+    assert again["hits"] == 18 and judge_server.request_count == requests
+    assert not {"litellm", "instructor", "openai", "aiohttp", "torch"} & set(again["heavy"]), again["heavy"]
+
+
+def test_the_schema_in_the_cache_key_is_the_one_instructor_is_given():
+    from rubric_judge.planning.response import response_model, response_schema
+    from rubric_judge.rubrics.schema import VerdictSpec
+
+    criteria = (("a-1", "The heart has four chambers."), ("b-2", "No extra vessels."))
+    for verdict in (VerdictSpec(kind="binary"), VerdictSpec(kind="scale", min=1, max=10)):
+        assert response_schema(criteria, verdict) == response_model(criteria, verdict).model_json_schema(by_alias=True)
+
+
+def test_prices_read_without_litellm_match_litellms_own():
+    import rubric_judge.planning.estimate as estimate
+    from rubric_judge.llm import litellm_module
+
+    litellm_module()
+    for model in ("openai/gpt-4.1", "gpt-4o-mini", "anthropic/claude-3-5-sonnet-20240620", "hosted_vllm/Qwen/Qwen2-VL-7B", "openai/bench-judge"):
+        assert estimate._rates(model, False) == estimate._rates(model, True), model
