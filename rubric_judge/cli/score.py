@@ -64,11 +64,11 @@ def print_summary(result: RunResult) -> None:
     table = Table(title=f"Scores ({result.judge_model})", title_justify="left")
     for column in ("model", "dimension", "score", "accuracy", "samples", "excluded", "missing outputs", "unscored verdicts"):
         table.add_column(column, justify="left" if column in ("model", "dimension") else "right")
-    for row in _rows(results.leaderboard(run_id=result.run_id)):
+    for row in results.records("SELECT * FROM leaderboard WHERE run_id = ? ORDER BY dimension <> 'overall', dimension", [result.run_id]):
         table.add_row(row["model_name"], row["dimension"], _fmt(row["score"]), _fmt(row["accuracy_rate"]), _count(row["samples_scored"]),
                       _count(row["samples_excluded"]), _count(row["missing_outputs"]), _count(row["unscored_verdicts"]))
     stdout.print(table)
-    metric_rows = _rows(results.sql("SELECT * FROM metric_summary WHERE run_id = ? ORDER BY metric", [result.run_id]))
+    metric_rows = results.records("SELECT * FROM metric_summary WHERE run_id = ? ORDER BY metric", [result.run_id])
     if metric_rows:
         metrics = Table(title="Metrics", title_justify="left")
         for column in ("metric", "mean", "accuracy", "ok", "missing outputs", "not computed", "why not computed"):
@@ -84,8 +84,8 @@ def print_summary(result: RunResult) -> None:
         # The commonest reasons, once each: a judge that fails every call fails them all alike.
         # A panel made no calls of its own: its members did.
         call_runs = [m.run_id for m in result.members] or [result.run_id]
-        reasons = _rows(results.sql(f"SELECT error, count(*) AS calls FROM judge_calls WHERE run_id IN ({', '.join('?' * len(call_runs))}) "
-                                    "AND status <> 'ok' AND error IS NOT NULL GROUP BY error ORDER BY calls DESC, error LIMIT 3", call_runs))
+        reasons = results.records(f"SELECT error, count(*) AS calls FROM judge_calls WHERE run_id IN ({', '.join('?' * len(call_runs))}) "
+                                  "AND status <> 'ok' AND error IS NOT NULL GROUP BY error ORDER BY calls DESC, error LIMIT 3", call_runs)
         for reason in reasons:
             stderr.print(f"[red]failed[/] {reason['calls']} call(s): {escape(reason['error'])}")
     if result.status == "stopped":
@@ -112,8 +112,8 @@ def _print_members(result: RunResult, results) -> None:
 
 def _member_scores(results, panel_run_id: str) -> dict[str, float | None]:
     """Each member run's overall score, averaged over its samples as the leaderboard does."""
-    rows = _rows(results.sql("SELECT t.run_id, avg(t.score) FILTER (WHERE NOT t.excluded) AS score FROM task_scores t JOIN runs r USING (run_id) "
-                             "WHERE r.parent_run_id = ? AND r.role = 'panel_member' GROUP BY t.run_id", [panel_run_id]))
+    rows = results.records("SELECT t.run_id, avg(t.score) FILTER (WHERE NOT t.excluded) AS score FROM task_scores t JOIN runs r USING (run_id) "
+                           "WHERE r.parent_run_id = ? AND r.role = 'panel_member' GROUP BY t.run_id", [panel_run_id])
     return {row["run_id"]: row["score"] for row in rows}
 
 
@@ -123,12 +123,6 @@ def _print_probe(probe: RunResult) -> None:
     cost = f"${probe.cost_usd:.4f}" + (" (some calls had no known price)" if probe.cost_unknown else "")
     stdout.print(f"Probe swap-images: run {probe.run_id} ({probe.status}), {probe.calls} calls: {probe.cache_hits} from cache, "
                  f"{probe.failed_calls} failed, {cost}; its verdicts against this run's: rubric-judge agree")
-
-
-def _rows(frame) -> list[dict]:
-    """A DataFrame's rows as dicts with SQL NULL as None (pandas reads it as NaN, and turns
-    integer columns holding one into floats)."""
-    return frame.astype(object).where(frame.notna(), None).to_dict("records")
 
 
 def _count(value) -> str:

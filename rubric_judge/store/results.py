@@ -47,6 +47,22 @@ class Results:
         with open_query(self.path, query, params=params or []) as result:
             return result.df()
 
+    def records(self, query: str, params: list[Any] | None = None) -> list[dict[str, Any]]:
+        """`sql` as a list of dicts (SQL NULL as None), without importing pandas: for callers that
+        only read a few rows, such as the CLI's end-of-run summary.
+
+        Args:
+            query: one read-only SELECT.
+            params: values for `?` placeholders.
+
+        Returns:
+            One dict per row, keyed by column name.
+        """
+        from rubric_judge.store.query import open_query
+
+        with open_query(self.path, query, params=params or []) as result:
+            return [dict(zip(result.names, row, strict=True)) for chunk in result.chunks() for row in chunk]
+
     def runs(self) -> pandas.DataFrame:
         """Every run with its status (running, finished, stopped, interrupted, failed) and why."""
         return self.sql("SELECT * FROM runs ORDER BY started_at")
