@@ -314,7 +314,7 @@ class Rubric(StrictModel):
     verdict: Annotated[VerdictSpec, BeforeValidator(_parse_verdict)] = VerdictSpec(kind="binary")
     # The judge part: dimensions, prompt and scoring, all or none. A rubric without them is
     # metrics-only (it must then list `metrics:`) and `score` runs no judge for it.
-    dimensions: list[Annotated[Dimension, BeforeValidator(_parse_dimension)]] = Field(default_factory=list)
+    dimensions: list[Annotated[Dimension, BeforeValidator(_parse_dimension)]] = Field(default_factory=list, min_length=1)  # absent, or at least one
     criteria: list[Criterion] = Field(default_factory=list)
     system: str | None = None
     prompt: Annotated[str, Field(min_length=1)] | None = None

@@ -280,11 +280,15 @@ def partial_rubric(data: dict[str, Any]) -> tuple[Rubric, frozenset[str]]:
     """
     values: dict[str, Any] = {}
     unusable: set[str] = set()
+    fields = {info.alias or name for name, info in Rubric.model_fields.items()}
+    unknown = [key for key in data if key not in fields]
     for name, info in Rubric.model_fields.items():
         key = info.alias or name
         whole = _field_adapter(info)
         if key not in data:
-            if info.is_required():
+            # Required, or misspelt (`prompts:`): the unknown-key problem already says "did you
+            # mean `prompt`?", so the field counts as given but unusable, not missing twice.
+            if info.is_required() or difflib.get_close_matches(key, unknown, n=1, cutoff=0.8):
                 unusable.add(name)
             continue
         raw = data[key]
