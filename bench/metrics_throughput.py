@@ -8,6 +8,14 @@ OpenAI-compatible server in a child process (`ServerProcess` from bench/judge_th
 
 Sections (all in one run):
 
+0. Cold processes, model loads included: the official MedGEN-Bench evaluation path
+   (yangjj007/MedGEN-Bench-eval eval.py + util/metrics.py, mirrored in bench/metrics_sides.py)
+   against rubric-judge, each side a fresh subprocess over the same pairs, alternating,
+   `--cold-repeat` times, with time per stage and the max |difference| of the values. Two sets:
+   "uniform" (48 RGB PNG pairs at 512 px, one-sentence answers) and "mixed" (48 real-shaped pairs:
+   ground truths of six sizes and aspect ratios, outputs 0.6-2x their size and some of another
+   aspect ratio, PIL modes L / RGB / RGBA / P / I;16, PNG and JPEG; answers of 4-450 words with a
+   long tail, up to past the 512-token limit).
 1. Image tier, SSIM + PSNR + LPIPS together, N synthetic pairs per size (default 24 pairs at 256,
    512 and 1024 px, PNG files): `compute_image_metrics(..., ImageMetricOptions(preset="medgen",
    lpips_weights=<file>), device="cpu")` vs the MedGEN-Bench reference loop
@@ -49,6 +57,7 @@ Sections (all in one run):
 Figures are printed, never asserted; they depend on the machine (cores!). Usage:
 
     .venv/bin/python bench/metrics_throughput.py                   # all sections, defaults
+    .venv/bin/python bench/metrics_throughput.py --skip-images --skip-text --skip-combined   # section 0 only (~5 min)
     .venv/bin/python bench/metrics_throughput.py --sizes 512 -n 48 --skip-text --skip-combined
     .venv/bin/python bench/metrics_throughput.py --job-samples 64 --judge-latency 1.5
 """
