@@ -8,6 +8,14 @@ OpenAI-compatible server in a child process (`ServerProcess` from bench/judge_th
 
 Sections (all in one run):
 
+0. Cold processes, model loads included: the official MedGEN-Bench evaluation path
+   (yangjj007/MedGEN-Bench-eval eval.py + util/metrics.py, mirrored in bench/metrics_sides.py)
+   against rubric-judge, each side a fresh subprocess over the same pairs, alternating,
+   `--cold-repeat` times, with time per stage and the max |difference| of the values. Two sets:
+   "uniform" (48 RGB PNG pairs at 512 px, one-sentence answers) and "mixed" (48 real-shaped pairs:
+   ground truths of six sizes and aspect ratios, outputs 0.6-2x their size and some of another
+   aspect ratio, PIL modes L / RGB / RGBA / P / I;16, PNG and JPEG; answers of 4-450 words with a
+   long tail, up to past the 512-token limit).
 1. Image tier, SSIM + PSNR + LPIPS together, N synthetic pairs per size (default 24 pairs at 256,
    512 and 1024 px, PNG files): `compute_image_metrics(..., ImageMetricOptions(preset="medgen",
    lpips_weights=<file>), device="cpu")` vs the MedGEN-Bench reference loop
@@ -49,6 +57,7 @@ Sections (all in one run):
 Figures are printed, never asserted; they depend on the machine (cores!). Usage:
 
     .venv/bin/python bench/metrics_throughput.py                   # all sections, defaults
+    .venv/bin/python bench/metrics_throughput.py --skip-images --skip-text --skip-combined   # section 0 only (~5 min)
     .venv/bin/python bench/metrics_throughput.py --sizes 512 -n 48 --skip-text --skip-combined
     .venv/bin/python bench/metrics_throughput.py --job-samples 64 --judge-latency 1.5
 """
@@ -145,6 +154,164 @@ def sentence_pairs(count: int, seed: int = 11) -> list[tuple[str, str]]:
             candidate = f"The {organ} appears abnormal with {finding}. {advice.capitalize()}."
         pairs.append((candidate, reference))
     return pairs
+
+
+# --------------------------------------------------------------------------------------------
+# 0. Cold processes: the official evaluation path vs rubric-judge, on a uniform and a mixed set
+
+_MIXED_GT_SIZES = [(512, 512), (384, 512), (640, 480), (256, 256), (768, 768), (1024, 768)]
+_MIXED_OUTPUT_MODES = ["RGB", "L", "RGBA", "P", "I;16"]
+_WORDS = ["the", "a", "of", "in", "with", "and", "no", "mild", "moderate", "severe", "lesion", "nodule", "mass", "cyst", "effusion", "opacity", "liver", "kidney", "lung", "spleen", "pancreas", "thyroid", "breast", "ventricle", "prostate", "hypodense", "hyperechoic", "calcified", "enhancing", "margin", "measuring", "mm", "cm", "follow-up", "biopsy", "recommended", "findings", "consistent", "impression", "compared", "prior", "study", "CT", "MRI", "ultrasound", "radiograph", "axial", "coronal", "contrast", "phase", "wall", "thickening", "fluid", "collection"]
+
+
+def _smooth_rgb(rng, width: int, height: int):
+    import numpy as np
+    from PIL import Image
+
+    small = rng.integers(0, 256, (max(2, height // 8), max(2, width // 8), 3), dtype=np.uint8)
+    return np.asarray(Image.fromarray(small).resize((width, height), Image.Resampling.BICUBIC))
+
+
+def _save_mode(array, mode: str, path: Path, fmt: str) -> None:
+    """Save an (H, W, 3) uint8 array as `mode` in `fmt` (JPEG only for L / RGB)."""
+    import numpy as np
+    from PIL import Image
+
+    image = Image.fromarray(array)
+    if mode == "L":
+        image = image.convert("L")
+    elif mode == "RGBA":
+        alpha = np.full(array.shape[:2], 255, dtype=np.uint8)
+        alpha[: array.shape[0] // 6] = 128  # a translucent band: convert("RGB") drops alpha on both sides
+        image = Image.fromarray(np.dstack([array, alpha]))
+    elif mode == "P":
+        image = image.quantize(colors=64)
+    elif mode == "I;16":
+        # 12-bit-style medical gray values: convert("RGB") saturates everything above 255 (both sides alike)
+        gray = np.asarray(image.convert("L")).astype(np.uint16) * 16
+        image = Image.fromarray(gray)  # mode I;16
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image.save(path, format=fmt, **({"quality": 90} if fmt == "JPEG" else {}))
+
+
+def _words(rng: random.Random, count: int) -> str:
+    words = [rng.choice(_WORDS) for _ in range(count)]
+    sentences, start = [], 0
+    while start < len(words):
+        end = start + rng.randint(6, 18)
+        sentences.append(" ".join(words[start:end]).capitalize() + ".")
+        start = end
+    return " ".join(sentences)
+
+
+def _long_tail_words(rng: random.Random) -> int:
+    """Words per answer: median ~20, a long tail to ~450 words (~600 word-pieces)."""
+    return max(4, min(450, int(math.exp(rng.gauss(3.0, 1.0)))))
+
+
+def write_mixed_set(root: Path, count: int, seed: int = 7) -> list[dict]:
+    """Real-shaped pairs: ground truths of several sizes and aspect ratios (RGB or L, PNG or JPEG);
+    outputs 0.6-2x their size, a third with another aspect ratio, a quarter at the same size, in
+    PIL modes L, RGB, RGBA, P and I;16, PNG or JPEG; answers 4-450 words with a long tail."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    text_rng = random.Random(seed)
+    pairs = []
+    for i in range(count):
+        gt_w, gt_h = _MIXED_GT_SIZES[i % len(_MIXED_GT_SIZES)]
+        gt = _smooth_rgb(rng, gt_w, gt_h)
+        gt_fmt = "JPEG" if i % 3 == 0 else "PNG"
+        gt_path = root / f"gt-{i:03d}.{gt_fmt.lower()}"
+        _save_mode(gt, "L" if i % 4 == 1 else "RGB", gt_path, gt_fmt)
+        if i % 4 == 0:
+            out_w, out_h = gt_w, gt_h
+        else:
+            scale = float(rng.uniform(0.6, 2.0))
+            aspect = float(rng.uniform(0.75, 1.33)) if i % 3 == 0 else 1.0
+            out_w, out_h = max(16, round(gt_w * scale * aspect)), max(16, round(gt_h * scale))
+        from PIL import Image
+
+        noisy = np.clip(gt.astype(np.int16) + rng.integers(-20, 21, gt.shape, dtype=np.int16), 0, 255).astype(np.uint8)
+        out = np.asarray(Image.fromarray(noisy).resize((out_w, out_h), Image.Resampling.BILINEAR))
+        mode = _MIXED_OUTPUT_MODES[i % len(_MIXED_OUTPUT_MODES)]
+        out_fmt = "JPEG" if mode in ("RGB", "L") and i % 2 == 0 else "PNG"
+        out_path = root / f"out-{i:03d}.{out_fmt.lower()}"
+        _save_mode(out, mode, out_path, out_fmt)
+        answer = _words(text_rng, _long_tail_words(text_rng))
+        candidate = _words(text_rng, _long_tail_words(text_rng))
+        pairs.append({"id": f"m{i:03d}", "output": str(out_path), "reference": str(gt_path), "candidate": candidate, "answer": answer})
+    return pairs
+
+
+def write_uniform_set(root: Path, count: int, size: int) -> list[dict]:
+    """The README's uniform set: size x size RGB PNG pairs, short one-sentence answers."""
+    texts = sentence_pairs(count)
+    return [{"id": sample_id, "output": str(out), "reference": str(ref), "candidate": texts[i][0], "answer": texts[i][1]}
+            for i, (sample_id, out, ref) in enumerate(write_image_pairs(root, size, count))]
+
+
+def _run_side(side: str, job_dir: Path) -> dict:
+    import json
+    import subprocess
+
+    t0 = time.perf_counter()
+    done = subprocess.run([sys.executable, str(ROOT / "bench" / "metrics_sides.py"), side, str(job_dir)],
+                          capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    wall = time.perf_counter() - t0
+    if done.returncode != 0:
+        raise SystemExit(f"{side} side failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
+    if done.stderr.strip():
+        print("  " + done.stderr.strip().splitlines()[-1][:200])
+    result = json.loads((job_dir / f"{side}.json").read_text(encoding="utf-8"))
+    result["wall"] = wall
+    result["stages"]["interpreter start + exit"] = wall - result["stages"]["total in process"]
+    return result
+
+
+def bench_cold(args, tmp: Path, trunk: Path, model_dir: Path) -> list[dict]:
+    """Each set: the official path and rubric-judge, each in a fresh process, alternating,
+    `--cold-repeat` times; the fastest run of each side is kept."""
+    import json
+
+    rows = []
+    for name in args.sets:
+        job_dir = tmp / f"cold-{name}"
+        job_dir.mkdir(parents=True, exist_ok=True)
+        pairs = write_mixed_set(job_dir / "images", args.mixed_pairs) if name == "mixed" else write_uniform_set(job_dir / "images", args.uniform_pairs, args.uniform_size)
+        (job_dir / "job.json").write_text(json.dumps({"trunk": str(trunk), "model_dir": str(model_dir), "num_layers": 6, "pairs": pairs}), encoding="utf-8")
+        runs: dict[str, list[dict]] = {"official": [], "ours": []}
+        for _ in range(args.cold_repeat):
+            for side in ("official", "ours"):
+                runs[side].append(_run_side(side, job_dir))
+        best = {side: min(results, key=lambda r: r["wall"]) for side, results in runs.items()}
+        official, ours = best["official"], best["ours"]
+        diff: dict[str, float] = {}
+        for key, value in official["values"].items():
+            metric = key.split("|")[1]
+            if key in ours["values"]:
+                diff[metric] = max(diff.get(metric, 0.0), abs(ours["values"][key] - value))
+        missing = len(official["values"]) - sum(1 for key in official["values"] if key in ours["values"])
+        ratios = [o["wall"] / r["wall"] for o, r in zip(runs["official"], runs["ours"], strict=True)]
+        row = {"set": name, "n": len(pairs), "official": official, "ours": ours, "diff": diff, "missing": missing, "ratios": ratios}
+        rows.append(row)
+        _print_cold(row)
+    return rows
+
+
+def _print_cold(row: dict) -> None:
+    official, ours = row["official"]["stages"], row["ours"]["stages"]
+    print(f"  {row['set']} set, {row['n']} pairs (seconds, best of {len(row['ratios'])} cold runs per side):")
+    print(f"    {'stage':40s} {'official':>9s} {'rubric-judge':>13s}")
+    names = [n for n in official if n != "total in process"] + [n for n in ours if n not in official and n != "total in process"]
+    for stage in names:
+        a, b = official.get(stage), ours.get(stage)
+        print(f"    {stage:40s} {'' if a is None else f'{a:9.2f}':>9s} {'' if b is None else f'{b:13.2f}':>13s}")
+    print(f"    {'process wall (all of the above)':40s} {row['official']['wall']:9.2f} {row['ours']['wall']:13.2f}")
+    spread = ", ".join(f"{r:.2f}x" for r in row["ratios"])
+    diffs = ", ".join(f"{m} {v:.1e}" for m, v in sorted(row["diff"].items()))
+    print(f"    speed-up {row['official']['wall'] / row['ours']['wall']:.2f}x (per repetition: {spread}); max |diff| {diffs}"
+          + (f"; {row['missing']} official values have no rubric-judge value" if row["missing"] else ""), flush=True)
 
 
 # --------------------------------------------------------------------------------------------
@@ -434,6 +601,13 @@ def main() -> None:
     parser.add_argument("-c", "--concurrency", type=int, default=8, help="judge concurrency in the combined job (default 8)")
     parser.add_argument("-l", "--judge-latency", default="auto",
                         help="loopback judge latency in s, or 'auto' = metrics-only time / ceil(N/C) (default auto)")
+    parser.add_argument("--sets", type=lambda s: [x for x in s.split(",") if x], default=["uniform", "mixed"],
+                        help="section 0 sets, comma-separated: uniform, mixed (default both)")
+    parser.add_argument("--mixed-pairs", type=int, default=48, help="pairs in the mixed set (default 48)")
+    parser.add_argument("--uniform-pairs", type=int, default=48, help="pairs in the uniform set (default 48)")
+    parser.add_argument("--uniform-size", type=int, default=512, help="image size of the uniform set (default 512)")
+    parser.add_argument("--cold-repeat", type=int, default=2, help="cold runs per side and set, alternating (default 2)")
+    parser.add_argument("--skip-cold", action="store_true", help="skip section 0")
     parser.add_argument("--skip-images", action="store_true", help="skip section 1")
     parser.add_argument("--skip-text", action="store_true", help="skip section 2")
     parser.add_argument("--skip-combined", action="store_true", help="skip section 3")
@@ -452,7 +626,10 @@ def main() -> None:
         tmp = Path(name)
         torch_home = tmp / "torch_home"
         trunk = write_random_trunk(torch_home / "hub" / "checkpoints" / TRUNK_FILE)
-        images = text = combined = None
+        cold = images = text = combined = None
+        if not args.skip_cold:
+            print("\n== 0. Cold processes, models loaded inside: official MedGEN-Bench path vs rubric-judge ==")
+            cold = bench_cold(args, tmp, trunk, model_dir)
         if not args.skip_images:
             print(f"\n== 1. Image tier: SSIM+PSNR+LPIPS, medgen preset, {args.pairs} pairs per size ==")
             images = bench_images(args, tmp, trunk)
@@ -471,6 +648,11 @@ def main() -> None:
             print(f"  judge+metrics (score):              {c['both_s']:7.2f} s  ({c['requests'][1]} requests, {c['stored_rows']} metric rows stored, exit {c['codes'][1]})")
 
     print("\n== Summary ==")
+    if cold:
+        print(f"{'set':>8s} {'pairs':>5s} {'official s':>10s} {'ours s':>8s} {'speed-up':>8s}  per repetition")
+        for r in cold:
+            print(f"{r['set']:>8s} {r['n']:5d} {r['official']['wall']:10.2f} {r['ours']['wall']:8.2f} {r['official']['wall'] / r['ours']['wall']:7.2f}x  "
+                  + ", ".join(f"{x:.2f}x" for x in r["ratios"]))
     if images:
         print(f"{'size':>6s} {'pairs':>5s} {'ours s':>8s} {'ours p/s':>9s} {'ref s':>8s} {'ref p/s':>8s} {'ratio':>7s}")
         for r in images:

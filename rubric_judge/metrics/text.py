@@ -4,8 +4,9 @@ MedGEN-Bench scores each answer with BERTScore F1 using
 `microsoft/BiomedNLP-PubMedBERT-base-uncased-abstract`, 12 layers, no baseline rescaling, and
 counts a sample as passing at F1 >= 0.9. Its reference code calls `bert_score.score()` once per
 pair, which rebuilds the model every call. Here the `bert_score.BERTScorer` is built once per
-process (per model, layers and device) and every pair of a run is scored in one batched call;
-the numbers are those of `BERTScorer(model_type=..., num_layers=...).score(cands, refs)`.
+process (per model, layers and device) and the texts of a run are embedded in batches of similar
+length (bounded padding); the numbers are those of
+`BERTScorer(model_type=..., num_layers=...).score(cands, refs)`.
 
 Nothing here touches the network: a hub id is resolved from the local Hugging Face cache only
 (`local_files_only`), and the model is then loaded from that snapshot directory. A model that is
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -250,8 +252,8 @@ def compute_bertscore(
     ("bertscore_recall", R). A missing candidate (None) gives "missing_output"; an empty or
     whitespace-only candidate, or a missing/empty reference, gives "error" (empty strings are
     never sent to the model); a model that is not available offline gives "unavailable" for
-    every sample, with the reason. All valid pairs are scored in one batched call of a scorer
-    that is loaded once per process. Raises ValueError when num_layers is needed and not given.
+    every sample, with the reason. All valid pairs are scored by a scorer loaded once per
+    process, their texts embedded in length-sorted batches (see _score_by_length). Raises ValueError when num_layers is needed and not given.
     """
     results: dict[tuple[str, str], MetricValue] = {}
     valid: list[tuple[str, str, str]] = []
@@ -286,7 +288,7 @@ def compute_bertscore(
     cands = [c for _, c, _ in valid]
     refs = [r for _, _, r in valid]
     try:
-        precision, recall, f1 = scorer.score(cands, refs, batch_size=options.batch_size)
+        precision, recall, f1 = _score_by_length(scorer, cands, refs, options.batch_size)
     except Exception as exc:  # a scoring failure (e.g. out of memory) marks these samples, not the run
         detail = f"BERTScore failed: {type(exc).__name__}: {exc}"
         for sample_id, _, _ in valid:
@@ -301,6 +303,98 @@ def compute_bertscore(
         results[(sample_id, BERTSCORE_PRECISION)] = MetricValue(float(precision[i]), "ok", note)
         results[(sample_id, BERTSCORE_RECALL)] = MetricValue(float(recall[i]), "ok", note)
     return results
+
+
+# Padded tokens per forward pass. Texts are sorted by length and cut into batches of up to
+# `batch_size` texts and this many padded tokens, so a 512-token answer no longer pads 63 short
+# ones to 512 (bert_score batches whatever 64 texts come first by word count). 8192 = 16 texts
+# at the 512-token limit; the forward cost is about linear in padded tokens at these lengths, so
+# a larger budget saves only the per-call overhead.
+_TOKENS_PER_FORWARD = 8192
+# A batch also ends where a text is more than twice (+ this many tokens) as long as its shortest
+# one, so at most about half of a batch is padding.
+_PADDING_SLACK = 16
+
+
+def _score_by_length(scorer: Any, cands: list[str], refs: list[str], batch_size: int) -> tuple[Any, Any, Any]:
+    """(P, R, F1) tensors of `scorer.score(cands, refs)` for a scorer built with idf=False and no
+    baseline rescaling (what get_bertscorer builds), with the texts embedded in length-sorted
+    batches bounded by `batch_size` texts, _TOKENS_PER_FORWARD padded tokens and a padding share.
+
+    The embeddings are bert_score's own (`get_bert_embedding`, the idf weights of
+    `BERTScorer.score` without idf); which texts share a padded batch is irrelevant to them (the
+    attention mask; float rounding, ~1e-7). The matching is `_greedy_match`, whose values do not
+    depend on the batch either.
+    """
+    import torch
+    from bert_score.utils import get_bert_embedding, sent_encode
+    from torch.nn.utils.rnn import pad_sequence
+
+    tokenizer = scorer._tokenizer
+    idf_dict: defaultdict[int, float] = defaultdict(lambda: 1.0)
+    idf_dict[tokenizer.sep_token_id] = 0
+    idf_dict[tokenizer.cls_token_id] = 0
+    length = {text: len(sent_encode(tokenizer, text)) for text in {*cands, *refs}}
+    texts = sorted(length, key=lambda text: (length[text], text))
+
+    stats: dict[str, tuple[Any, Any]] = {}
+    start = 0
+    while start < len(texts):
+        stop = start + 1  # the batch's longest text is its last one
+        while (
+            stop < len(texts)
+            and stop - start < batch_size
+            and (stop - start + 1) * length[texts[stop]] <= _TOKENS_PER_FORWARD
+            and length[texts[stop]] <= 2 * length[texts[start]] + _PADDING_SLACK
+        ):
+            stop += 1
+        batch = texts[start:stop]
+        embeddings, masks, idf = get_bert_embedding(batch, scorer._model, tokenizer, idf_dict, device=scorer.device, all_layers=scorer.all_layers)
+        embeddings, masks, idf = embeddings.cpu(), masks.cpu(), idf.cpu()
+        for i, text in enumerate(batch):
+            size = int(masks[i].sum().item())
+            stats[text] = (embeddings[i, :size], idf[i, :size])
+        start = stop
+
+    def padded(batch: list[str]) -> tuple[Any, Any, Any]:
+        embeddings = [stats[text][0] for text in batch]
+        sizes = torch.tensor([e.size(0) for e in embeddings], dtype=torch.long)
+        mask = torch.arange(int(sizes.max())).expand(len(batch), -1) < sizes.unsqueeze(1)
+        return pad_sequence(embeddings, batch_first=True, padding_value=2.0), mask, pad_sequence([stats[t][1] for t in batch], batch_first=True)
+
+    # Greedy matching, pairs in length order too (its padded similarity matrices are small).
+    order = sorted(range(len(cands)), key=lambda i: (max(length[cands[i]], length[refs[i]]), i))
+    scores = torch.empty((len(cands), 3))
+    with torch.no_grad():
+        for begin in range(0, len(order), batch_size):
+            part = order[begin : begin + batch_size]
+            p, r, f = _greedy_match(*padded([refs[i] for i in part]), *padded([cands[i] for i in part]))
+            scores[part] = torch.stack((p, r, f), dim=-1).cpu()
+    return scores[:, 0], scores[:, 1], scores[:, 2]
+
+
+def _greedy_match(ref_embedding: Any, ref_mask: Any, ref_idf: Any, hyp_embedding: Any, hyp_mask: Any, hyp_idf: Any) -> tuple[Any, Any, Any]:
+    """bert_score's `greedy_cos_idf` (one layer), except that padded positions never win a
+    token's best match: bert_score zeroes them, so in a padded batch a token whose similarities
+    are all negative matches padding (0) and the pair's value depends on its batch neighbours
+    (up to ~1e-4 on unrelated texts). Here each pair gets the value `bert_score.score` gives it
+    alone, as the official per-pair code path does."""
+    import torch
+
+    ref_embedding = ref_embedding / torch.norm(ref_embedding, dim=-1).unsqueeze(-1)
+    hyp_embedding = hyp_embedding / torch.norm(hyp_embedding, dim=-1).unsqueeze(-1)
+    sim = torch.bmm(hyp_embedding, ref_embedding.transpose(1, 2))
+    sim = sim.masked_fill(~(hyp_mask.unsqueeze(2) & ref_mask.unsqueeze(1)), float("-inf"))
+    word_precision = sim.max(dim=2)[0].masked_fill(~hyp_mask, 0.0)
+    word_recall = sim.max(dim=1)[0].masked_fill(~ref_mask, 0.0)
+    precision = (word_precision * (hyp_idf / hyp_idf.sum(dim=1, keepdim=True))).sum(dim=1)
+    recall = (word_recall * (ref_idf / ref_idf.sum(dim=1, keepdim=True))).sum(dim=1)
+    f1 = 2 * precision * recall / (precision + recall)
+    # bert_score's rule for a text that is only [CLS] [SEP] (never sent here: empty texts are
+    # filtered out before scoring), kept for fidelity.
+    empty = hyp_mask.sum(dim=1).eq(2) | ref_mask.sum(dim=1).eq(2)
+    precision, recall = precision.masked_fill(empty, 0.0), recall.masked_fill(empty, 0.0)
+    return precision, recall, f1.masked_fill(torch.isnan(f1), 0.0)
 
 
 def _truncation_notes(scorer: Any, cands: list[str], refs: list[str]) -> list[str]:
