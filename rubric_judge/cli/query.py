@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from rubric_judge.store.query import DEFAULT_MEMORY_LIMIT
+from rubric_judge.store import DEFAULT_MEMORY_LIMIT
 
 DbOption = Annotated[Path | None, typer.Option("--db", help="Results database (default: $RUBRIC_JUDGE_DB, else ./rubric-judge.duckdb).")]
 MemoryLimitOption = Annotated[str, typer.Option("--memory-limit", help="Most memory DuckDB may use, e.g. 2GB, 512MB or 50% (of RAM).")]

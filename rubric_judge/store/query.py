@@ -21,12 +21,12 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from rubric_judge.errors import Location, Problem, UserError
+from rubric_judge.store import DEFAULT_MEMORY_LIMIT
 from rubric_judge.store.db import connect
 
 EXPORT_TABLES = ("runs", "samples", "judge_calls", "verdicts", "metric_values", "criteria", "run_fields",
                  "task_scores", "dimension_scores", "leaderboard", "leaderboard_ci", "metric_summary", "accuracy_rates", "labels", "agreement_results")
 
-DEFAULT_MEMORY_LIMIT = "2GB"
 # DuckDB's own vector size: a chunk this long costs DuckDB no extra work to hand over.
 CHUNK_ROWS = 2048
 # After Ctrl-C, how long to wait for DuckDB to notice the interrupt and let go of the connection.
