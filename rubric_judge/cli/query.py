@@ -99,8 +99,10 @@ def leaderboard(
     from rubric_judge.store.db import default_db_path
 
     names, rows = stats.leaderboard(db or default_db_path(), stats.Bootstrap(resamples, seed, level), rubric)
-    # Accuracy rates exist only for pass_rate rubrics; without any, the columns are noise.
-    keep = [i for i, name in enumerate(names) if not name.startswith("accuracy_") or any(row[i] is not None for row in rows)]
+    # Accuracy rates exist only for pass_rate rubrics and a score note only for a run with no
+    # judge score; without any, those columns are noise.
+    optional = ("accuracy_", "score_note")
+    keep = [i for i, name in enumerate(names) if not name.startswith(optional) or any(row[i] is not None for row in rows)]
     # Short headers for the coverage counts keep the table within a terminal's width.
     short = {"judge_model": "judge", "accuracy_rate": "accuracy", "accuracy_ci_low": "acc_low", "accuracy_ci_high": "acc_high", "samples_scored": "scored", "samples_excluded": "excluded", "missing_outputs": "missing", "unscored_verdicts": "unscored", "samples_total": "of"}
     _print([short.get(names[i], names[i]) for i in keep], [tuple(row[i] for i in keep) for row in rows], "table")
