@@ -38,6 +38,18 @@ def invalid(message: str, fix: str) -> PydanticCustomError:
 POOLED_DIMENSION = "overall"
 
 
+def _listify_when(value: Any) -> Any:
+    """`when: {category: VQA}` means `{category: [VQA]}`: one value or a list of them."""
+    if isinstance(value, dict):
+        return {k: v if isinstance(v, list) else [v] for k, v in value.items()}
+    return value
+
+
+# A condition on a sample's fields: the field must equal one of the listed values (dimensions
+# and metrics that apply to some samples only, e.g. MedGEN's Coherence to MMGeneration).
+When = Annotated[dict[str, list[str]] | None, BeforeValidator(_listify_when)]
+
+
 class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -130,14 +142,7 @@ class Dimension(StrictModel):
     description: str | None = None
     # The dimension applies only to samples whose field equals one of these values
     # (MedGEN's Coherence applies only to MMGeneration samples).
-    when: dict[str, list[str]] | None = None
-
-    @field_validator("when", mode="before")
-    @classmethod
-    def _listify(cls, value: Any) -> Any:
-        if isinstance(value, dict):
-            return {k: v if isinstance(v, list) else [v] for k, v in value.items()}
-        return value
+    when: When = None
 
     @property
     def title(self) -> str:
@@ -253,18 +258,11 @@ class MetricSpec(StrictModel):
     # With it: the samples whose fields match (as a dimension's `when`), so a matching sample
     # with no reference still gets a value or a status -- MedGEN's official code scores every
     # VQA and MMGeneration answer, whether or not the reference answer is empty.
-    when: dict[str, list[str]] | None = None
+    when: When = None
     # Text metrics only. `error` (default): an empty or whitespace-only text, or a missing one,
     # has no value (status missing_output or error). `score_zero`: it is scored 0 and counted,
     # as bert_score itself scores an empty candidate or reference (reference-compatible).
     empty_text: Literal["error", "score_zero"] = "error"
-
-    @field_validator("when", mode="before")
-    @classmethod
-    def _listify(cls, value: Any) -> Any:
-        if isinstance(value, dict):
-            return {k: v if isinstance(v, list) else [v] for k, v in value.items()}
-        return value
 
     def applies_to(self, fields: Mapping[str, Any]) -> bool:
         """Whether a sample with these fields is inside the metric (see `when`)."""
