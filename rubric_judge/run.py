@@ -620,7 +620,15 @@ class _Planner:
         self.samples: list[SamplePlan] = []
         self.problems: list[Problem] = []
         self.calls = self.cached = 0
+        self._hit_keys: set[str] = set()
         self._planned: list[SamplePlan] | None = None
+
+    def record(self, outcome: Outcome) -> None:
+        """A progress listener: the executor looks every call up in the cache, so the plan's
+        cached count comes from its outcomes instead of a second lookup per call."""
+        if outcome.cache_hit:
+            self.cached += 1
+            self._hit_keys.add(outcome.call.cache_key)
 
     async def check(self) -> None:
         pairs, problems = match_rubrics(self.rubrics, self.job.samples)
@@ -648,6 +656,7 @@ class _Planner:
             raise UserError(Problem(Location(None), f"estimated cost ${estimate.cost_usd:.4f} for {len(uncached)} uncached calls exceeds "
                                     f"the limit of ${self.options.max_cost}", field="max_cost", fix="raise the limit, or score fewer samples"))
         self._planned = list(plan.samples)
+        self._planned_cached = len(plan.calls) - len(uncached)
         self._final_estimate = estimate.cost_usd if estimate else None
 
     def _estimate(self, uncached):
@@ -671,8 +680,7 @@ class _Planner:
             sample_plans = self._planned
             self.samples = list(sample_plans)
             self.calls = sum(len(s.calls) for s in sample_plans)
-            self.cached = sum(self.cache.get(c.cache_key) is not None for s in sample_plans for c in s.calls)
-            self.emit(self._planned_event(True, self._final_estimate))
+            self.emit(replace(self._planned_event(True, self._final_estimate), cached=self._planned_cached))
             for sample_plan in sample_plans:
                 for call in sample_plan.calls:
                     yield call
@@ -695,7 +703,7 @@ class _Planner:
         producer = threading.Thread(target=produce, name="rubric-judge-planner", daemon=True)
         producer.start()
         announced = False
-        uncached: list = []
+        planned: list = []
         try:
             while (result := await queue.get()) is not done:
                 if isinstance(result, BaseException):
@@ -708,16 +716,15 @@ class _Planner:
                 self.samples.append(result)
                 for call in result.calls:
                     self.calls += 1
-                    if self.cache.get(call.cache_key) is None:
-                        uncached.append(call)
-                    else:
-                        self.cached += 1
+                    planned.append(call)
                     if not announced:
                         self.emit(self._planned_event(False))
                         announced = True
                     yield call
         finally:
             stop.set()
+        # The executor has looked up every call yielded (it does before asking for the next one).
+        uncached = [call for call in planned if call.cache_key not in self._hit_keys]
         estimate = self._estimate(uncached) if uncached else None
         self.emit(self._planned_event(True, estimate.cost_usd if estimate else None))
 
@@ -751,7 +758,7 @@ async def _execute(executor: Executor, planner: _Planner, store, run_id: str, me
         emit(CallsProgress(progress.done, planner.calls, progress.cache_hits, progress.errors, progress.prompt_tokens + progress.completion_tokens,
                            progress.cost_usd, progress.cost_unknown))
 
-    progress.listeners.append(on_outcome)
+    progress.listeners.extend([planner.record, on_outcome])
     try:
         await executor.run_async(planner.stream(), progress)
     finally:
