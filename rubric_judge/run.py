@@ -463,7 +463,7 @@ async def _run_panel(options: ScoreOptions, job: Job, emit: ProgressCallback) ->
 
 async def _run_judge(options: ScoreOptions, job: Job, emit: ProgressCallback, link: _Link = _Link(), with_metrics: bool = True) -> RunResult:
     """One judge's run: plan, judge (cache first), store; a probe run judges the probed calls."""
-    from rubric_judge.store.db import ResultStore, RunInfo, StorageError
+    from rubric_judge.store.db import RunInfo, StorageError
 
     rubrics = swapped_rubrics(job.rubrics) if link.probe == "swap-images" else job.rubrics
     base = rubrics[0]
@@ -521,23 +521,20 @@ async def _run_judge(options: ScoreOptions, job: Job, emit: ProgressCallback, li
             "concurrency": options.concurrency, "transport": transport, "cache_mode": options.cache.value, "batching": base.judge.mode.value,
             "temperature": base.judge.temperature, "offline_judge": options.offline,
         }
-        store = ResultStore(options.db)
-        run_id = store.begin_run(RunInfo(base, options.model, judge_model, identity_base, config, link.role, link.parent_run_id, link.probe))
+        # The results database opens (a new file: seconds of DDL on a slow disk) while the
+        # first calls are judged; their outcomes wait in memory until it is ready. A database
+        # that cannot be opened stops the run with those answers in the verdict cache.
+        opening = _StoreOpening(options.db, RunInfo(base, options.model, judge_model, identity_base, config, link.role, link.parent_run_id, link.probe),
+                                planner.outline, options.replicates)
         try:
-            # Before judging, from the outline (no image read), so an interrupted run shows its coverage.
-            store.write_samples(run_id, planner.outline, options.replicates)
-            progress = await _execute(Executor(cache, settings), planner, store, run_id, metrics, emit)
+            progress = await _execute(Executor(cache, settings), planner, opening, metrics, emit)
+            store, run_id = opening.store, opening.run_id
         except BaseException as exc:
             if isinstance(exc, StorageError):
                 status, detail = "failed", exc.problems[0].message
             else:
                 status, detail = "interrupted", "stopped (Ctrl-C or an error) before it finished; run the same command again to resume"
-            # When storage itself failed these may fail too: the run then stays `running`,
-            # which the next process to open the file reads as `interrupted`.
-            with contextlib.suppress(StorageError):
-                store.finish_run(run_id, status, detail)
-            with contextlib.suppress(StorageError):
-                store.close()
+            await opening.abandon(status, detail)
             raise
         finally:
             cache.close()
@@ -736,7 +733,58 @@ def _probed_sample(sample_plan: SamplePlan) -> SamplePlan:
     return probed_plan(Plan((sample_plan,))).samples[0]
 
 
-async def _execute(executor: Executor, planner: _Planner, store, run_id: str, metrics: _MetricsJob | None,
+class _StoreOpening:
+    """The run's results database, opened on a thread of its own while judging starts: the
+    run's row is written, then its samples (from the outline, no image read, so an interrupted
+    run shows its coverage). Not on asyncio's default executor, whose threads the Pacer counts
+    as judging CPU."""
+
+    def __init__(self, db: Path, info, outline, replicates: int):
+        import concurrent.futures
+
+        self.store = None
+        self.run_id: str | None = None
+        self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="rubric-judge-store")
+        self.task = asyncio.get_running_loop().run_in_executor(self._pool, self._open, db, info, outline, replicates)
+        self._pool.shutdown(wait=False)
+
+    def _open(self, db: Path, info, outline, replicates: int) -> None:
+        from rubric_judge.store.db import ResultStore
+
+        store = ResultStore(db)
+        try:
+            run_id = store.begin_run(info)
+            self.store, self.run_id = store, run_id  # from here on, abandon() records how the run ended
+            store.write_samples(run_id, outline, replicates)
+        except BaseException:
+            if self.store is None:
+                store.close()
+            raise
+
+    @property
+    def ready(self) -> bool:
+        return self.task.done() and not self.task.cancelled() and self.task.exception() is None
+
+    async def wait(self) -> None:
+        await asyncio.shield(self.task)
+
+    async def abandon(self, status: str, detail: str) -> None:
+        """The run stopped: wait for the opening to end, then record the status if the run's row
+        was written. When storage itself failed these may fail too: the run then stays `running`,
+        which the next process to open the file reads as `interrupted`."""
+        from rubric_judge.store.db import StorageError
+
+        with contextlib.suppress(BaseException):
+            await asyncio.shield(self.task)
+        if self.store is None:
+            return
+        with contextlib.suppress(StorageError):
+            self.store.finish_run(self.run_id, status, detail)
+        with contextlib.suppress(StorageError):
+            self.store.close()
+
+
+async def _execute(executor: Executor, planner: _Planner, opening: _StoreOpening, metrics: _MetricsJob | None,
                    emit: ProgressCallback) -> Progress:
     progress = Progress()
     buffer: list[Outcome] = []
@@ -749,22 +797,32 @@ async def _execute(executor: Executor, planner: _Planner, store, run_id: str, me
         buffer.clear()
         last_flush[0] = time.monotonic()
         if batch:
-            store.write_outcomes(run_id, batch)
+            opening.store.write_outcomes(opening.run_id, batch)
 
     def on_outcome(outcome: Outcome) -> None:
         buffer.append(outcome)
-        if len(buffer) >= FLUSH_EVERY or time.monotonic() - last_flush[0] >= FLUSH_SECONDS:
+        if opening.ready and (len(buffer) >= FLUSH_EVERY or time.monotonic() - last_flush[0] >= FLUSH_SECONDS):
             flush()
         emit(CallsProgress(progress.done, planner.calls, progress.cache_hits, progress.errors, progress.prompt_tokens + progress.completion_tokens,
                            progress.cost_usd, progress.cost_unknown))
 
     progress.listeners.extend([planner.record, on_outcome])
+    judging = asyncio.ensure_future(executor.run_async(planner.stream(), progress))
     try:
-        await executor.run_async(planner.stream(), progress)
+        # A database that cannot be opened stops judging at once, not after the last call.
+        await asyncio.wait([judging, opening.task], return_when=asyncio.FIRST_EXCEPTION)
+        await opening.wait()
+        await judging
+    except BaseException:
+        judging.cancel()
+        with contextlib.suppress(BaseException):
+            await judging
+        raise
     finally:
-        flush()
+        if opening.ready:
+            flush()
     if metrics is not None:
-        store.write_metrics(run_id, await metrics.wait())
+        opening.store.write_metrics(opening.run_id, await metrics.wait())
     return progress
 
 

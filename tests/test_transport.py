@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import re
 import socket
 import subprocess
 import sys
@@ -20,6 +21,8 @@ from rubric_judge.judge.executor import Executor, ExecutorSettings, Outcome, Pro
 from rubric_judge.judge.transport import _proxy_for, _served_name, resolve_transport
 from rubric_judge.planning.compile import JudgeTarget, build_plan
 from rubric_judge.planning.job import load_job
+from rubric_judge.rubrics.schema import VerdictSpec
+from rubric_judge.testing.loopback import Fault, deterministic_policy
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "illugenbench"
 JUDGE = "openai/test-judge"
@@ -84,8 +87,9 @@ def example_calls(structured_output: str) -> list:
 
 
 def judge(calls: list, server_url: str, transport: str, tmp: Path, **settings) -> list[Outcome]:
+    settings = {"concurrency": 2, **settings}
     executor = Executor(VerdictCache(tmp / "cache", CacheMode.off),
-                        ExecutorSettings(concurrency=2, api_base=server_url, api_key="sk-transport-test", transport=transport, **settings))
+                        ExecutorSettings(api_base=server_url, api_key="sk-transport-test", transport=transport, **settings))
     return executor.run(calls, Progress())
 
 
@@ -103,6 +107,50 @@ def test_both_transports_send_the_same_request_and_read_the_same_answer(judge_se
     assert bodies["direct"] == bodies["litellm"]
     assert answers["direct"] == answers["litellm"]
     assert bodies["direct"][0]["model"] == "test-judge"
+
+
+def example_calls_with_a_scale(structured_output: str) -> list:
+    """Three calls: two binary (the example rubric) and one scale call (its verdict replaced)."""
+    calls = example_calls(structured_output)
+    job = load_job(EXAMPLE / "tasks", EXAMPLE / "manifest.jsonl", EXAMPLE / "outputs" / "good-model")
+    extra = build_plan(job.rubrics, job.samples, JudgeTarget(JUDGE, None)).calls[2]
+    scale = dataclasses.replace(extra, structured_output=structured_output, verdict=VerdictSpec(kind="scale", min=1, max=10),
+                                cache_key=extra.cache_key + "-scale")
+    return [*calls, scale]
+
+
+@pytest.mark.parametrize("structured_output", ["tools", "json_schema", "json", "md_json"])
+def test_re_asks_after_invalid_answers_are_the_same_on_both_transports(judge_server, tmp_path: Path, structured_output: str) -> None:
+    """Answers that miss a criterion, are not JSON, or fall outside the scale are re-asked with
+    the same messages by instructor (litellm) and by the direct client; one call never gets a
+    valid answer and ends unscored, with the same error and token totals on both."""
+    calls = example_calls_with_a_scale(structured_output)
+    # One call at a time, so faults meet the same asks on both transports: call 1 is re-asked
+    # twice, call 2 never answers validly (1 + 2 asks), call 3 (the scale) is re-asked once.
+    faults = [Fault.drop_criterion(), Fault.malformed(), None,
+              Fault.drop_criterion(), Fault.malformed(), Fault.drop_criterion(),
+              Fault.out_of_range(), None]
+    judge_server.policy = deterministic_policy  # answers scale criteria too
+    bodies, results, errors = {}, {}, {}
+    for transport in ("litellm", "direct"):
+        judge_server.clear_requests()
+        judge_server.faults.extend(faults)  # None: answer normally
+        outcomes = judge(calls, judge_server.base_url, transport, tmp_path, concurrency=1)
+        assert not judge_server.faults
+        # The server numbers its tool calls across the whole test; re-asks echo those ids back.
+        bodies[transport] = json.loads(re.sub(r'"call_[0-9a-f]+"', '"call_ID"', json.dumps(judge_server.requests)))
+        results[transport] = [(o.status, o.answer, o.attempts, o.prompt_tokens, o.completion_tokens) for o in outcomes]
+        errors[transport] = outcomes[1].error
+    assert [r[0] for r in results["direct"]] == ["ok", "unscored", "ok"]
+    assert len(bodies["direct"]) == len(faults)
+    assert bodies["direct"] == bodies["litellm"]
+    assert results["direct"] == results["litellm"]
+    # instructor's message also lists every failed attempt; both end with the last validation error.
+    for error in errors.values():
+        assert error.startswith("invalid answer after 3 attempt(s): ") and "Field required" in error
+    # The re-ask carries the answer and the validation error back to the judge.
+    reask = bodies["direct"][1]["messages"]
+    assert len(reask) > len(bodies["direct"][0]["messages"]) and "JudgeVerdicts" in json.dumps(reask[-1])
 
 
 async def _serve_once(handler, run) -> None:

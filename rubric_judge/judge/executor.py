@@ -141,9 +141,8 @@ class Executor:
         return outcomes
 
     async def _run_pending(self, queue: asyncio.Queue[JudgeCall | None], structured_output: str, progress: Progress, outcomes: list[Outcome]) -> None:
-        from rubric_judge.judge.messages import build_messages, instructor_client
-        from rubric_judge.judge.transport import completion_function
-        from rubric_judge.planning.response import prepare_response_models
+        from rubric_judge.judge.messages import build_messages
+        from rubric_judge.judge.transport import judge_client
 
         reachability = Reachability(self.settings.max_unreachable, progress)
         finished = False
@@ -171,12 +170,15 @@ class Executor:
                 outcomes.append(outcome)
                 progress.record(outcome)
 
-        async with completion_function(self.settings.transport, self.settings.api_base, self.settings.api_key, self.settings.concurrency) as completion:
-            client = instructor_client(completion, structured_output)
-            # Pay the judge stack's imports (instructor's base pulls in the OpenAI SDK's types:
-            # seconds of CPU) before the pacer starts counting judging CPU: counted, they read as
-            # the cost of the first calls and space the next starts seconds apart.
-            prepare_response_models()
+        settings = self.settings
+        async with judge_client(settings.transport, settings.api_base, settings.api_key, settings.concurrency, structured_output) as client:
+            if settings.transport != "direct":
+                from rubric_judge.planning.response import prepare_response_models
+
+                # Pay instructor's imports (its base pulls in the OpenAI SDK's types: seconds of
+                # CPU) before the pacer starts counting judging CPU: counted, they read as the
+                # cost of the first calls and space the next starts seconds apart.
+                prepare_response_models()
             pacer = Pacer(self.settings.requests_per_minute, WARM_UP_FLOOR_S[self.settings.transport])
             workers = [asyncio.create_task(worker(client)) for _ in range(self.settings.concurrency)]
             try:
@@ -191,9 +193,6 @@ class Executor:
             messages = build_messages(call)
         except Exception as exc:  # an image that vanished or changed since planning
             return Outcome(call, "error", error=f"cannot prepare the request: {redact(str(exc))}")
-        kwargs: dict[str, Any] = {"temperature": call.temperature}
-        if call.max_tokens:
-            kwargs["max_tokens"] = call.max_tokens
         started = time.perf_counter()
         last_error = ""
         for attempt in range(1, settings.max_attempts + 1):
@@ -201,17 +200,9 @@ class Executor:
                 return Outcome(call, "error", error=f"{last_error} ({reachability.progress.judge_unreachable})", attempts=attempt - 1, latency_ms=_ms(started))
             await pacer.wait()
             try:
-                answer, completion = await asyncio.wait_for(
-                    client.chat.completions.create_with_completion(
-                        model=call.model,
-                        messages=messages,
-                        response_model=call.response_model,
-                        # instructor's (v2) retry loop counts re-asks after the first ask: 1 + N asks in all.
-                        max_retries=settings.validation_retries,
-                        timeout=settings.timeout_s,
-                        **kwargs,
-                    ),
-                    timeout=settings.timeout_s + 5,
+                answer, usage = await asyncio.wait_for(
+                    client.ask(call, messages, validation_retries=settings.validation_retries, timeout=settings.timeout_s),
+                    timeout=(settings.timeout_s + 5) * (settings.validation_retries + 1),
                 )
             except Exception as exc:
                 pacer.finished()
@@ -231,11 +222,12 @@ class Executor:
                 continue
             pacer.finished()
             reachability.attempt_ended(connected=True)
-            prompt, completion_tokens = usage_tokens(getattr(completion, "usage", None))
+            prompt, completion_tokens = usage_tokens(usage)
             # A judge can echo what it was sent in its reasoning too; the answer is cached and stored.
             verdicts = {criterion_id: redact_data(value.model_dump()) for criterion_id, value in verdicts_by_id(answer).items()}
             return Outcome(call, "ok", verdicts, attempts=attempt, latency_ms=_ms(started), prompt_tokens=prompt, completion_tokens=completion_tokens, cost_usd=price(call.model, prompt, completion_tokens))
         return Outcome(call, "error", error=last_error, attempts=settings.max_attempts, latency_ms=_ms(started))
+
 
 def _ms(started: float) -> float:
     return (time.perf_counter() - started) * 1000.0

@@ -1,26 +1,26 @@
 """Build what is sent to the judge: the chat messages of a call and the instructor client.
 
 `build_messages` turns a planned `JudgeCall` into OpenAI-style messages, encoding each image
-as the planner hashed it (and refusing one that changed since). `instructor_client` wraps a
-transport's completion function in instructor, in the call's structured-output mode.
+as the planner hashed it (and refusing one that changed since). `instructor_client` wraps the
+litellm transport's completion function in instructor, in the call's structured-output mode.
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-from rubric_judge.judge.transport import Completion
 from rubric_judge.planning.compile import ImagePart, JudgeCall, TextPart
 from rubric_judge.planning.images import EncodedImage, encoded_image
 
 INSTRUCTOR_MODES = {"tools": "TOOLS", "json": "JSON", "json_schema": "JSON_SCHEMA", "md_json": "MD_JSON"}
 
 
-def instructor_client(completion: Completion, structured_output: str) -> Any:
+def instructor_client(completion: Callable[..., Awaitable[Any]], structured_output: str) -> Any:
     """An async instructor client over a transport's completion function.
 
     Args:
-        completion: the transport's OpenAI-shaped async completion function.
+        completion: an OpenAI-shaped async completion function (litellm's `acompletion`).
         structured_output: the rubric's `judge.structured_output` (tools, json, json_schema, md_json).
 
     Returns:

@@ -71,6 +71,7 @@ def is_unreachable(exc: BaseException | None) -> bool:
 _TIMEOUTS = {"Timeout", "APITimeoutError", "TimeoutError"}
 _RATE_LIMITED = {"RateLimitError"}
 _SERVER_ERRORS = {"InternalServerError", "ServiceUnavailableError", "APIConnectionError", "BadGatewayError"}
+_INCOMPLETE = {"IncompleteOutputException", "IncompleteAnswer"}
 
 
 def _named(exc: BaseException, names: set[str]) -> bool:
@@ -84,12 +85,14 @@ def classify(exc: BaseException, litellm: Any = None) -> tuple[str, float | None
         exc: what the attempt raised.
         litellm: unused; kept so older callers still work (classes are matched by name).
     """
-    from instructor.core import IncompleteOutputException, InstructorRetryException
-
-    if isinstance(exc, IncompleteOutputException):
+    # instructor's exceptions (the litellm transport) and judge/structured.py's (direct), by
+    # name, so that classifying never imports instructor.
+    if _named(exc, _INCOMPLETE):
         # The judge did answer, but its answer was cut off at max_tokens (instructor raises this unwrapped).
         return "invalid", None, f"invalid answer: {_short(exc)}"
-    if isinstance(exc, InstructorRetryException):
+    if type(exc).__name__ == "InvalidAnswer":
+        return "invalid", None, f"invalid answer after {exc.n_attempts} attempt(s): {_short(exc)}"
+    if type(exc).__name__ == "InstructorRetryException":
         cause = exc.__cause__ or exc.__context__
         inner = _unwrap(cause)
         if inner is not None and not _is_validation(inner):

@@ -1,7 +1,8 @@
 """How judge requests reach the judge: through litellm, or straight to an OpenAI-compatible server.
 
-Both transports give instructor the same thing, an async chat-completions function, so prompts,
-structured output, re-asks and validation are identical; only the HTTP layer differs.
+Both transports send the same requests (prompts, structured output, re-asks) and validate
+answers with the same pydantic models (judge/structured.py); they differ in who builds the
+requests and in the HTTP layer.
 
 * `litellm` speaks to every provider litellm knows (OpenAI, Anthropic, Gemini, Bedrock, ...) and
   maps parameters to each provider's quirks. That generality costs 10-17 ms of client CPU a
@@ -9,9 +10,10 @@ structured output, re-asks and validation are identical; only the HTTP layer dif
   which caps one process near 60-90 calls/s.
 * `direct` posts the chat-completions body itself to a server you name with `--api-base` that
   speaks the OpenAI API (vLLM, SGLang, llama.cpp, Ollama, the loopback judge): one aiohttp
-  session, one JSON encode, ~2 ms a call. It sends the body litellm would send to
-  such a server (a test compares the decoded bodies in every structured-output mode), so the
-  cache key does not depend on it.
+  session, one JSON encode, ~1 ms a call, and neither litellm nor instructor's OpenAI SDK
+  imported (seconds of start-up). It sends the body instructor and litellm would send to such a
+  server (a test compares the decoded bodies, re-asks included, in every structured-output
+  mode), so the cache key does not depend on it.
 
 Credentials in the base URL (`http://user:password@host/v1`, for a server behind a proxy with
 basic auth) work the same on both: they are taken out of the URL and sent as an
@@ -31,17 +33,19 @@ import contextlib
 import functools
 import json
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
 
 from rubric_judge.errors import Location, Problem, UserError
 from rubric_judge.redaction import redact, register_secret, register_url, url_without_userinfo
+
+if TYPE_CHECKING:
+    from rubric_judge.judge.structured import StructuredClient
 
 TRANSPORTS = ("auto", "litellm", "direct")
 # litellm providers whose requests are plain OpenAI chat completions at the given base URL.
 OPENAI_COMPATIBLE_PROVIDERS = ("openai", "hosted_vllm")
 
-Completion = Callable[..., Awaitable[Any]]
 # The key sent to a self-hosted server that wants none (the OpenAI clients insist on one): no secret.
 NO_KEY = "not-needed"
 
@@ -88,15 +92,28 @@ def resolve_transport(requested: str, model: str, api_base: str | None) -> str:
 
 
 @contextlib.asynccontextmanager
-async def completion_function(transport: str, api_base: str | None, api_key: str | None, concurrency: int) -> AsyncIterator[Completion]:
-    """An async `completion(model=..., messages=..., timeout=..., **body)` for instructor, open for a run."""
+async def judge_client(transport: str, api_base: str | None, api_key: str | None, concurrency: int, structured_output: str) -> AsyncIterator[StructuredClient]:
+    """The client that asks the judge for structured answers, open for a run.
+
+    Args:
+        transport: `direct` or `litellm` (resolved, see `resolve_transport`).
+        api_base: the judge's base URL, possibly with `user:password@`; None for a hosted provider.
+        api_key: the key sent as a Bearer token (NO_KEY for a server that wants none).
+        concurrency: connections kept open to the server (`direct`).
+        structured_output: the rubric's `judge.structured_output` mode.
+
+    Yields:
+        A `StructuredClient`: `DirectStructuredClient` for `direct`, `InstructorClient` for `litellm`.
+    """
+    from rubric_judge.judge.structured import DirectStructuredClient, InstructorClient
+
     if api_key != NO_KEY:
         register_secret(api_key)
     register_url(api_base)
     url, basic_auth = split_credentials(api_base)
     if transport == "direct":
         async with DirectClient(url or "", api_key, concurrency, authorization=basic_auth) as client:
-            yield client.complete
+            yield DirectStructuredClient(client.post)
         return
     from rubric_judge.llm import litellm_module
 
@@ -107,7 +124,7 @@ async def completion_function(transport: str, api_base: str | None, api_key: str
         endpoint["extra_headers"] = {"Authorization": basic_auth}
     # The OpenAI SDK under litellm and litellm itself both retry on their own; retries belong to
     # the executor alone, so every attempt is counted and the backoff policy is ours.
-    yield functools.partial(litellm.acompletion, max_retries=0, num_retries=0, **endpoint)
+    yield InstructorClient(functools.partial(litellm.acompletion, max_retries=0, num_retries=0, **endpoint), structured_output)
 
 
 def split_credentials(api_base: str | None) -> tuple[str | None, str | None]:
@@ -156,12 +173,17 @@ class DirectClient:
     async def __aexit__(self, *exc_info: object) -> None:
         await self._session.close()
 
-    async def complete(self, *, model: str, messages: list[dict[str, Any]], timeout: float, **body: Any) -> Any:
-        """One chat completion, as the OpenAI SDK's `ChatCompletion` (what instructor parses)."""
-        import aiohttp
-        from openai.types.chat import ChatCompletion
+    async def post(self, model: str, body: dict[str, Any], timeout: float) -> dict[str, Any]:
+        """One chat completion: `body` (with `model`) posted, the decoded answer returned.
 
-        payload = json.dumps({"model": _served_name(model), "messages": messages, **body}, ensure_ascii=False, separators=(",", ":"))
+        Raises:
+            JudgeHTTPError: the server answered with an error status.
+            JudgeConnectionError: no connection, or an answer that is not a JSON object with `choices`.
+            TimeoutError: no answer within `timeout` seconds.
+        """
+        import aiohttp
+
+        payload = json.dumps({"model": _served_name(model), **body}, ensure_ascii=False, separators=(",", ":"))
         try:
             async with self._session.post(self.url, data=payload.encode("utf-8"), headers=self.headers, proxy=self.proxy,
                                           timeout=aiohttp.ClientTimeout(total=timeout)) as response:
@@ -179,13 +201,7 @@ class DirectClient:
             raise JudgeConnectionError(f"the server answered HTTP {status} with a body that is not JSON: {_excerpt(raw)}") from exc
         if not isinstance(data, dict) or not isinstance(data.get("choices"), list):
             raise JudgeConnectionError(f"the server's answer has no `choices` list: {_excerpt(raw)}")
-        try:
-            return ChatCompletion.model_validate(data)
-        except ValueError:
-            # A server that leaves out fields the SDK's types require (`created`, `object`) still
-            # works: construct() builds the models without validating, as the OpenAI SDK itself
-            # does. It is ~15x slower, so only the odd server pays for it.
-            return ChatCompletion.construct(**data)
+        return data
 
 
 def _proxy_for(url: str) -> str | None:

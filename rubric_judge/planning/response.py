@@ -85,10 +85,17 @@ def response_model(criteria: tuple[tuple[str, str], ...], verdict: VerdictSpec) 
 
 
 @lru_cache(maxsize=16384)
+def verdicts_model(criteria: tuple[tuple[str, str], ...], verdict: VerdictSpec) -> type[BaseModel]:
+    """`response_model` without instructor's base: the same fields, name and schema, for the
+    direct transport (judge/structured.py), which validates answers without instructor."""
+    return create_model("JudgeVerdicts", __base__=VerdictsSchema, __doc__=VERDICTS_DOC, **_fields(criteria, verdict))
+
+
+@lru_cache(maxsize=16384)
 def response_schema(criteria: tuple[tuple[str, str], ...], verdict: VerdictSpec) -> dict[str, Any]:
     """The JSON schema of `response_model` (part of the cache key), built without instructor;
-    tests/test_plan.py checks the two schemas are the same."""
-    return create_model("JudgeVerdicts", __base__=VerdictsSchema, __doc__=VERDICTS_DOC, **_fields(criteria, verdict)).model_json_schema(by_alias=True)
+    tests/test_plan.py checks the two schemas are the same. Shared: do not modify it."""
+    return verdicts_model(criteria, verdict).model_json_schema(by_alias=True)
 
 
 def verdicts_by_id(answer: BaseModel) -> dict[str, BaseModel]:
