@@ -17,10 +17,10 @@ import contextlib
 import os
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rubric_judge.cache.verdicts import CacheMode, VerdictCache
 from rubric_judge.errors import Location, Problem, UserError
@@ -142,6 +142,8 @@ class RunResult:
         role: run | panel | panel_member | probe.
         members: a panel's member runs, in the order given; their totals add up to the panel's.
         probe: the bias probe run of this run (`probe=`), when one was made.
+        scores: the run's `leaderboard` rows ('overall' first), as the database had them when the run ended.
+        metric_scores: the run's `metric_summary` rows (one per metric); empty without metrics.
     """
 
     run_id: str
@@ -163,6 +165,8 @@ class RunResult:
     role: str = "run"
     members: tuple[RunResult, ...] = ()
     probe: RunResult | None = None
+    scores: tuple[Mapping[str, Any], ...] = ()
+    metric_scores: tuple[Mapping[str, Any], ...] = ()
 
     @property
     def exit_code(self) -> int:
@@ -449,6 +453,7 @@ async def _run_panel(options: ScoreOptions, job: Job, emit: ProgressCallback) ->
         copy_rows(store, members[0].run_id, panel_id)
         write_panel_verdicts(store, panel_id, [(m.run_id, m.judge_model) for m in members], options.panel, base.verdict.kind)
         store.finish_run(panel_id, status, detail)
+        scores, metric_scores = _summary(store, panel_id)
     finally:
         store.close()
     return RunResult(
@@ -457,8 +462,16 @@ async def _run_panel(options: ScoreOptions, job: Job, emit: ProgressCallback) ->
         calls=sum(m.calls for m in members), cache_hits=sum(m.cache_hits for m in members), failed_calls=sum(m.failed_calls for m in members),
         unscored_calls=sum(m.unscored_calls for m in members), prompt_tokens=sum(m.prompt_tokens for m in members),
         completion_tokens=sum(m.completion_tokens for m in members), cost_usd=sum(m.cost_usd for m in members),
-        cost_unknown=any(m.cost_unknown for m in members), role="panel", members=tuple(members),
+        cost_unknown=any(m.cost_unknown for m in members), role="panel", members=tuple(members), scores=scores, metric_scores=metric_scores,
     )
+
+
+def _summary(store, run_id: str) -> tuple[tuple[Mapping[str, Any], ...], tuple[Mapping[str, Any], ...]]:
+    """The run's leaderboard and metric rows, read-only views of them for the immutable RunResult."""
+    from types import MappingProxyType
+
+    return (tuple(MappingProxyType(row) for row in store.run_scores(run_id)),
+            tuple(MappingProxyType(row) for row in store.metric_summary(run_id)))
 
 
 async def _run_judge(options: ScoreOptions, job: Job, emit: ProgressCallback, link: _Link = _Link(), with_metrics: bool = True) -> RunResult:
@@ -552,12 +565,13 @@ async def _run_judge(options: ScoreOptions, job: Job, emit: ProgressCallback, li
         else:
             status, detail = "finished", None
         store.finish_run(run_id, status, detail)
+        scores, metric_scores = _summary(store, run_id)
         store.close()
         return RunResult(
             run_id=run_id, status=status, status_detail=detail, db=options.db, model=options.model, judge_model=judge_model, transport=transport,
             samples=len(job.samples), calls=progress.done, cache_hits=progress.cache_hits, failed_calls=progress.errors,
             unscored_calls=progress.unscored, prompt_tokens=progress.prompt_tokens, completion_tokens=progress.completion_tokens,
-            cost_usd=progress.cost_usd, cost_unknown=progress.cost_unknown, role=link.role,
+            cost_usd=progress.cost_usd, cost_unknown=progress.cost_unknown, role=link.role, scores=scores, metric_scores=metric_scores,
         )
     finally:
         if server is not None:

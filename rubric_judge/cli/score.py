@@ -58,17 +58,16 @@ def print_summary(result: RunResult) -> None:
 
     from rubric_judge.cli.output import stderr, stdout
 
-    results = result.results()
     if result.members:
-        _print_members(result, results)
+        _print_members(result, result.results())
     table = Table(title=f"Scores ({result.judge_model})", title_justify="left")
     for column in ("model", "dimension", "score", "accuracy", "samples", "excluded", "missing outputs", "unscored verdicts"):
         table.add_column(column, justify="left" if column in ("model", "dimension") else "right")
-    for row in results.records("SELECT * FROM leaderboard WHERE run_id = ? ORDER BY dimension <> 'overall', dimension", [result.run_id]):
+    for row in result.scores:
         table.add_row(row["model_name"], row["dimension"], _fmt(row["score"]), _fmt(row["accuracy_rate"]), _count(row["samples_scored"]),
                       _count(row["samples_excluded"]), _count(row["missing_outputs"]), _count(row["unscored_verdicts"]))
     stdout.print(table)
-    metric_rows = results.records("SELECT * FROM metric_summary WHERE run_id = ? ORDER BY metric", [result.run_id])
+    metric_rows = result.metric_scores
     if metric_rows:
         metrics = Table(title="Metrics", title_justify="left")
         for column in ("metric", "mean", "accuracy", "ok", "missing outputs", "not computed", "why not computed"):
@@ -84,7 +83,7 @@ def print_summary(result: RunResult) -> None:
         # The commonest reasons, once each: a judge that fails every call fails them all alike.
         # A panel made no calls of its own: its members did.
         call_runs = [m.run_id for m in result.members] or [result.run_id]
-        reasons = results.records(f"SELECT error, count(*) AS calls FROM judge_calls WHERE run_id IN ({', '.join('?' * len(call_runs))}) "
+        reasons = result.results().records(f"SELECT error, count(*) AS calls FROM judge_calls WHERE run_id IN ({', '.join('?' * len(call_runs))}) "
                                   "AND status <> 'ok' AND error IS NOT NULL GROUP BY error ORDER BY calls DESC, error LIMIT 3", call_runs)
         for reason in reasons:
             stderr.print(f"[red]failed[/] {reason['calls']} call(s): {escape(reason['error'])}")

@@ -284,6 +284,11 @@ class ResultStore:
     def leaderboard(self, rubric_id: str | None = None) -> list[dict[str, Any]]:
         return leaderboard(self.con, rubric_id)
 
+    def run_scores(self, run_id: str) -> list[dict[str, Any]]:
+        """The run's `leaderboard` rows, 'overall' first: read on the writing connection, so the
+        end-of-run summary needs no second connection to the file."""
+        return records(self.con.execute("SELECT * FROM leaderboard WHERE run_id = ? ORDER BY dimension <> 'overall', dimension", [run_id]))
+
     def _insert(self, table: str, rows: list[list[Any]]) -> None:
         # One statement over column lists: executemany costs ~3 ms a row in DuckDB, which made
         # a fully cached 9,015-verdict re-run take over a minute.
