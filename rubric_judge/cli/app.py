@@ -11,7 +11,7 @@ import sys
 
 import typer
 
-from rubric_judge.cli import agree, cache, compare, importers, labels, new, plan, query, report, score, validate, weights
+from rubric_judge.cli import agree, cache, compare, importers, labels, new, plan, preview, query, report, score, validate, weights
 
 app = typer.Typer(
     name="rubric-judge",
@@ -23,6 +23,7 @@ app = typer.Typer(
 )
 app.command("validate")(validate.command)
 app.command("plan")(plan.command)
+app.command("preview")(preview.command)
 app.command("score")(score.command)
 app.command("query")(query.query)
 app.command("export")(query.export)
