@@ -205,11 +205,10 @@ def preview(
         raise UserError([*plan.problems, Problem(Location(None), f"sample {chosen!r} cannot be previewed until the problems above are fixed")])
     sample_plan = plan.samples[0]
     calls = list(sample_plan.calls)
-    if call is not None:
-        if not 1 <= call <= len(calls):
-            counted = f"calls 1..{len(calls)}" if calls else "no judge call"
-            raise UserError(Problem(Location(None), f"call {call} is out of range: sample {chosen!r} has {counted}", field="call",
-                                    fix=f"give --call between 1 and {len(calls)}" if calls else "leave out --call"))
+    if call is not None and not 1 <= call <= len(calls):
+        counted = f"calls 1..{len(calls)}" if calls else "no judge call"
+        raise UserError(Problem(Location(None), f"call {call} is out of range: sample {chosen!r} has {counted}", field="call",
+                                fix=f"give --call between 1 and {len(calls)}" if calls else "leave out --call"))
     folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     shown = []
     with VerdictCache(folder, CacheMode.read_only) as cache:
