@@ -6,6 +6,7 @@ The public Python API; everything else is reached through it (the CLI renders th
 
     rubric = rj.load_rubric("builtin:medgen/holistic-with-gt.yaml")
     plan = rj.plan(rubric_path, data="manifest.jsonl", outputs="outputs/")   # calls and cost, offline
+    shown = rj.preview(rubric_path, data="manifest.jsonl", outputs="outputs/")  # one sample's exact messages, offline
     run = rj.score(rubric_path, data="manifest.jsonl", outputs="outputs/", model="my-model", judge="openai/gpt-4.1")
     board = rj.open_results(run.db).leaderboard()                           # a pandas DataFrame
     trust = rj.agree(run.db)                 # judge vs expert labels, other runs, replicates, probes
@@ -23,7 +24,8 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from rubric_judge.errors import Problem, UserError
-    from rubric_judge.planning.summary import ModePlan, Plan, plan
+    from rubric_judge.judge.preview import Preview, PreviewCall, PreviewImage, PreviewMessage, PreviewText, preview
+    from rubric_judge.plan_summary import MetricWork, ModePlan, Plan, plan
     from rubric_judge.rubrics.loader import load_rubric, load_rubric_set
     from rubric_judge.rubrics.schema import Rubric
     from rubric_judge.run import (
@@ -44,9 +46,16 @@ _EXPORTS = {
     "load_rubric": "rubric_judge.rubrics.loader",
     "load_rubric_set": "rubric_judge.rubrics.loader",
     "Rubric": "rubric_judge.rubrics.schema",
-    "plan": "rubric_judge.planning.summary",
-    "Plan": "rubric_judge.planning.summary",
-    "ModePlan": "rubric_judge.planning.summary",
+    "plan": "rubric_judge.plan_summary",
+    "Plan": "rubric_judge.plan_summary",
+    "ModePlan": "rubric_judge.plan_summary",
+    "MetricWork": "rubric_judge.plan_summary",
+    "preview": "rubric_judge.judge.preview",
+    "Preview": "rubric_judge.judge.preview",
+    "PreviewCall": "rubric_judge.judge.preview",
+    "PreviewMessage": "rubric_judge.judge.preview",
+    "PreviewText": "rubric_judge.judge.preview",
+    "PreviewImage": "rubric_judge.judge.preview",
     "score": "rubric_judge.run",
     "score_async": "rubric_judge.run",
     "RunResult": "rubric_judge.run",
@@ -64,10 +73,16 @@ _EXPORTS = {
 __all__ = [
     "CallsProgress",
     "JudgeChosen",
+    "MetricWork",
     "MetricsProgress",
     "ModePlan",
     "Plan",
     "Planned",
+    "Preview",
+    "PreviewCall",
+    "PreviewImage",
+    "PreviewMessage",
+    "PreviewText",
     "Problem",
     "Results",
     "Rubric",
@@ -79,6 +94,7 @@ __all__ = [
     "load_rubric_set",
     "open_results",
     "plan",
+    "preview",
     "score",
     "score_async",
 ]

@@ -37,6 +37,8 @@ from rubric_judge.planning.compile import (
 )
 from rubric_judge.planning.job import Job, load_job
 from rubric_judge.planning.probe import PROBES, check_probe, probed_plan, swapped_rubrics
+from rubric_judge.planning.selection import SampleSelection, select_samples
+from rubric_judge.planning.target import OFFLINE  # judge="offline": the built-in deterministic judge (not a VLM)
 from rubric_judge.redaction import redact_url, register_secret, register_url, url_without_userinfo
 from rubric_judge.store.panel import PANEL_RULES
 
@@ -46,7 +48,6 @@ if TYPE_CHECKING:
 
 FLUSH_EVERY = 25
 FLUSH_SECONDS = 1.0
-OFFLINE = "offline"  # judge="offline": the built-in deterministic judge (not a VLM), for demos and tests
 NO_JUDGE = "none"  # judge model and transport of a run of a metrics-only rubric
 
 
@@ -119,6 +120,9 @@ class MetricsProgress:
     total: int
 
 
+# How a run that judged everything it was asked to ends: over the whole manifest, or a selection.
+COMPLETE = ("finished", "partial")
+
 ScoreEvent = SubRun | JudgeChosen | Planned | CallsProgress | MetricsProgress
 ProgressCallback = Callable[[ScoreEvent], None]
 
@@ -129,11 +133,13 @@ class RunResult:
 
     Attributes:
         run_id: the run's id in the results database.
-        status: finished | stopped (cost budget) | failed (judge unreachable) | interrupted.
-        status_detail: why a run that did not finish stopped; None when finished.
+        status: finished | partial (finished, over the samples chosen with `limit`/`samples`) |
+            stopped (cost budget) | failed (judge unreachable) | interrupted.
+        status_detail: why a run that did not finish stopped, or which samples a partial run
+            scored; None when finished.
         db: the results database.
         model, judge_model, transport: what was scored, by which judge, over which transport.
-        samples: samples in the manifest.
+        samples: samples scored (all of the manifest's unless `limit`/`samples` chose some).
         calls, cache_hits: judge calls, and those answered from the verdict cache.
         failed_calls: calls with no valid answer (error or unscored); their verdicts are unscored, never "not met".
         unscored_calls: of those, calls the judge answered but never validly.
@@ -170,8 +176,8 @@ class RunResult:
 
     @property
     def exit_code(self) -> int:
-        """The CLI's exit code: 0 when finished with every call answered (the probe's too), else 1."""
-        ok = self.status == "finished" and not self.failed_calls
+        """The CLI's exit code: 0 when finished (or partial) with every call answered (the probe's too), else 1."""
+        ok = self.status in COMPLETE and not self.failed_calls
         return 0 if ok and (self.probe is None or self.probe.exit_code == 0) else 1
 
     def results(self) -> Results:
@@ -207,6 +213,9 @@ class ScoreOptions:
     max_image_side: int | None = None
     device: str = "auto"  # metrics: auto | cpu | cuda | mps
     max_unreachable: int = ExecutorSettings.max_unreachable  # connection failures in a row before the run stops
+    limit: int | None = None  # score only the first N samples (after `samples`)
+    samples: tuple[str, ...] = ()  # score only these sample ids
+    selection: SampleSelection | None = None  # what `limit`/`samples` chose, filled in by run_score
 
     @property
     def offline(self) -> bool:
@@ -235,6 +244,8 @@ def score(
     max_image_side: int | None = None,
     device: str = "auto",
     max_unreachable: int = ExecutorSettings.max_unreachable,
+    limit: int | None = None,
+    samples: Sequence[str] | None = None,
     on_progress: ProgressCallback | None = None,
 ) -> RunResult:
     """Judge a model's outputs against a rubric and store every call and verdict in DuckDB.
@@ -268,6 +279,9 @@ def score(
         max_image_side: downscale images whose longer side exceeds this many pixels.
         device: where metrics run: auto | cpu | cuda | mps.
         max_unreachable: stop after this many attempts in a row could not connect to the judge; 0 = never.
+        limit: score only the first N samples of the manifest (of those in `samples`, if given).
+        samples: score only the samples with these ids. Either makes a run that leaves samples
+            out `partial`: the leaderboard says so, and `compare` refuses it unless asked.
         on_progress: called with each progress event (JudgeChosen, Planned, CallsProgress, MetricsProgress).
 
     Returns:
@@ -275,11 +289,11 @@ def score(
         results in `members`; a probed run's has the probe's in `probe`.
 
     Raises:
-        UserError: bad input (rubric, data, outputs, options), a storage failure, or a cost
+        UserError: bad input (rubric, data, outputs, options; a `samples` id not in the manifest), a storage failure, or a cost
             estimate over `max_cost`; nothing is judged or written for bad input.
     """
     options = _options(rubric, data, outputs, model, judge, panel, probe, api_base, transport, concurrency, rpm, timeout, db, cache_dir, cache,
-                       max_cost, replicates, max_image_side, device, max_unreachable)
+                       max_cost, replicates, max_image_side, device, max_unreachable, limit, samples)
     try:
         asyncio.get_running_loop()
     except RuntimeError:
@@ -313,16 +327,18 @@ async def score_async(
     max_image_side: int | None = None,
     device: str = "auto",
     max_unreachable: int = ExecutorSettings.max_unreachable,
+    limit: int | None = None,
+    samples: Sequence[str] | None = None,
     on_progress: ProgressCallback | None = None,
 ) -> RunResult:
     """`score` as a coroutine, judging on the caller's event loop; same arguments and result."""
     options = _options(rubric, data, outputs, model, judge, panel, probe, api_base, transport, concurrency, rpm, timeout, db, cache_dir, cache,
-                       max_cost, replicates, max_image_side, device, max_unreachable)
+                       max_cost, replicates, max_image_side, device, max_unreachable, limit, samples)
     return await run_score(options, on_progress)
 
 
 def _options(rubric, data, outputs, model, judge, panel, probe, api_base, transport, concurrency, rpm, timeout, db, cache_dir, cache,
-             max_cost, replicates, max_image_side, device, max_unreachable) -> ScoreOptions:
+             max_cost, replicates, max_image_side, device, max_unreachable, limit=None, samples=None) -> ScoreOptions:
     from rubric_judge.cache.verdicts import default_cache_dir
     from rubric_judge.store.db import default_db_path
 
@@ -330,7 +346,9 @@ def _options(rubric, data, outputs, model, judge, panel, probe, api_base, transp
         cache_mode = CacheMode(cache)
     except ValueError:
         raise UserError(Problem(Location(None), f"must be one of {', '.join(m.value for m in CacheMode)}, not {cache!r}", field="cache")) from None
-    for name, value, least in (("concurrency", concurrency, 1), ("replicates", replicates, 1), ("timeout", timeout, 1), ("max_unreachable", max_unreachable, 0)):
+    checked = (("concurrency", concurrency, 1), ("replicates", replicates, 1), ("timeout", timeout, 1), ("max_unreachable", max_unreachable, 0),
+               ("limit", 1 if limit is None else limit, 1))
+    for name, value, least in checked:
         if value < least:
             raise UserError(Problem(Location(None), f"must be at least {least}, not {value!r}", field=name))
     judges = _judges(judge, panel, probe)
@@ -340,6 +358,7 @@ def _options(rubric, data, outputs, model, judge, panel, probe, api_base, transp
         concurrency=concurrency, rpm=rpm, timeout=timeout, db=Path(db) if db is not None else default_db_path(),
         cache_dir=Path(cache_dir) if cache_dir is not None else default_cache_dir(), cache=cache_mode, max_cost=max_cost,
         replicates=replicates, max_image_side=max_image_side, device=device, max_unreachable=max_unreachable,
+        limit=limit, samples=(samples,) if isinstance(samples, str) else tuple(samples or ()),
     )
 
 
@@ -382,17 +401,44 @@ async def run_score(options: ScoreOptions, on_progress: ProgressCallback | None 
     emit = on_progress or (lambda event: None)
     # Loading and planning are CPU work (reading and hashing every image): off the event loop.
     job = await asyncio.to_thread(load_job, options.rubric, options.data, options.outputs)
+    if options.limit is not None or options.samples:
+        job, selection = select_samples(job, options.data, options.limit, options.samples)
+        options = replace(options, selection=selection)
     if options.probe:
         check_probe(options.probe, job.rubrics, options.rubric)  # before anything is paid for
     if options.judges:
         return await _run_panel(options, job, emit)
     result = await _run_judge(options, job, emit)
-    if options.probe is None or result.status != "finished":
+    if options.probe is None or result.status not in COMPLETE:
         return result  # a run that stopped has nothing sound to probe; its status says why
     emit(SubRun("probe", options.probe, 1, 1))
     probe_options = replace(options, max_cost=_left(options.max_cost, result.cost_usd))
     probe = await _run_judge(probe_options, job, emit, _Link("probe", result.run_id, options.probe), with_metrics=False)
     return replace(result, probe=probe)
+
+
+def _complete_status(options: ScoreOptions) -> tuple[str, str | None]:
+    """Status and detail of a run that judged everything it was asked to: `partial` when
+    `limit`/`samples` left samples of the manifest out, so its scores are not the dataset's."""
+    selection = options.selection
+    if selection is None or not selection.partial:
+        return "finished", None
+    return "partial", (f"scored {selection.describe()}; run without --limit/--sample to score every sample "
+                       "(the calls judged so far are cached and cost nothing again)")
+
+
+def _manifest_samples(options: ScoreOptions) -> int | None:
+    """The manifest's sample count for a run over part of it (the leaderboard's `samples_total`)."""
+    selection = options.selection
+    return selection.manifest_samples if selection is not None and selection.partial else None
+
+
+def _with_selection(config: dict, options: ScoreOptions) -> dict:
+    """The run's config, with the sample selection when one was made (`limit`, `samples`)."""
+    selection = options.selection
+    if selection is None or not selection.partial:
+        return config
+    return {**config, "limit": selection.limit, "samples": list(selection.ids), "samples_scored": list(selection.chosen)}
 
 
 def _left(budget: float | None, spent: float) -> float | None:
@@ -417,7 +463,8 @@ async def _run_panel(options: ScoreOptions, job: Job, emit: ProgressCallback) ->
     identity_base = url_without_userinfo(options.api_base) if options.api_base else None
     config = {"data": str(options.data), "outputs": str(options.outputs), "replicates": options.replicates, "judge_api_base": redact_url(identity_base),
               "panel": options.panel, "judges": list(options.judges), "cache_mode": options.cache.value, "batching": base.judge.mode.value}
-    panel_info = RunInfo(base, options.model, label, identity_base, config, role="panel")
+    panel_info = RunInfo(base, options.model, label, identity_base, _with_selection(config, options), role="panel",
+                         manifest_samples=_manifest_samples(options))
     store = ResultStore(options.db)
     panel_id = store.begin_run(panel_info)
     store.close()
@@ -440,8 +487,8 @@ async def _run_panel(options: ScoreOptions, job: Job, emit: ProgressCallback) ->
             store.close()
         raise
     # The panel finished only if every member did; otherwise it reads as its first unfinished member.
-    unfinished = [(judge, m) for judge, m in zip(options.judges, members, strict=False) if m.status != "finished"]
-    status, detail = "finished", None
+    unfinished = [(judge, m) for judge, m in zip(options.judges, members, strict=False) if m.status not in COMPLETE]
+    status, detail = _complete_status(options)
     if unfinished:
         judge, first = unfinished[0]
         status, detail = first.status, f"panel member {judge}: {first.status_detail}"
@@ -492,12 +539,13 @@ async def _run_judge(options: ScoreOptions, job: Job, emit: ProgressCallback, li
         # A metrics-only rubric: no judge, no server, no calls.
         judge_model, identity_base, transport_base, api_key = NO_JUDGE, None, None, None
     elif options.offline:
-        from rubric_judge.judge.offline import OFFLINE_JUDGE_API_KEY, OFFLINE_JUDGE_MODEL, start_offline_judge
+        from rubric_judge.judge.offline import OFFLINE_JUDGE_API_KEY, start_offline_judge
         from rubric_judge.planning.estimate import register_price
+        from rubric_judge.planning.target import OFFLINE_IDENTITY_BASE, OFFLINE_JUDGE_MODEL
 
         server = start_offline_judge()
         register_price(OFFLINE_JUDGE_MODEL, 0.0, 0.0)  # the offline judge is free: costs read $0, not "unknown"
-        judge_model, identity_base, transport_base, api_key = OFFLINE_JUDGE_MODEL, "builtin:offline", server.base_url, OFFLINE_JUDGE_API_KEY
+        judge_model, identity_base, transport_base, api_key = OFFLINE_JUDGE_MODEL, OFFLINE_IDENTITY_BASE, server.base_url, OFFLINE_JUDGE_API_KEY
     else:
         judge_model = options.judge or base.judge.model
         transport_base = options.api_base
@@ -537,8 +585,9 @@ async def _run_judge(options: ScoreOptions, job: Job, emit: ProgressCallback, li
         # The results database opens (a new file: seconds of DDL on a slow disk) while the
         # first calls are judged; their outcomes wait in memory until it is ready. A database
         # that cannot be opened stops the run with those answers in the verdict cache.
-        opening = _StoreOpening(options.db, RunInfo(base, options.model, judge_model, identity_base, config, link.role, link.parent_run_id, link.probe),
-                                planner.outline, options.replicates)
+        info = RunInfo(base, options.model, judge_model, identity_base, _with_selection(config, options), link.role,
+                       link.parent_run_id, link.probe, manifest_samples=_manifest_samples(options))
+        opening = _StoreOpening(options.db, info, planner.outline, options.replicates)
         try:
             progress = await _execute(Executor(cache, settings), planner, opening, metrics, emit)
             store, run_id = opening.store, opening.run_id
@@ -563,7 +612,7 @@ async def _run_judge(options: ScoreOptions, job: Job, emit: ProgressCallback, li
         elif progress.budget_reached:
             status, detail = "stopped", "the cost budget (max_cost) was reached; run again with a higher one to finish (cached calls are free)"
         else:
-            status, detail = "finished", None
+            status, detail = _complete_status(options)
         store.finish_run(run_id, status, detail)
         scores, metric_scores = _summary(store, run_id)
         store.close()

@@ -25,7 +25,7 @@ LAYERS: list[set[str]] = [
     {"judge", "metrics"},
     {"store"},
     {"report", "benchmarks"},
-    {"run"},
+    {"run", "plan_summary"},
     {"cli"},
 ]
 LAYER = {unit: index for index, units in enumerate(LAYERS) for unit in units}

@@ -11,7 +11,7 @@ import sys
 
 import typer
 
-from rubric_judge.cli import agree, cache, compare, importers, labels, new, plan, query, report, score, validate, weights
+from rubric_judge.cli import agree, cache, compare, importers, labels, new, plan, preview, query, report, score, validate, weights
 
 HELP = "Judge medical image and text generation against YAML rubrics: cached, reproducible, queryable."
 
@@ -19,6 +19,7 @@ HELP = "Judge medical image and text generation against YAML rubrics: cached, re
 COMMANDS: dict[str, tuple[object, str]] = {
     "validate": (validate, "command"),
     "plan": (plan, "command"),
+    "preview": (preview, "command"),
     "score": (score, "command"),
     "query": (query, "query"),
     "export": (query, "export"),

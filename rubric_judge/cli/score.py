@@ -32,11 +32,15 @@ def command(
     max_image_side: Annotated[int | None, typer.Option(min=64, help="Downscale images whose longer side exceeds this (default: send originals).")] = None,
     device: Annotated[str, typer.Option(help="Where metrics run: auto (cuda, then mps, then cpu) | cpu | cuda | mps.")] = "auto",
     max_unreachable: Annotated[int, typer.Option("--max-unreachable", min=0, help="Stop the run (exit 1) after this many attempts in a row could not connect to the judge at all; 0 = never.")] = 20,
+    limit: Annotated[int | None, typer.Option("--limit", min=1, help="Score only the first N samples of the manifest (of the --sample ones, if given), to try a rubric; the run is marked partial.")] = None,
+    sample: Annotated[list[str] | None, typer.Option("--sample", help="Score only the sample with this id (repeatable); the run is marked partial.")] = None,
 ) -> None:
     """Judge model outputs against a rubric: cached, resumable, every call and verdict in DuckDB.
 
     Re-running the same command is free (verdicts come from the cache) and replaces the run's
-    rows; after a crash, run it again to resume.
+    rows; after a crash, run it again to resume. With --limit or --sample the run is `partial`:
+    the leaderboard says so and `compare` refuses it unless --allow-partial; the same command
+    without them scores the rest (the calls already judged come from the cache).
     """
     from rubric_judge.cli.progress import RichProgress
     from rubric_judge.run import score
@@ -45,7 +49,7 @@ def command(
         result = score(
             rubric, data=data, outputs=outputs, model=model, judge=judge, panel=panel, probe=probe, api_base=api_base, transport=transport, concurrency=concurrency,
             rpm=rpm, timeout=timeout, db=db, cache_dir=cache_dir, cache=cache, max_cost=max_cost, replicates=replicates,
-            max_image_side=max_image_side, device=device, max_unreachable=max_unreachable, on_progress=on_progress,
+            max_image_side=max_image_side, device=device, max_unreachable=max_unreachable, limit=limit, samples=sample, on_progress=on_progress,
         )
     print_summary(result)
     raise typer.Exit(result.exit_code)
@@ -87,7 +91,9 @@ def print_summary(result: RunResult) -> None:
                                   "AND status <> 'ok' AND error IS NOT NULL GROUP BY error ORDER BY calls DESC, error LIMIT 3", call_runs)
         for reason in reasons:
             stderr.print(f"[red]failed[/] {reason['calls']} call(s): {escape(reason['error'])}")
-    if result.status == "stopped":
+    if result.status == "partial":
+        stdout.print(f"[yellow]Partial run:[/] {escape(result.status_detail or '')}.")
+    elif result.status == "stopped":
         stdout.print(f"[yellow]Stopped: {escape(result.status_detail or '')}.[/]")
     elif result.status == "failed":
         stderr.print(f"[bold red]Stopped early:[/] {escape(result.status_detail or '')}. Nothing more was sent; check --api-base and that the "

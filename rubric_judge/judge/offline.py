@@ -27,9 +27,9 @@ import numpy as np
 from PIL import Image
 
 from rubric_judge.imageio import ImageError, open_image
+from rubric_judge.planning.target import OFFLINE_JUDGE_MODEL
 from rubric_judge.testing.loopback import CriterionQuestion, LoopbackJudge, criterion_digest, scale_bounds
 
-OFFLINE_JUDGE_MODEL = "openai/rubric-judge-offline"
 OFFLINE_JUDGE_API_KEY = "sk-offline-judge"  # litellm's openai provider insists on some key
 THRESHOLD_RANGE = (0.55, 0.95)
 NEUTRAL_SIMILARITY = 0.5

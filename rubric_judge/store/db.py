@@ -56,6 +56,8 @@ class RunInfo:
             panel_member (one judge of a panel) | probe (a bias probe of another run).
         parent_run_id: a member's panel run; a probe's probed run.
         probe: the probe's kind, e.g. swap-images.
+        manifest_samples: the manifest's sample count when the run scores only some of them
+            (`score --limit/--sample`, a partial run); None when it scores them all.
     """
 
     rubric: Rubric
@@ -66,6 +68,7 @@ class RunInfo:
     role: str = "run"
     parent_run_id: str | None = None
     probe: str | None = None
+    manifest_samples: int | None = None
 
     @property
     def run_id(self) -> str:
@@ -216,7 +219,7 @@ class ResultStore:
             "scale_min": rubric.verdict.min if scale else None, "scale_max": rubric.verdict.max if scale else None, "started_at": _now(),
             "finished_at": None, "status": "running", "config": redact(json.dumps(run.config, default=str)),
             "writer_pid": _writer()[0], "writer_host": _writer()[1], "status_detail": None,
-            "role": run.role, "parent_run_id": run.parent_run_id, "probe": run.probe,
+            "role": run.role, "parent_run_id": run.parent_run_id, "probe": run.probe, "manifest_samples": run.manifest_samples,
         }
         with self._writing("start the run"), self._transaction():
             for table in TABLES:
@@ -225,7 +228,8 @@ class ResultStore:
         return run_id
 
     def finish_run(self, run_id: str, status: str, detail: str | None = None) -> None:
-        """Record how the run ended: finished | stopped (budget) | interrupted | failed, and why."""
+        """Record how the run ended: finished | partial (finished over a selection of the samples) |
+        stopped (budget) | interrupted | failed, and why."""
         with self._writing("record how the run ended"):
             self.con.execute("UPDATE runs SET finished_at = ?, status = ?, status_detail = ? WHERE run_id = ?", [_now(), status, redact(detail) if detail else None, run_id])
 

@@ -92,7 +92,7 @@ HAVING count(*) FILTER (WHERE status = 'ok') = 0
    AND count(*) FILTER (WHERE status IN ('error', 'unscored')) > 0
    AND any_value(unscored_policy) = 'exclude';
 
--- `status` is the run's (running | finished | stopped | interrupted | failed): anything but
+-- `status` is the run's (running | finished | partial | stopped | interrupted | failed): anything but
 -- finished means the scores cover only part of the work. `samples_total` is the number of
 -- samples in the run's manifest, so samples_scored / samples_total is its coverage.
 -- `score` (and accuracy_rate) is NULL, samples_scored 0, and `score_note` says why where the
@@ -101,7 +101,8 @@ HAVING count(*) FILTER (WHERE status = 'ok') = 0
 -- members' runs and bias-probe runs are left out (same model and judge as other rows; read
 -- them in task_scores or with `rubric-judge agree`).
 CREATE OR REPLACE VIEW leaderboard AS
-WITH totals AS (SELECT run_id, count(*) AS samples_total FROM samples GROUP BY run_id)
+-- A partial run (score --limit/--sample) counts its manifest's samples, not only those it scored.
+WITH totals AS (SELECT run_id, coalesce(any_value(r.manifest_samples), count(*)) AS samples_total FROM samples JOIN runs r USING (run_id) GROUP BY run_id)
 SELECT r.run_id, r.rubric_id, r.rubric_version, r.model_name, r.judge_model, 'overall' AS dimension,
        CASE WHEN any_value(u.failed) IS NULL THEN avg(t.score) FILTER (WHERE NOT t.excluded) END AS score,
        CASE WHEN any_value(t.method) = 'pass_rate' AND any_value(u.failed) IS NULL
