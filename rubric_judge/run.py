@@ -413,7 +413,7 @@ async def _run_panel(options: ScoreOptions, job: Job, emit: ProgressCallback) ->
     identity_base = url_without_userinfo(options.api_base) if options.api_base else None
     config = {"data": str(options.data), "outputs": str(options.outputs), "replicates": options.replicates, "judge_api_base": redact_url(identity_base),
               "panel": options.panel, "judges": list(options.judges), "cache_mode": options.cache.value, "batching": base.judge.mode.value}
-    panel_info = RunInfo(base, options.model, label, identity_base, config, role="panel")
+    panel_info = RunInfo(base, options.model, label, identity_base, config, role="panel", rubrics=job.rubrics)
     store = ResultStore(options.db)
     panel_id = store.begin_run(panel_info)
     store.close()
@@ -522,7 +522,7 @@ async def _run_judge(options: ScoreOptions, job: Job, emit: ProgressCallback, li
             "temperature": base.judge.temperature, "offline_judge": options.offline,
         }
         store = ResultStore(options.db)
-        run_id = store.begin_run(RunInfo(base, options.model, judge_model, identity_base, config, link.role, link.parent_run_id, link.probe))
+        run_id = store.begin_run(RunInfo(base, options.model, judge_model, identity_base, config, link.role, link.parent_run_id, link.probe, rubrics))
         try:
             # Before judging, from the outline (no image read), so an interrupted run shows its coverage.
             store.write_samples(run_id, planner.outline, options.replicates)
