@@ -11,7 +11,7 @@ import sys
 
 import typer
 
-from rubric_judge.cli import agree, cache, compare, importers, labels, new, plan, query, report, score, validate, weights
+from rubric_judge.cli import agree, cache, compare, importers, labels, new, plan, query, report, runs, score, validate, weights
 
 app = typer.Typer(
     name="rubric-judge",
@@ -28,6 +28,7 @@ app.command("query")(query.query)
 app.command("export")(query.export)
 app.command("leaderboard")(query.leaderboard)
 app.command("compare")(compare.command)
+app.command("runs")(runs.command)
 app.command("rates")(query.rates)
 app.command("agree")(agree.command)
 app.command("report")(report.command)
