@@ -193,10 +193,18 @@ def _stream(names: list[str], chunks: Iterable[list[tuple]], format: str, types:
             if json_columns:
                 row = _nest_json(row, json_columns)
             # json escapes newlines inside strings, so every newline here is layout: indent it.
-            item = json.dumps(dict(zip(names, row, strict=True)), default=str, indent=1).replace("\n", "\n ")
+            item = json.dumps(dict(zip(names, row, strict=True)), default=_json_default, indent=1).replace("\n", "\n ")
             out.write(opening + item)
             opening = ",\n "
     out.write("[]\n" if opening == "[\n " else "\n]\n")
+
+
+def _json_default(value: object) -> object:
+    """What json cannot write itself: a DECIMAL as a number (SQL's 0.1 + 0.2 is one), anything
+    else (timestamps, UUIDs) as its text."""
+    from decimal import Decimal
+
+    return float(value) if isinstance(value, Decimal) else str(value)
 
 
 def _nest_json(row: tuple, columns: list[int]) -> tuple:
