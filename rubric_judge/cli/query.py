@@ -173,8 +173,7 @@ def _stream(names: list[str], chunks: Iterable[list[tuple]], format: str, types:
 
     The json is the same text `json.dumps(rows, indent=1)` gives for the full list, with each
     JSON column's value nested as JSON (not a string holding JSON). In csv, lists and structs
-    are JSON text (["a", "b"], not Python's ['a', 'b']), a JSON column its JSON as stored, and
-    booleans true/false, as DuckDB writes them in `export`.
+    are JSON text (["a", "b"], not Python's ['a', 'b']) and a JSON column its JSON as stored.
     """
     import csv
     import sys
@@ -218,9 +217,7 @@ def _nest_json(row: tuple, columns: list[int]) -> tuple:
 
 
 def _csv_value(value: object) -> object:
-    """A value as a csv cell: lists and structs as JSON, booleans as true/false."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
+    """A value as a csv cell: lists and structs as JSON (not Python's repr)."""
     if isinstance(value, list | tuple | dict):
         return json.dumps(value, default=str, ensure_ascii=False)
     return value
