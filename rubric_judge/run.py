@@ -433,6 +433,13 @@ def _manifest_samples(options: ScoreOptions) -> int | None:
     return selection.manifest_samples if selection is not None and selection.partial else None
 
 
+def _suite(options: ScoreOptions, rubrics):
+    """The rubrics a run's content digest covers: the whole suite loaded, also when a selection
+    left some task rubrics out (store/db.py RunInfo.rubric_digest)."""
+    selection = options.selection
+    return selection.suite if selection is not None and selection.suite else rubrics
+
+
 def _with_selection(config: dict, options: ScoreOptions) -> dict:
     """The run's config, with the sample selection when one was made (`limit`, `samples`)."""
     selection = options.selection
@@ -464,7 +471,7 @@ async def _run_panel(options: ScoreOptions, job: Job, emit: ProgressCallback) ->
     config = {"data": str(options.data), "outputs": str(options.outputs), "replicates": options.replicates, "judge_api_base": redact_url(identity_base),
               "panel": options.panel, "judges": list(options.judges), "cache_mode": options.cache.value, "batching": base.judge.mode.value}
     panel_info = RunInfo(base, options.model, label, identity_base, _with_selection(config, options), role="panel",
-                         manifest_samples=_manifest_samples(options))
+                         manifest_samples=_manifest_samples(options), rubrics=_suite(options, job.rubrics))
     store = ResultStore(options.db)
     panel_id = store.begin_run(panel_info)
     store.close()
@@ -586,7 +593,8 @@ async def _run_judge(options: ScoreOptions, job: Job, emit: ProgressCallback, li
         # first calls are judged; their outcomes wait in memory until it is ready. A database
         # that cannot be opened stops the run with those answers in the verdict cache.
         info = RunInfo(base, options.model, judge_model, identity_base, _with_selection(config, options), link.role,
-                       link.parent_run_id, link.probe, manifest_samples=_manifest_samples(options))
+                       link.parent_run_id, link.probe, manifest_samples=_manifest_samples(options),
+                       rubrics=rubrics if link.probe else _suite(options, rubrics))
         opening = _StoreOpening(options.db, info, planner.outline, options.replicates)
         try:
             progress = await _execute(Executor(cache, settings), planner, opening, metrics, emit)

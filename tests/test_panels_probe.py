@@ -130,8 +130,9 @@ def test_a_panel_of_three_judges_gives_majority_verdicts_adds_costs_and_reruns_f
     # Costs: each member paid its own price; the panel's cost is their sum.
     assert all(m.cost_usd > 0 and not m.cost_unknown for m in result.members)
     for member in result.members:
-        stored_cost = query(db, "SELECT sum(cost_usd) FROM judge_calls WHERE run_id = ?", [member.run_id])[0][0]
-        assert stored_cost == pytest.approx(member.cost_usd)
+        # The rows are the cached re-run's: it paid nothing, and keeps what each answer cost.
+        paid, original = query(db, "SELECT sum(cost_usd), sum(original_cost_usd) FROM judge_calls WHERE run_id = ?", [member.run_id])[0]
+        assert paid == 0 and original == pytest.approx(member.cost_usd)
     assert len({round(m.cost_usd, 12) for m in result.members}) == 3  # different prices: a sum, not a multiple
     assert result.cost_usd == pytest.approx(sum(m.cost_usd for m in result.members))
 

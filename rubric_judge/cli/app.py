@@ -11,7 +11,7 @@ import sys
 
 import typer
 
-from rubric_judge.cli import agree, cache, compare, importers, labels, new, plan, preview, query, report, score, validate, weights
+from rubric_judge.cli import agree, cache, compare, importers, labels, new, plan, preview, query, report, runs, score, validate, weights
 
 HELP = "Judge medical image and text generation against YAML rubrics: cached, reproducible, queryable."
 
@@ -25,6 +25,7 @@ COMMANDS: dict[str, tuple[object, str]] = {
     "export": (query, "export"),
     "leaderboard": (query, "leaderboard"),
     "compare": (compare, "command"),
+    "runs": (runs, "command"),
     "rates": (query, "rates"),
     "agree": (agree, "command"),
     "report": (report, "command"),

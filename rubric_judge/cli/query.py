@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Annotated
 
@@ -29,10 +29,12 @@ def query(
 ) -> None:
     """Run read-only SQL on the results (tables: runs, samples, judge_calls, verdicts, metric_values,
     criteria, run_fields, labels, agreement_results; views: task_scores, dimension_scores, leaderboard,
-    leaderboard_ci, metric_summary, accuracy_rates; table macros: leaderboard_bootstrap(), paired_bootstrap()).
+    leaderboard_ci, metric_summary, accuracy_rates, verdicts_full, verdicts_full_all, run_summary;
+    table macros: leaderboard_bootstrap(), paired_bootstrap(), criterion_changes()).
 
-    The table shows the first --max-rows rows and long values shortened; --format csv or json
-    streams every row in full. Ctrl-C stops the query (exit code 130).
+    The table shows the first --max-rows rows, each value as the query returns it (round() in
+    the SQL to shorten numbers) and long values shortened; --format csv or json streams every
+    row in full, JSON columns and lists as JSON. Ctrl-C stops the query (exit code 130).
     """
     from rubric_judge.store.db import default_db_path
     from rubric_judge.store.query import open_query
@@ -44,23 +46,33 @@ def query(
             rows = result.fetch(max_rows + 1)
             _print_table(result.names, rows[:max_rows], more=len(rows) > max_rows)
         else:
-            _stream(result.names, result.chunks(), format)
+            _stream(result.names, result.chunks(), format, result.types)
 
 
 def export(
-    table: Annotated[str, typer.Option("--table", help="Table or view to export.")],
     out: Annotated[Path, typer.Option("--out", help="Output file: .parquet, .csv, .jsonl or .json.")],
+    table: Annotated[str | None, typer.Option("--table", help="Table or view to export.")] = None,
+    sql: Annotated[str | None, typer.Option("--sql", help='One read-only SELECT whose result to export, e.g. "SELECT * FROM verdicts_full WHERE failed".')] = None,
     db: DbOption = None,
     memory_limit: MemoryLimitOption = DEFAULT_MEMORY_LIMIT,
 ) -> None:
-    """Export a table or view to Parquet, CSV or JSON Lines (streamed to disk; Ctrl-C stops it)."""
+    """Export a table, a view or a query's result to Parquet, CSV or JSON (Lines) (streamed to
+    disk; Ctrl-C stops it). Give --table or --sql. The SELECT reads only the database, as with
+    `rubric-judge query`; Parquet files read with pandas.read_parquet."""
     from rubric_judge.cli.output import stdout
+    from rubric_judge.errors import Location, Problem, UserError
     from rubric_judge.store.db import default_db_path
-    from rubric_judge.store.query import export_table
+    from rubric_judge.store.query import export_query, export_table
 
+    if (table is None) == (sql is None):
+        raise UserError(Problem(Location(None), "give either --table or --sql (one of them)", field="--table/--sql",
+                                fix='e.g. --table verdicts, or --sql "SELECT * FROM verdicts_full WHERE failed"'))
     with _stop_on_ctrl_c("export"):
-        count = export_table(db or default_db_path(), table, out, memory_limit)
-    stdout.print(f"wrote {count} rows of {table} to {out}", markup=False)
+        if table is not None:
+            count = export_table(db or default_db_path(), table, out, memory_limit)
+        else:
+            count = export_query(db or default_db_path(), sql or "", out, memory_limit)
+    stdout.print(f"wrote {count} rows of {table or 'the query'} to {out}", markup=False)
 
 
 @contextmanager
@@ -86,6 +98,7 @@ def leaderboard(
     resamples: ResamplesOption = 1000,
     seed: SeedOption = 0,
     level: LevelOption = 0.95,
+    format: Annotated[str, typer.Option("--format", help="table | csv | json (csv and json: every column, full names)")] = "table",
 ) -> None:
     """Scores of every model per rubric: overall and per dimension, with confidence intervals and
     coverage counts.
@@ -93,19 +106,24 @@ def leaderboard(
     ci_low/ci_high: percentile bootstrap over samples (a sample's replicates averaged first),
     seeded so the same --seed gives the same interval. Pass_rate rubrics add their accuracy rate
     with its interval (acc_low/acc_high). `SELECT * FROM leaderboard_ci` (or the
-    leaderboard_bootstrap macro) gives the same numbers in SQL.
+    leaderboard_bootstrap macro) gives the same numbers in SQL. Runs superseded by a re-run
+    with an edited rubric are left out (`rubric-judge runs --all` lists them).
     """
     from rubric_judge.store import stats
     from rubric_judge.store.db import default_db_path
 
+    _check_format(format)
     names, rows = stats.leaderboard(db or default_db_path(), stats.Bootstrap(resamples, seed, level), rubric)
+    if format != "table":  # machine-readable: every column under its own name, nothing printed besides
+        _print(names, rows, format)
+        return
     # Accuracy rates exist only for pass_rate rubrics and a score note only for a run with no
     # judge score; without any, those columns are noise.
     optional = ("accuracy_", "score_note")
     keep = [i for i, name in enumerate(names) if not name.startswith(optional) or any(row[i] is not None for row in rows)]
     # Short headers for the coverage counts keep the table within a terminal's width.
     short = {"judge_model": "judge", "accuracy_rate": "accuracy", "accuracy_ci_low": "acc_low", "accuracy_ci_high": "acc_high", "samples_scored": "scored", "samples_excluded": "excluded", "missing_outputs": "missing", "unscored_verdicts": "unscored", "samples_total": "of"}
-    _print([short.get(names[i], names[i]) for i in keep], [tuple(row[i] for i in keep) for row in rows], "table")
+    _print([short.get(names[i], names[i]) for i in keep], [tuple(row[i] for i in keep) for row in rows], "table", decimals=4)
     _warn_incomplete(names, rows)
 
 
@@ -123,13 +141,24 @@ def _warn_incomplete(names: list[str], rows: list[tuple]) -> None:
                          "samples (incomplete)[/]")
 
 
-def _print(names: list[str], rows: list[tuple], format: str) -> None:
-    """Prints a small, complete result (leaderboard, compare) as a table, csv or json."""
+def _print(names: list[str], rows: list[tuple], format: str, types: list[str] | None = None, decimals: int | None = None) -> None:
+    """Prints a small, complete result (leaderboard, compare, runs) as a table, csv or json.
+
+    Args:
+        names: the column names.
+        rows: the rows, in column order.
+        format: table | csv | json.
+        types: the columns' DuckDB types, when known: JSON columns are then nested in json.
+        decimals: the table shows floats with this many decimals (csv and json keep them whole);
+            None: as they are.
+    """
     _check_format(format)
     if format == "table":
+        if decimals is not None:
+            rows = [tuple(f"{v:.{decimals}f}" if isinstance(v, float) else v for v in row) for row in rows]
         _print_table(names, rows, more=False)
     else:
-        _stream(names, [rows], format)
+        _stream(names, [rows], format, types)
 
 
 def _check_format(format: str) -> None:
@@ -139,27 +168,59 @@ def _check_format(format: str) -> None:
         raise UserError(f"--format must be table, csv or json, not {format!r}")
 
 
-def _stream(names: list[str], chunks: Iterable[list[tuple]], format: str) -> None:
+def _stream(names: list[str], chunks: Iterable[list[tuple]], format: str, types: list[str] | None = None) -> None:
     """Writes every row as csv or json, a chunk at a time, so memory never holds the whole result.
-    The json is the same text `json.dumps(rows, indent=1)` gives for the full list."""
+
+    The json is the same text `json.dumps(rows, indent=1)` gives for the full list, with each
+    JSON column's value nested as JSON (not a string holding JSON). In csv, lists and structs
+    are JSON text (["a", "b"], not Python's ['a', 'b']) and a JSON column its JSON as stored.
+    """
     import csv
     import sys
 
     out = sys.stdout
+    json_columns = [i for i, kind in enumerate(types or ()) if kind == "JSON"]
     if format == "csv":
         writer = csv.writer(out)
         writer.writerow(names)
         for chunk in chunks:
-            writer.writerows(chunk)
+            writer.writerows([_csv_value(v) for v in row] for row in chunk)
         return
     opening = "[\n "
     for chunk in chunks:
         for row in chunk:
+            if json_columns:
+                row = _nest_json(row, json_columns)
             # json escapes newlines inside strings, so every newline here is layout: indent it.
-            item = json.dumps(dict(zip(names, row, strict=True)), default=str, indent=1).replace("\n", "\n ")
+            item = json.dumps(dict(zip(names, row, strict=True)), default=_json_default, indent=1).replace("\n", "\n ")
             out.write(opening + item)
             opening = ",\n "
     out.write("[]\n" if opening == "[\n " else "\n]\n")
+
+
+def _json_default(value: object) -> object:
+    """What json cannot write itself: a DECIMAL as a number (SQL's 0.1 + 0.2 is one), anything
+    else (timestamps, UUIDs) as its text."""
+    from decimal import Decimal
+
+    return float(value) if isinstance(value, Decimal) else str(value)
+
+
+def _nest_json(row: tuple, columns: list[int]) -> tuple:
+    """The row with the JSON text of the given columns parsed, so json output nests it."""
+    values = list(row)
+    for i in columns:
+        if isinstance(values[i], str):
+            with suppress(ValueError):  # not valid JSON after all: left as the text it is
+                values[i] = json.loads(values[i])
+    return tuple(values)
+
+
+def _csv_value(value: object) -> object:
+    """A value as a csv cell: lists and structs as JSON (not Python's repr)."""
+    if isinstance(value, list | tuple | dict):
+        return json.dumps(value, default=str, ensure_ascii=False)
+    return value
 
 
 def _print_table(names: list[str], rows: list[tuple], more: bool) -> None:
@@ -183,8 +244,9 @@ def _print_table(names: list[str], rows: list[tuple], more: bool) -> None:
 
 
 def _cell(value: object) -> str:
-    """A value as a table shows it: floats rounded, None blank, long text shortened."""
-    text = "" if value is None else f"{value:.4f}" if isinstance(value, float) else str(value)
+    """A value as a table shows it: as the query returned it (a float in full, round() in SQL to
+    shorten it), lists and structs as JSON, None blank, long text shortened."""
+    text = "" if value is None else str(_csv_value(value)) if isinstance(value, list | tuple | dict) else str(value)
     if len(text) > MAX_CELL_CHARS:
         return f"{text[:MAX_CELL_CHARS]}… ({len(text) - MAX_CELL_CHARS} more characters)"
     return text

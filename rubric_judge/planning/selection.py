@@ -24,12 +24,16 @@ class SampleSelection:
         ids: `--sample ID` values, in the order given, without repeats.
         chosen: the ids selected, in manifest order.
         manifest_samples: how many samples the manifest holds.
+        suite: every rubric loaded, before the task rubrics of samples left out were dropped: what
+            the run's rubric digest is computed over, so trying a suite on two samples neither
+            replaces nor supersedes a full run of the same rubric content.
     """
 
     limit: int | None
     ids: tuple[str, ...]
     chosen: tuple[str, ...]
     manifest_samples: int
+    suite: tuple = ()
 
     @property
     def partial(self) -> bool:
@@ -73,7 +77,7 @@ def select_samples(job: Job, data: Path, limit: int | None = None, ids: Sequence
     samples = [s for s in job.samples if s.id in set(wanted)] if wanted else list(job.samples)
     if limit is not None:
         samples = samples[:limit]
-    selection = SampleSelection(limit, wanted, tuple(s.id for s in samples), len(job.samples))
+    selection = SampleSelection(limit, wanted, tuple(s.id for s in samples), len(job.samples), tuple(job.rubrics))
     if not selection.partial:
         return job, selection
     # A task rubric applies to the sample named by its `task` (the id, or the id's file stem).

@@ -139,7 +139,7 @@ class _Reader:
                    CASE WHEN count(*) FILTER (WHERE NOT cache_hit AND attempts > 0) = 0 THEN 0.0
                         ELSE sum(cost_usd) FILTER (WHERE NOT cache_hit) END AS cost_usd,
                    CASE WHEN count(*) FILTER (WHERE cache_hit) = 0 THEN NULL
-                        ELSE coalesce(sum(cost_usd) FILTER (WHERE cache_hit), 0.0) END AS saved_usd,
+                        ELSE coalesce(sum(original_cost_usd) FILTER (WHERE cache_hit), 0.0) END AS saved_usd,
                    count(*) FILTER (WHERE NOT cache_hit AND attempts > 0 AND cost_usd IS NULL) AS unpriced_calls,
                    quantile_cont(latency_ms, 0.5) FILTER (WHERE NOT cache_hit AND attempts > 0) AS latency_p50_ms,
                    quantile_cont(latency_ms, 0.95) FILTER (WHERE NOT cache_hit AND attempts > 0) AS latency_p95_ms

@@ -3,8 +3,11 @@ migrations/ (store/migrate.py), scoring views in views.sql and statistics (boots
 in stats.sql.
 
 Writes are idempotent: a run's id is derived from (rubric, version, model, judge, api base), a
-new run with the same id first removes that run's rows, and every table has a primary key, so a
-re-run or a resume replaces rows and never duplicates them. Rows are written as outcomes
+new run with the same id and the same rubric content first removes that run's rows, and every
+table has a primary key, so a re-run or a resume replaces rows and never duplicates them. A
+re-run whose rubric content changed (another `rubric_digest`) keeps the earlier run: its rows
+move to an archive id and it is marked superseded (`runs.superseded_by`), so the before and
+after of a rubric edit can be compared; the run id always names the latest run. Rows are written as outcomes
 arrive, in small transactions, so a crash loses at most the last batch (and the verdict cache
 still holds every paid answer).
 
@@ -38,6 +41,9 @@ if TYPE_CHECKING:  # at run time only for writing: readers (query, report) stay 
 VIEWS = Path(__file__).with_name("views.sql")
 STATS = Path(__file__).with_name("stats.sql")
 TABLES = ("runs", "samples", "judge_calls", "verdicts", "metric_values", "criteria", "run_fields")
+# Tables whose rows belong to a run and move with it when it is superseded: `TABLES`, and the
+# agreement statistics computed for it (which also name the other run compared).
+RUN_ROW_COLUMNS = {**{table: ("run_id",) for table in TABLES if table != "runs"}, "agreement_results": ("run_id", "other_run_id")}
 
 
 def default_db_path() -> Path:
@@ -58,6 +64,8 @@ class RunInfo:
         probe: the probe's kind, e.g. swap-images.
         manifest_samples: the manifest's sample count when the run scores only some of them
             (`score --limit/--sample`, a partial run); None when it scores them all.
+        rubrics: every rubric the run judges (a suite's task rubrics), for `rubric_digest`;
+            empty: `rubric` alone.
     """
 
     rubric: Rubric
@@ -69,6 +77,12 @@ class RunInfo:
     parent_run_id: str | None = None
     probe: str | None = None
     manifest_samples: int | None = None
+    rubrics: Sequence[Rubric] = ()
+
+    @property
+    def rubric_digest(self) -> str:
+        """What the run judges against, as content: a re-run with another digest supersedes the run."""
+        return rubric_digest(self.rubrics or (self.rubric,))
 
     @property
     def run_id(self) -> str:
@@ -78,6 +92,19 @@ class RunInfo:
             # reverse); plain runs keep the ids they always had.
             identity += [self.role, self.parent_run_id, self.probe]
         return hashlib.sha256(json.dumps(identity).encode()).hexdigest()[:16]
+
+
+def rubric_digest(rubrics: Iterable[Rubric]) -> str:
+    """A digest of the rubrics' merged content (criteria, texts, weights, prompt, scoring, ...).
+
+    Args:
+        rubrics: the run's rubrics, in any order (task rubrics are sorted by their content).
+
+    Returns:
+        64 hex digits; equal for equal content, whatever the files' layout or comments.
+    """
+    parts = sorted(json.dumps(r.model_dump(mode="json"), sort_keys=True, default=str) for r in rubrics)
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()
 
 
 def connect(path: Path, read_only: bool = False, external_access: bool = True):
@@ -181,7 +208,8 @@ def _stored_digest(con) -> str | None:
 COLUMNS = {
     "samples": ("run_id", "sample_id", "category", "modality", "missing_outputs", "fields"),
     "judge_calls": ("run_id", "call_id", "sample_id", "grp", "replicate", "cache_key", "cache_hit", "attempts", "status", "error",
-                    "latency_ms", "prompt_tokens", "completion_tokens", "cost_usd", "prompt", "response"),
+                    "latency_ms", "prompt_tokens", "completion_tokens", "cost_usd", "prompt", "response",
+                    "original_prompt_tokens", "original_completion_tokens", "original_cost_usd"),
     "verdicts": ("run_id", "sample_id", "criterion_id", "replicate", "dimension", "weight", "met", "score", "confidence", "reasoning",
                  "status", "call_id"),
     "metric_values": ("run_id", "sample_id", "metric", "value", "passed", "status", "detail"),
@@ -220,12 +248,43 @@ class ResultStore:
             "finished_at": None, "status": "running", "config": redact(json.dumps(run.config, default=str)),
             "writer_pid": _writer()[0], "writer_host": _writer()[1], "status_detail": None,
             "role": run.role, "parent_run_id": run.parent_run_id, "probe": run.probe, "manifest_samples": run.manifest_samples,
+            "rubric_digest": run.rubric_digest, "superseded_by": None, "superseded_at": None,
         }
         with self._writing("start the run"), self._transaction():
+            previous = self.con.execute("SELECT rubric_digest FROM runs WHERE run_id = ?", [run_id]).fetchone()
+            # A run written before digests were recorded (NULL) is replaced, as it always was.
+            if previous is not None and previous[0] is not None and previous[0] != row["rubric_digest"]:
+                self._supersede(run_id, row["started_at"])
             for table in TABLES:
                 self.con.execute(f"DELETE FROM {table} WHERE run_id = ?", [run_id])
             self.con.execute(f"INSERT INTO runs ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})", list(row.values()))
         return run_id
+
+    def _supersede(self, run_id: str, at: datetime) -> dict[str, str]:
+        """Keep a run that a re-run with changed rubric content replaces: move its rows, and those
+        of the runs that belong to it (a panel's members, a run's probe), to archive ids, marked
+        superseded by the id they held. Called inside `begin_run`'s transaction.
+
+        Returns:
+            Each moved run's id and its archive id.
+        """
+        moved: dict[str, str] = {}
+        pending = [run_id]
+        while pending:
+            current = pending.pop()
+            digest, started = self.con.execute("SELECT rubric_digest, started_at FROM runs WHERE run_id = ?", [current]).fetchone()
+            # Unique per run: the same content run twice at different times gets two archive ids.
+            moved[current] = hashlib.sha256(json.dumps([current, digest, str(started)]).encode()).hexdigest()[:16]
+            pending += [child for (child,) in self.con.execute(
+                "SELECT run_id FROM runs WHERE parent_run_id = ? AND superseded_by IS NULL", [current]).fetchall() if child not in moved]
+        for old, new in moved.items():
+            for table, columns in RUN_ROW_COLUMNS.items():
+                for column in columns:
+                    self.con.execute(f"UPDATE {table} SET {column} = ? WHERE {column} = ?", [new, old])
+            self.con.execute("UPDATE runs SET run_id = ?, superseded_by = ?, superseded_at = ? WHERE run_id = ?", [new, old, at, old])
+        for old, new in moved.items():
+            self.con.execute("UPDATE runs SET parent_run_id = ? WHERE parent_run_id = ? AND run_id IN (SELECT unnest(?))", [new, old, list(moved.values())])
+        return moved
 
     def finish_run(self, run_id: str, status: str, detail: str | None = None) -> None:
         """Record how the run ended: finished | partial (finished over a selection of the samples) |
@@ -256,11 +315,14 @@ class ResultStore:
             call = outcome.call
             call_id = f"{call.sample_id}/{call.group}/{call.replicate}"
             prompt = "\n".join(p.text if isinstance(p, TextPart) else f"[image sha256:{p.info.sha256}]" for p in call.parts)
+            original = [outcome.prompt_tokens, outcome.completion_tokens, outcome.cost_usd]
+            # What this call paid: nothing for a cache hit (its answer was paid for before), so
+            # sum(cost_usd) is the run's spend, as the CLI summary reports it.
+            paid = [0, 0, 0.0] if outcome.cache_hit else original
             calls.append([
                 run_id, call_id, call.sample_id, call.group, call.replicate, call.cache_key, outcome.cache_hit, outcome.attempts,
                 "error" if outcome.status == "skipped" else outcome.status, outcome.error, outcome.latency_ms,
-                outcome.prompt_tokens, outcome.completion_tokens, outcome.cost_usd, prompt,
-                json.dumps(outcome.answer) if outcome.answer is not None else None,
+                *paid, prompt, json.dumps(outcome.answer) if outcome.answer is not None else None, *original,
             ])
             for criterion in call.criteria:
                 answer = (outcome.answer or {}).get(criterion.id)
@@ -405,15 +467,26 @@ def write_imported_run(store: ResultStore, run: RunInfo, samples: Sequence[Seque
 
     Rows are those of `samples`, `judge_calls`, `verdicts` and, optionally, `criteria` (the
     texts the report shows) and `run_fields`, in the column order of `COLUMNS` without the
-    leading `run_id`; the run replaces an earlier one with the same identity, and is finished
-    in one go.
+    leading `run_id` (a `judge_calls` row may stop before the original_* columns: they are
+    then its paid figures); the run replaces an earlier one with the same identity (or, when
+    the rubric's content changed, supersedes it), and is finished in one go.
     """
     run_id = store.begin_run(run)
     with store._writing("write the imported run"), store._transaction():
         store._insert("samples", [[run_id, *row] for row in samples])
-        store._insert("judge_calls", [[run_id, *row] for row in calls])
+        store._insert("judge_calls", [[run_id, *_with_original_cost(row)] for row in calls])
         store._insert("verdicts", [[run_id, *row] for row in verdicts])
         store._insert("criteria", [[run_id, *row] for row in criteria])
         store._insert("run_fields", [[run_id, *row] for row in fields])
     store.finish_run(run_id, "finished")
     return run_id
+
+
+def _with_original_cost(row: Sequence[Any]) -> list[Any]:
+    """A `judge_calls` row (without run_id) with its original_* figures: an importer that does not
+    give them wrote what each call paid, which is what the answer cost."""
+    names = COLUMNS["judge_calls"][1:]
+    if len(row) == names.index("original_prompt_tokens"):
+        paid = [row[names.index(name)] for name in ("prompt_tokens", "completion_tokens", "cost_usd")]
+        return [*row, *paid]
+    return list(row)

@@ -2,7 +2,9 @@
 
 `query` runs one statement, parsed by DuckDB itself, and only a SELECT (or EXPLAIN), on a
 read-only connection with file system access switched off: it can neither change the
-database nor read or write other files. Writing files is `export`'s job.
+database nor read or write other files. Writing files is `export`'s job: a table, a view or
+one such SELECT, written by DuckDB to the one file named by --out (DuckDB's allowed_paths),
+so an exported query cannot read or write other files either.
 
 Queries come from users and may be huge or endless, so every connection here gets a memory
 limit (then its configuration is locked, so the query cannot raise it), results are streamed
@@ -16,7 +18,7 @@ import re
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -25,7 +27,9 @@ from rubric_judge.store import DEFAULT_MEMORY_LIMIT
 from rubric_judge.store.db import connect
 
 EXPORT_TABLES = ("runs", "samples", "judge_calls", "verdicts", "metric_values", "criteria", "run_fields",
-                 "task_scores", "dimension_scores", "leaderboard", "leaderboard_ci", "metric_summary", "accuracy_rates", "labels", "agreement_results")
+                 "task_scores", "dimension_scores", "leaderboard", "leaderboard_ci", "metric_summary", "accuracy_rates", "labels", "agreement_results",
+                 "verdicts_full", "verdicts_full_all", "run_summary")
+EXPORT_FORMATS = {".parquet": "(FORMAT parquet)", ".csv": "(FORMAT csv, HEADER true)", ".jsonl": "(FORMAT json)", ".json": "(FORMAT json, ARRAY true)"}
 
 # DuckDB's own vector size: a chunk this long costs DuckDB no extra work to hand over.
 CHUNK_ROWS = 2048
@@ -39,11 +43,18 @@ T = TypeVar("T")
 
 @dataclass
 class QueryResult:
-    """A running query's columns and its rows, fetched on demand from DuckDB's stream."""
+    """A running query's columns and its rows, fetched on demand from DuckDB's stream.
+
+    Attributes:
+        names: the column names.
+        types: each column's DuckDB type as text (e.g. "JSON", "VARCHAR[]", "DOUBLE"), so a
+            writer can tell a JSON column (a string holding JSON) from a plain string.
+    """
 
     names: list[str]
     _con: Any
     _cursor: Any
+    types: list[str] = field(default_factory=list)
 
     def fetch(self, count: int) -> list[tuple[Any, ...]]:
         """Up to `count` further rows (fewer at the end of the result); Ctrl-C stops the fetch.
@@ -107,7 +118,7 @@ def open_query(db: Path, sql: str, memory_limit: str = DEFAULT_MEMORY_LIMIT, par
         # DuckDB streams the result of `execute`: rows are computed as they are fetched.
         cursor = _interruptible(con, lambda: con.execute(sql, params or []))
         names = [d[0] for d in cursor.description] if cursor.description else []
-        yield QueryResult(names, con, cursor)
+        yield QueryResult(names, con, cursor, [str(d[1]) for d in cursor.description or ()])
     finally:
         _close(con)
 
@@ -141,17 +152,79 @@ def export_table(db: Path, table: str, out: Path, memory_limit: str = DEFAULT_ME
     """
     if table not in EXPORT_TABLES:
         raise UserError(f"unknown table {table!r}; choose one of {', '.join(EXPORT_TABLES)}")
-    formats = {".parquet": "(FORMAT parquet)", ".csv": "(FORMAT csv, HEADER true)", ".jsonl": "(FORMAT json)", ".json": "(FORMAT json, ARRAY true)"}
-    if out.suffix not in formats:
-        raise UserError(f"--out must end in {', '.join(formats)}, not {out.suffix or '(no suffix)'}")
-    con = connect(db, read_only=True)
-    tmp = out.with_name(out.name + ".partial")
+    return _export(db, f"SELECT * FROM {table}", out, memory_limit, table)
+
+
+def export_query(db: Path, sql: str, out: Path, memory_limit: str = DEFAULT_MEMORY_LIMIT) -> int:
+    """Writes the result of one read-only SELECT to `out`, as `export_table` writes a table.
+
+    Args:
+        db: the results database.
+        sql: exactly one SELECT statement, from the user; it may read only the database.
+        out: the file to write (.parquet, .csv, .jsonl or .json); it appears only when complete.
+        memory_limit: DuckDB's memory limit for the export.
+
+    Returns:
+        The number of rows written.
+
+    Raises:
+        UserError: the SQL is not one SELECT, is invalid, or fails.
+    """
+    import duckdb
+
+    statements = _parse(sql)  # checked before the database is opened
+    if len(statements) != 1:
+        raise UserError(f"give exactly one SQL statement (got {len(statements)})")
+    if statements[0].type != duckdb.StatementType.SELECT:
+        raise UserError(f"`{statements[0].type.name}` is refused: `rubric-judge export --sql` exports the result of one SELECT")
+    return _export(db, _without_final_semicolon(sql), out, memory_limit, "the query")
+
+
+def _parse(sql: str) -> list[Any]:
+    """DuckDB's own split of `sql` into statements (parsed only, never run)."""
+    import duckdb
+
+    con = duckdb.connect()
     try:
-        _configure(con, memory_limit)
+        return con.extract_statements(sql)
+    except duckdb.Error as exc:
+        raise UserError(f"SQL error: {exc}") from None
+    finally:
+        con.close()
+
+
+def _without_final_semicolon(sql: str) -> str:
+    """The statement without the `;` that ends it (and comments after it), so it can be wrapped in
+    COPY ( ... ); DuckDB's tokenizer tells a `;` in a string or comment from the real one."""
+    import duckdb
+
+    tokens = [(start, kind) for start, kind in duckdb.tokenize(sql) if kind != duckdb.token_type.comment]
+    if tokens and tokens[-1][1] == duckdb.token_type.operator and sql[tokens[-1][0]] == ";":
+        return sql[: tokens[-1][0]]
+    return sql
+
+
+def _export(db: Path, select: str, out: Path, memory_limit: str, what: str) -> int:
+    """COPY one SELECT to `out`, with file access limited to the partial file being written."""
+    import duckdb
+
+    if out.suffix not in EXPORT_FORMATS:
+        raise UserError(f"--out must end in {', '.join(EXPORT_FORMATS)}, not {out.suffix or '(no suffix)'}")
+    out = out.resolve()
+    tmp = out.with_name(out.name + ".partial")
+    con = connect(db, read_only=True)
+    try:
         literal = str(tmp).replace("'", "''")
+        # The query may read the database and write this one file, nothing else.
+        con.execute(f"SET allowed_paths = ['{literal}']")
+        con.execute("SET enable_external_access = false")
+        _configure(con, memory_limit)
         # COPY reports the rows it wrote: no separate count(*), which would compute a view twice.
-        copy = f"COPY (SELECT * FROM {table}) TO '{literal}' {formats[out.suffix]}"
-        (count,) = _interruptible(con, lambda: con.execute(copy).fetchone(), failure=f"cannot export {table} to {out}")
+        copy = f"COPY (\n{select}\n) TO '{literal}' {EXPORT_FORMATS[out.suffix]}"
+        parsed = _parse(copy)
+        if len(parsed) != 1 or parsed[0].type != duckdb.StatementType.COPY:  # the SELECT must not end the COPY early
+            raise UserError("give exactly one SELECT statement")
+        (count,) = _interruptible(con, lambda: con.execute(copy).fetchone(), failure=f"cannot export {what} to {out}")
         tmp.replace(out)  # never leave a half-written file under the requested name
         return count
     finally:
@@ -235,3 +308,27 @@ def _interruptible(con: Any, call: Callable[[], T], failure: str = "SQL error") 
             raise UserError(f"{failure}: {error}") from None
         raise error
     return outcome["value"]
+
+
+def list_runs(db: Path, include_superseded: bool = False) -> QueryRows:
+    """The runs in a results database, from the `run_summary` view, oldest first.
+
+    Args:
+        db: the results database.
+        include_superseded: also the runs a re-run with an edited rubric superseded.
+
+    Returns:
+        The column names, their DuckDB types and the rows.
+    """
+    where = "" if include_superseded else "WHERE superseded_by IS NULL"
+    with open_query(db, f"SELECT * FROM run_summary {where} ORDER BY rubric_id, model_name, started_at, run_id") as result:
+        return QueryRows(result.names, result.types, [row for chunk in result.chunks() for row in chunk])
+
+
+@dataclass(frozen=True)
+class QueryRows:
+    """A small result held whole: column names, their DuckDB types, rows."""
+
+    names: list[str]
+    types: list[str]
+    rows: list[tuple[Any, ...]]

@@ -154,3 +154,58 @@ SELECT g.dimension, g.n AS samples_paired, g.mean_a, g.mean_b, _bootstrap_mean(t
        resamples::BIGINT AS resamples, seed::BIGINT AS seed, level::DOUBLE AS level
 FROM groups g LEFT JOIN totals t USING (gid) LEFT JOIN intervals i USING (gid)
 ORDER BY g.dimension <> 'overall', g.dimension;
+
+-- Run a against run b per criterion: what a rubric edit changed, for `rubric-judge compare
+-- --by criterion` (two versions of a rubric on the same model). Per criterion id:
+--   change: how its definition differs between the runs, from the `criteria` table (per sample,
+--     then pooled): '' (same), 'added' (only in b), 'removed' (only in a), or any of 'text',
+--     'weight', 'dimension' joined with '+';
+--   mean_a / mean_b: over the samples with a valid verdict in both runs, the share met (binary)
+--     or the mean score (scale), a sample's replicates averaged first; difference = a - b;
+--   verdicts_changed: paired samples whose verdict differs; only_in_a / only_in_b: samples with
+--     a valid verdict in one run only;
+--   text_a / text_b: the criterion's text in each run where it was edited (one example sample).
+CREATE OR REPLACE MACRO criterion_changes(run_a, run_b) AS TABLE
+WITH va AS (
+    SELECT sample_id, criterion_id, any_value(dimension) AS dimension,
+           avg(CASE WHEN met IS NOT NULL THEN met::INTEGER ELSE score END ORDER BY replicate) AS value
+    FROM verdicts WHERE run_id = run_a AND status = 'ok' GROUP BY sample_id, criterion_id
+), vb AS (
+    SELECT sample_id, criterion_id, any_value(dimension) AS dimension,
+           avg(CASE WHEN met IS NOT NULL THEN met::INTEGER ELSE score END ORDER BY replicate) AS value
+    FROM verdicts WHERE run_id = run_b AND status = 'ok' GROUP BY sample_id, criterion_id
+), verdict_pairs AS (
+    SELECT criterion_id, coalesce(b.dimension, a.dimension) AS dimension,
+           count(*) FILTER (WHERE a.value IS NOT NULL AND b.value IS NOT NULL) AS samples_paired,
+           avg(a.value ORDER BY sample_id) FILTER (WHERE b.value IS NOT NULL) AS mean_a,
+           avg(b.value ORDER BY sample_id) FILTER (WHERE a.value IS NOT NULL) AS mean_b,
+           count(*) FILTER (WHERE a.value <> b.value) AS verdicts_changed,
+           count(*) FILTER (WHERE b.value IS NULL) AS only_in_a,
+           count(*) FILTER (WHERE a.value IS NULL) AS only_in_b
+    FROM va a FULL JOIN vb b USING (sample_id, criterion_id)
+    GROUP BY criterion_id, coalesce(b.dimension, a.dimension)
+), definitions AS (
+    SELECT criterion_id, coalesce(b.dimension, a.dimension) AS dimension, sample_id,
+           a.criterion_id IS NULL AS added, b.criterion_id IS NULL AS removed,
+           a.text <> b.text AS text_changed, a.weight <> b.weight AS weight_changed, a.dimension <> b.dimension AS dimension_changed,
+           a.text AS text_a, b.text AS text_b
+    FROM (SELECT * FROM criteria WHERE run_id = run_a) a
+    FULL JOIN (SELECT * FROM criteria WHERE run_id = run_b) b USING (sample_id, criterion_id)
+), changes AS (
+    SELECT criterion_id, any_value(dimension) AS dimension,
+           CASE WHEN bool_and(added) THEN 'added' WHEN bool_and(removed) THEN 'removed'
+                ELSE concat_ws('+', CASE WHEN bool_or(text_changed) THEN 'text' END, CASE WHEN bool_or(weight_changed) THEN 'weight' END,
+                               CASE WHEN bool_or(dimension_changed) THEN 'dimension' END,
+                               CASE WHEN bool_or(added) THEN 'added on some samples' END,
+                               CASE WHEN bool_or(removed) THEN 'removed on some samples' END) END AS change,
+           arg_min(text_a, sample_id) FILTER (WHERE text_changed) AS text_a,
+           arg_min(text_b, sample_id) FILTER (WHERE text_changed) AS text_b
+    FROM definitions
+    GROUP BY criterion_id
+)
+SELECT criterion_id, coalesce(c.dimension, p.dimension) AS dimension, coalesce(c.change, '') AS change,
+       coalesce(p.samples_paired, 0) AS samples_paired, p.mean_a, p.mean_b, p.mean_a - p.mean_b AS difference,
+       coalesce(p.verdicts_changed, 0) AS verdicts_changed, coalesce(p.only_in_a, 0) AS only_in_a, coalesce(p.only_in_b, 0) AS only_in_b,
+       c.text_a, c.text_b
+FROM changes c FULL JOIN verdict_pairs p USING (criterion_id)
+ORDER BY coalesce(c.change, '') = '', coalesce(c.dimension, p.dimension), criterion_id;

@@ -99,7 +99,8 @@ HAVING count(*) FILTER (WHERE status = 'ok') = 0
 -- judge gave no valid verdict at all (_unjudged); score_note is NULL otherwise.
 -- A judge panel is one row (its combined verdicts, judge_model `panel:<rule>(<judges>)`); its
 -- members' runs and bias-probe runs are left out (same model and judge as other rows; read
--- them in task_scores or with `rubric-judge agree`).
+-- them in task_scores or with `rubric-judge agree`). Superseded runs (an earlier rubric version,
+-- runs.superseded_by) are left out too: `rubric-judge runs --all` lists them, task_scores has them.
 CREATE OR REPLACE VIEW leaderboard AS
 -- A partial run (score --limit/--sample) counts its manifest's samples, not only those it scored.
 WITH totals AS (SELECT run_id, coalesce(any_value(r.manifest_samples), count(*)) AS samples_total FROM samples JOIN runs r USING (run_id) GROUP BY run_id)
@@ -115,7 +116,7 @@ SELECT r.run_id, r.rubric_id, r.rubric_version, r.model_name, r.judge_model, 'ov
        _unjudged_note(any_value(u.failed)) AS score_note
 FROM runs r JOIN task_scores t USING (run_id) LEFT JOIN totals n USING (run_id)
 LEFT JOIN _unjudged u ON u.run_id = r.run_id AND u.dimension = 'overall'
-WHERE coalesce(r.role, 'run') IN ('run', 'panel')
+WHERE coalesce(r.role, 'run') IN ('run', 'panel') AND r.superseded_by IS NULL
 GROUP BY ALL
 UNION ALL
 SELECT r.run_id, r.rubric_id, r.rubric_version, r.model_name, r.judge_model, d.dimension,
@@ -129,7 +130,7 @@ SELECT r.run_id, r.rubric_id, r.rubric_version, r.model_name, r.judge_model, d.d
        _unjudged_note(any_value(u.failed)) AS score_note
 FROM runs r JOIN dimension_scores d USING (run_id) LEFT JOIN totals n USING (run_id)
 LEFT JOIN _unjudged u ON u.run_id = r.run_id AND u.dimension = d.dimension
-WHERE coalesce(r.role, 'run') IN ('run', 'panel')
+WHERE coalesce(r.role, 'run') IN ('run', 'panel') AND r.superseded_by IS NULL
 GROUP BY ALL;
 
 -- Metric values: `ok` values count; a `missing_output` counts as failed under the `fail`
@@ -157,3 +158,74 @@ UNION ALL
 SELECT run_id, 'metric' AS source, metric AS name, accuracy_rate AS rate, samples_rated AS samples
 FROM metric_summary
 WHERE accuracy_rate IS NOT NULL;
+
+-- Analysis ------------------------------------------------------------------------------------
+
+-- Every verdict with what an analyst joins it to: the criterion's text, weight, dimension and
+-- tags, the run's model, rubric and judge, and a sign-aware `failed`: a positive criterion
+-- failed when it is not met, a negative one (a pitfall, weight < 0) when it is met. `failed`
+-- is NULL where there is no binary verdict (scale verdicts, error, unscored, missing_output:
+-- `status` says which). verdicts_full_all has every run; verdicts_full the current ones
+-- (superseded runs left out, as in the leaderboard); `role` tells plain runs from a panel's
+-- members and probes.
+CREATE OR REPLACE VIEW verdicts_full_all AS
+SELECT v.run_id, r.model_name, r.rubric_id, r.rubric_version, r.rubric_digest, r.judge_model,
+       coalesce(r.role, 'run') AS role, r.status AS run_status, r.superseded_by,
+       v.sample_id, s.category, v.criterion_id, v.replicate, v.dimension, c.dimension_name,
+       c.text AS criterion_text, v.weight, c.tags,
+       v.status, v.met, v.score, v.confidence,
+       CASE WHEN v.status = 'ok' AND v.met IS NOT NULL THEN CASE WHEN v.weight < 0 THEN v.met ELSE NOT v.met END END AS failed,
+       v.reasoning, v.call_id
+FROM verdicts v
+JOIN runs r USING (run_id)
+LEFT JOIN criteria c ON c.run_id = v.run_id AND c.sample_id = v.sample_id AND c.criterion_id = v.criterion_id
+LEFT JOIN samples s ON s.run_id = v.run_id AND s.sample_id = v.sample_id;
+
+CREATE OR REPLACE VIEW verdicts_full AS
+SELECT * FROM verdicts_full_all WHERE superseded_by IS NULL;
+
+-- One row per run, for `rubric-judge runs`: its status, whether a later run superseded it, the
+-- rubric content judged (rubric_digest), coverage (samples scored of samples_total, as the
+-- leaderboard counts them) and what its judge calls paid (cache hits cost nothing; a panel
+-- adds its members' calls). paid_usd is NULL when a paid call had no known price.
+CREATE OR REPLACE VIEW run_summary AS
+WITH totals AS (SELECT run_id, coalesce(any_value(r.manifest_samples), count(*)) AS samples_total FROM samples JOIN runs r USING (run_id) GROUP BY run_id),
+scored AS (
+    SELECT run_id, count(DISTINCT sample_id) FILTER (WHERE NOT excluded AND score IS NOT NULL) AS samples_scored
+    FROM task_scores
+    WHERE run_id NOT IN (SELECT run_id FROM _unjudged WHERE dimension = 'overall')
+    GROUP BY run_id
+),
+own_calls AS (
+    SELECT run_id, count(*) AS calls, count(*) FILTER (WHERE cache_hit) AS cached_calls,
+           sum(prompt_tokens) AS prompt_tokens, sum(completion_tokens) AS completion_tokens,
+           sum(cost_usd) AS paid_usd, bool_or(cost_usd IS NULL AND attempts > 0) AS cost_unknown
+    FROM judge_calls GROUP BY run_id
+),
+calls AS (  -- a panel's calls are its members'
+    SELECT coalesce(CASE WHEN m.role = 'panel_member' THEN m.parent_run_id END, c.run_id) AS run_id,
+           sum(c.calls) AS calls, sum(c.cached_calls) AS cached_calls, sum(c.prompt_tokens) AS prompt_tokens,
+           sum(c.completion_tokens) AS completion_tokens, sum(c.paid_usd) AS paid_usd, bool_or(c.cost_unknown) AS cost_unknown
+    FROM own_calls c JOIN runs m USING (run_id)
+    GROUP BY ALL
+    UNION ALL
+    SELECT run_id, calls, cached_calls, prompt_tokens, completion_tokens, paid_usd, cost_unknown
+    FROM own_calls JOIN runs USING (run_id) WHERE role = 'panel_member'
+),
+spent AS (
+    SELECT run_id, sum(calls) AS calls, sum(cached_calls) AS cached_calls, sum(prompt_tokens) AS prompt_tokens,
+           sum(completion_tokens) AS completion_tokens,
+           CASE WHEN NOT bool_or(cost_unknown) THEN coalesce(sum(paid_usd), 0) END AS paid_usd
+    FROM calls GROUP BY run_id
+)
+SELECT r.run_id, r.status, r.superseded_by, r.superseded_by IS NULL AS current,
+       r.rubric_id, r.rubric_version, r.rubric_digest, r.model_name, r.judge_model, coalesce(r.role, 'run') AS role, r.parent_run_id,
+       coalesce(sc.samples_scored, 0) AS samples_scored, coalesce(t.samples_total, 0) AS samples_total,
+       coalesce(p.calls, 0) AS calls, coalesce(p.cached_calls, 0) AS cached_calls,
+       coalesce(p.prompt_tokens, 0) AS prompt_tokens, coalesce(p.completion_tokens, 0) AS completion_tokens,
+       CASE WHEN p.run_id IS NULL THEN 0.0 ELSE p.paid_usd END AS paid_usd,
+       r.started_at, r.finished_at, r.superseded_at, r.status_detail
+FROM runs r
+LEFT JOIN totals t USING (run_id)
+LEFT JOIN scored sc USING (run_id)
+LEFT JOIN spent p USING (run_id);
