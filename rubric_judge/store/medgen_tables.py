@@ -62,7 +62,9 @@ def table3(db_path: Path, run_id: str | None = None, model_name: str | None = No
     """
     con = connect(Path(db_path), read_only=True)
     try:
-        runs = {r[0]: (r[1], r[2], r[3], r[4]) for r in con.execute("SELECT run_id, model_name, rubric_id, status, judge_model FROM runs").fetchall()}
+        # A superseded run (the rubric edited since) is left out unless asked for by id, as on the leaderboard.
+        runs = {r[0]: (r[1], r[2], r[3], r[4]) for r in con.execute(
+            "SELECT run_id, model_name, rubric_id, status, judge_model FROM runs WHERE superseded_by IS NULL OR run_id = ?", [run_id]).fetchall()}
         judge = con.execute(_JUDGE_SQL).fetchall()
         metrics = con.execute(_METRIC_SQL).fetchall()
     finally:
