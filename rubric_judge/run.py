@@ -595,9 +595,10 @@ async def _run_judge(options: ScoreOptions, job: Job, emit: ProgressCallback, li
         info = RunInfo(base, options.model, judge_model, identity_base, _with_selection(config, options), link.role,
                        link.parent_run_id, link.probe, manifest_samples=_manifest_samples(options),
                        rubrics=rubrics if link.probe else _suite(options, rubrics))
-        opening = _StoreOpening(options.db, info, planner.outline, options.replicates)
+        progress = Progress()
+        opening = _StoreOpening(options.db, info, planner.outline, options.replicates, after=progress.first_request)
         try:
-            progress = await _execute(Executor(cache, settings), planner, opening, metrics, emit)
+            await _execute(Executor(cache, settings), planner, opening, metrics, emit, progress)
             store, run_id = opening.store, opening.run_id
         except BaseException as exc:
             if isinstance(exc, StorageError):
@@ -742,8 +743,14 @@ class _Planner:
         return Planned(self.calls, self.cached, len(self.samples) if complete else len(self.job.samples), estimate,
                        metrics.groups if metrics else 0, metrics.done if metrics else 0, complete)
 
-    async def stream(self):
-        """The calls, sample by sample as they are planned (cache lookups are the executor's)."""
+    async def stream(self, first_request: threading.Event):
+        """The calls, sample by sample as they are planned (cache lookups are the executor's).
+
+        Args:
+            first_request: set when the first request has left (or the first call was a cache
+                hit); planning the samples after the first waits for it, for at most
+                `FIRST_REQUEST_WAIT_S`, so that the first request does not wait for the CPU.
+        """
         if self._planned is not None:
             sample_plans = self._planned
             self.samples = list(sample_plans)
@@ -760,8 +767,12 @@ class _Planner:
 
         def produce() -> None:
             try:
+                waited = False
                 for result in plan_samples(self.pairs, self.target, None, self.options.replicates):
                     loop.call_soon_threadsafe(queue.put_nowait, result)
+                    if not waited and isinstance(result, SamplePlan) and result.calls:
+                        first_request.wait(_StoreOpening.FIRST_REQUEST_WAIT_S)
+                        waited = True
                     if stop.is_set():
                         break
             except BaseException as exc:  # raised in the run's task, below
@@ -791,6 +802,7 @@ class _Planner:
                     yield call
         finally:
             stop.set()
+            first_request.set()  # nothing more to wait for: no call (or none left) to send
         # The executor has looked up every call yielded (it does before asking for the next one).
         uncached = [call for call in planned if call.cache_key not in self._hit_keys]
         estimate = self._estimate(uncached) if uncached else None
@@ -810,16 +822,22 @@ class _StoreOpening:
     run shows its coverage). Not on asyncio's default executor, whose threads the Pacer counts
     as judging CPU."""
 
-    def __init__(self, db: Path, info, outline, replicates: int):
+    # How long opening waits for the first request to leave before it starts anyway.
+    FIRST_REQUEST_WAIT_S = 2.0
+
+    def __init__(self, db: Path, info, outline, replicates: int, after: threading.Event):
         import concurrent.futures
 
         self.store = None
         self.run_id: str | None = None
         self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="rubric-judge-store")
-        self.task = asyncio.get_running_loop().run_in_executor(self._pool, self._open, db, info, outline, replicates)
+        self.task = asyncio.get_running_loop().run_in_executor(self._pool, self._open, db, info, outline, replicates, after)
         self._pool.shutdown(wait=False)
 
-    def _open(self, db: Path, info, outline, replicates: int) -> None:
+    def _open(self, db: Path, info, outline, replicates: int, after: threading.Event) -> None:
+        # Importing DuckDB and creating a new file cost a few hundred ms of CPU, which would
+        # otherwise compete with the first request for the interpreter.
+        after.wait(self.FIRST_REQUEST_WAIT_S)
         from rubric_judge.store.db import ResultStore
 
         store = ResultStore(db)
@@ -856,8 +874,7 @@ class _StoreOpening:
 
 
 async def _execute(executor: Executor, planner: _Planner, opening: _StoreOpening, metrics: _MetricsJob | None,
-                   emit: ProgressCallback) -> Progress:
-    progress = Progress()
+                   emit: ProgressCallback, progress: Progress) -> None:
     buffer: list[Outcome] = []
     last_flush = [time.monotonic()]
 
@@ -878,7 +895,7 @@ async def _execute(executor: Executor, planner: _Planner, opening: _StoreOpening
                            progress.cost_usd, progress.cost_unknown))
 
     progress.listeners.extend([planner.record, on_outcome])
-    judging = asyncio.ensure_future(executor.run_async(planner.stream(), progress))
+    judging = asyncio.ensure_future(executor.run_async(planner.stream(progress.first_request), progress))
     try:
         # A database that cannot be opened stops judging at once, not after the last call.
         await asyncio.wait([judging, opening.task], return_when=asyncio.FIRST_EXCEPTION)
@@ -890,11 +907,11 @@ async def _execute(executor: Executor, planner: _Planner, opening: _StoreOpening
             await judging
         raise
     finally:
+        progress.first_request.set()  # a run without calls: the database opens now
         if opening.ready:
             flush()
     if metrics is not None:
         opening.store.write_metrics(opening.run_id, await metrics.wait())
-    return progress
 
 
 def _backoff_base_s() -> float:

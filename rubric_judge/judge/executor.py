@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import threading
 import time
 from collections.abc import AsyncIterable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -80,8 +81,13 @@ class Progress:
     budget_reached: bool = False
     judge_unreachable: str | None = None  # why the run stopped early: the judge could not be reached
     listeners: list[Callable[[Outcome], None]] = field(default_factory=list)
+    # Set when the first request to the judge leaves (or its first outcome arrives, a cache hit):
+    # background work that would compete for the CPU (more planning, opening the database) waits
+    # for it, so the first request is not slowed by it.
+    first_request: threading.Event = field(default_factory=threading.Event)
 
     def record(self, outcome: Outcome) -> None:
+        self.first_request.set()
         self.done += 1
         self.cache_hits += outcome.cache_hit
         self.errors += outcome.status in ("error", "unscored")
@@ -199,6 +205,7 @@ class Executor:
             if attempt > 1 and reachability.progress.judge_unreachable:  # tripped while this call waited to retry
                 return Outcome(call, "error", error=f"{last_error} ({reachability.progress.judge_unreachable})", attempts=attempt - 1, latency_ms=_ms(started))
             await pacer.wait()
+            reachability.progress.first_request.set()
             try:
                 answer, usage = await asyncio.wait_for(
                     client.ask(call, messages, validation_retries=settings.validation_retries, timeout=settings.timeout_s),

@@ -277,17 +277,19 @@ def plan_samples(
         yield from map(one, pairs)
         return
     with ThreadPoolExecutor(count, thread_name_prefix="rubric-judge-plan") as pool:
-        # Submitted in windows, not all at once: a consumer that stops early leaves little work behind.
+        # The first pair alone, so it is ready soonest and a consumer that sends its first request
+        # before asking for more has the cores to itself; then in windows, not all at once: a
+        # consumer that stops early leaves little work behind.
         window = count * 4
-        futures = [pool.submit(one, pair) for pair in pairs[:window]]
-        submitted = len(futures)
+        futures = [pool.submit(one, pairs[0])]
+        submitted = 1
         for index in range(len(pairs)):
             result = futures[index].result()
             futures[index] = None  # type: ignore[call-overload]  # let the plan's memory go once handed over
-            if submitted < len(pairs):
+            yield result
+            while submitted < len(pairs) and submitted - index <= window:
                 futures.append(pool.submit(one, pairs[submitted]))
                 submitted += 1
-            yield result
 
 
 def image_header_problems(pairs: Sequence[tuple[Rubric, Sample]], workers: int | None = None) -> list[Problem]:
