@@ -487,6 +487,12 @@ def compiled(source: str):
     return env.from_string(ast)
 
 
+def is_template(text: str) -> bool:
+    """Whether a text uses Jinja syntax (`{{`, `{%` or `{#`); criterion texts without it are used
+    as written, so a plain text is never rendered (nor its braces interpreted)."""
+    return "{{" in text or "{%" in text or "{#" in text
+
+
 def render(source: str, context: dict[str, Any]) -> str:
     """Render a prompt template within the limits of the module docstring.
 
