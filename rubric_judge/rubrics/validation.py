@@ -117,7 +117,11 @@ def cross_field_problems(rubric: Rubric, unusable: frozenset[str] = frozenset(),
         crit_weight = getattr(crit, "weight", None)
         if rubric_verdict is not None and crit_dimension in dimension_by_id and crit_weight is not None and crit_weight <= 0:
             dim = dimension_by_id[crit_dimension]
-            if _method_for(rubric, dim) == "mean_scale":
+            # Only where a weighted mean is what the rubric asks for: a rubric-level
+            # weighted_points over scale verdicts is reported once, as that mistake.
+            asked = getattr(dim, "scoring", None) or getattr(dim, "verdict", None) or (
+                rubric.scoring is not None and "scoring" not in unusable and rubric.scoring.method is not ScoringMethod.weighted_points)
+            if asked and _method_for(rubric, dim) == "mean_scale":
                 out.append(
                     (
                         ("criteria", i, "weight"),
