@@ -493,6 +493,16 @@ def is_template(text: str) -> bool:
     return "{{" in text or "{%" in text or "{#" in text
 
 
+_OPENERS = re.compile(r"\{[{%#]")
+
+
+def literal(text: str) -> str:
+    """A template that renders to `text` exactly: each Jinja opener (`{{`, `{%`, `{#`) written as
+    an expression that prints it. For writing text from elsewhere (an imported benchmark's
+    criterion) into a rubric, where criterion texts are templates."""
+    return _OPENERS.sub(lambda match: "{{ '" + match.group() + "' }}", text)
+
+
 def render(source: str, context: dict[str, Any]) -> str:
     """Render a prompt template within the limits of the module docstring.
 
