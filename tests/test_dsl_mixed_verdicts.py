@@ -181,3 +181,16 @@ def test_tags_are_validated(tmp_path: Path) -> None:
     line = next(i for i, row in enumerate(text.splitlines(), 1) if "clar-1" in row)
     assert (problem.location.line, problem.field) == (line, "criteria[3].tags")
     assert "1 to 64 characters" in problem.message
+
+
+def test_a_broken_dimension_verdict_is_one_problem_not_a_cascade(tmp_path: Path) -> None:
+    text = MIXED.replace("{mode}", "per_dimension").replace("{kind: scale, min: 1, max: 10}", "{kind: scale, mn: 1, max: 10}")
+    (problem,) = _problems(write(tmp_path / "bad.yaml", text))
+    assert (problem.location.line, problem.field) == (12, "dimensions[1].verdict.mn")
+    assert "did you mean `min`?" in problem.fix
+
+
+def _problems(path: Path):
+    with pytest.raises(UserError) as caught:
+        load_rubric_file(path)
+    return caught.value.problems

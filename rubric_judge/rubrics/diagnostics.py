@@ -27,6 +27,8 @@ _MODEL_AT: dict[tuple[Any, ...], type[schema.StrictModel]] = {
     ("cache",): schema.CacheConfig,
     ("criteria", int): schema.Criterion,
     ("dimensions", int): schema.Dimension,
+    ("verdict",): schema.VerdictSpec,
+    ("dimensions", int, "verdict"): schema.VerdictSpec,
     ("images", int): schema.ImageSlot,
     ("metrics", int): schema.MetricSpec,
     ("inputs", str): schema.InputSpec,

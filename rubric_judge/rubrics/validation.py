@@ -303,7 +303,9 @@ def _dimension_verdict_problems(index: int, dim: Dimension | None, rubric_verdic
                 f"write the smaller bound first: `verdict: scale({min(verdict.min, verdict.max)}..{max(verdict.min, verdict.max) if verdict.min != verdict.max else verdict.min + 9})`",
             )
         )
-    if method is not None and verdict is not None:
+    # A salvaged dimension lacks the attribute when its `verdict` is broken (or absent): its
+    # method cannot be checked against a verdict that is unknown.
+    if method is not None and verdict is not None and hasattr(dim, "verdict"):
         if method == "weighted_points" and verdict.kind != "binary":
             out.append((("dimensions", index, "scoring"), "weighted_points needs binary verdicts",
                         "use `scoring: mean_scale` for a scale dimension, or `verdict: binary`"))
