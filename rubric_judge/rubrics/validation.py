@@ -235,6 +235,17 @@ def cross_field_problems(rubric: Rubric, unusable: frozenset[str] = frozenset(),
                         _did_you_mean(scoring.criterion, list(seen), "criteria"),
                     )
                 )
+            elif scoring.criterion is not None and scoring.criterion in seen and verdict is not None:
+                pass_dimension = dimension_by_id.get(getattr(criteria[seen[scoring.criterion]], "dimension", None))
+                own = getattr(pass_dimension, "verdict", None)
+                if own is not None and own.kind != "scale":
+                    out.append(
+                        (
+                            ("scoring", "criterion"),
+                            f"criterion {scoring.criterion!r} is in the {own.kind} dimension {pass_dimension.id!r}; pass_rate thresholds a scale score",
+                            "name a criterion of a scale dimension, or leave `criterion` out to threshold the weighted mean",
+                        )
+                    )
 
     metrics = rubric.metrics if "metrics" not in unusable else []
     for i, metric in enumerate(metrics):
