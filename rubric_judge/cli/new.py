@@ -10,8 +10,9 @@ import typer
 HEADER = '''\
 # {name}: a rubric for rubric-judge. Every key is explained; `rubric-judge validate {file}`
 # checks it, `rubric-judge plan {file} --data MANIFEST` shows what judging would cost.
-rubric: {name}                 # id; part of every cache key
+rubric: {name}                 # id; part of every cache key, with `version`
 version: 1                     # the rubric's digest identifies its content; bump version for humans
+                               # (version is part of the cache key: bumping it re-judges every sample)
 description: What this rubric judges, in one sentence.
 # extends: base.yaml           # inherit a rubric: criteria/dimensions with the same id replace, others append;
 #                              # `remove: [id, ...]` drops inherited ones; other keys override
