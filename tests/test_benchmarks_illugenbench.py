@@ -21,6 +21,7 @@ from rubric_judge.cli.importers import import_app
 from rubric_judge.errors import UserError
 from rubric_judge.planning.job import load_job
 from rubric_judge.rubrics.loader import discover, load_rubric_file, load_rubric_set
+from rubric_judge.rubrics.templates import render
 
 WEIGHTS = [5.0, 3.0, 1.0, 2.5, 0.5, -1.0, -3.0, -5.0, 0.0]
 NASTY = ['the "aorta": {{ arises }} from the LV', "a colon: here", "{% raw %} # not a comment", "- dash first", "'single'", "multi\nline", "yes"]
@@ -222,7 +223,8 @@ def test_import_round_trip_validates_and_loads(tmp_path: Path) -> None:
     assert set(rubrics) == set(bench)  # exact keys, quoting and all
     for key, task in bench.items():
         expected = [(f"{d}-{i}", d, float(item["weight"]), item["description"].strip()) for d, items in task["rubric"].items() for i, item in enumerate(items, 1)]
-        assert [(c.id, c.dimension, c.weight, c.text) for c in rubrics[key].criteria] == expected
+        # Criterion texts are templates; the benchmark's braces are escaped and render as written.
+        assert [(c.id, c.dimension, c.weight, render(c.text, {})) for c in rubrics[key].criteria] == expected
     assert CliRunner().invoke(app, ["validate", str(out / "tasks")]).exit_code == 0
 
     # The dataset binds: references resolve inside the dataset, every task id is a manifest id.
@@ -338,7 +340,7 @@ def test_task_yaml_is_safe_yaml(tmp_path: Path) -> None:
     file = result.written[0]
     data = yaml.safe_load(file.read_text(encoding="utf-8"))
     assert data["task"] == 'we"ird: key #1.jpg'
-    assert [c["text"] for c in data["criteria"]] == [t.strip() for t in NASTY]
+    assert [render(c["text"], {}) for c in data["criteria"]] == [t.strip() for t in NASTY]
     assert load_rubric_file(file, file.parent).task == 'we"ird: key #1.jpg'
 
 

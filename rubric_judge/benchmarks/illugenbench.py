@@ -418,10 +418,14 @@ class _Dumper:
 
 
 def _task_yaml(task: BenchTask, source: str, base_dimensions: list[dict[str, Any]], yaml) -> str:
+    from rubric_judge.rubrics.templates import literal
+
     doc: dict[str, Any] = {"extends": BASE, "task": _Quoted(task.key)}
     if task.extra_dimensions:
         doc["dimensions"] = base_dimensions + [{"id": d, "name": d.replace("_", " ").capitalize()} for d in task.extra_dimensions]
-    doc["criteria"] = [{"id": c.id, "dimension": c.dimension, "weight": c.weight, "text": c.description} for c in task.criteria]
+    # Criterion texts are templates (`{{ body_part }}`): the benchmark's own braces are escaped so
+    # that they reach the judge as written.
+    doc["criteria"] = [{"id": c.id, "dimension": c.dimension, "weight": c.weight, "text": literal(c.description)} for c in task.criteria]
     body = yaml.dump(doc, Dumper=_Dumper.get(yaml), sort_keys=False, allow_unicode=True, width=10_000, default_flow_style=False)
     header = f"{MARKER} from {json.dumps(source, ensure_ascii=False)}; re-importing overwrites this file.\n"
     return header + body

@@ -35,10 +35,16 @@ def command(
             problems.extend(exc.problems)
             table.add_row(_short(file), "", "", "", "", "", "", "", f"[red]{len(exc.problems)} error(s)[/]")
             continue
-        verdict = "binary" if rubric.verdict.kind == "binary" else f"scale({rubric.verdict.min}..{rubric.verdict.max})"
+        kinds = dict.fromkeys(_verdict(rubric.verdict_for(d)) for d in rubric.dimensions) or {_verdict(rubric.verdict): None}
+        methods = dict.fromkeys(rubric.method_for(d) for d in rubric.dimensions) if rubric.mixed_verdicts else {}
+        if rubric.abstract:
+            scoring = "abstract (a base)"
+        else:
+            scoring = rubric.scoring.method.value if rubric.scoring else "metrics only"
+            scoring += f" ({', '.join(methods)} per dimension)" if methods else ""
         table.add_row(
             _short(file), rubric.rubric, str(rubric.version), rubric.task or "", str(len(rubric.dimensions)),
-            str(len(rubric.criteria)), verdict, rubric.scoring.method.value if rubric.scoring else "metrics only", "[green]ok[/]",
+            str(len(rubric.criteria)), " + ".join(kinds), scoring, "[green]ok[/]",
         )
     stdout.print(table)
     if problems:
@@ -47,6 +53,10 @@ def command(
     stdout.print(f"{total - failures} of {total} rubric file(s) valid")
     if failures:
         raise typer.Exit(2)
+
+
+def _verdict(verdict) -> str:
+    return "binary" if verdict.kind == "binary" else f"scale({verdict.min}..{verdict.max})"
 
 
 def _short(path: Path) -> str:

@@ -21,7 +21,7 @@ from rubric_judge.planning.images import ImageInfo, image_info
 from rubric_judge.planning.response import response_model, response_schema
 from rubric_judge.planning.samples import Sample
 from rubric_judge.rubrics import templates
-from rubric_judge.rubrics.context import template_context
+from rubric_judge.rubrics.context import criterion_context, template_context
 from rubric_judge.rubrics.schema import Batching, Criterion, Dimension, Rubric, VerdictSpec
 
 
@@ -104,16 +104,47 @@ class Plan:
         return [call for sample in self.samples for call in sample.calls]
 
 
-def applicable_criteria(rubric: Rubric, sample: Sample) -> list[Criterion]:
-    dims = {d.id: d for d in rubric.dimensions if d.applies_to(dict(sample.fields))}
-    return [c for c in rubric.criteria if c.dimension in dims]
+def applicable_criteria(rubric: Rubric, sample: Sample, render: bool = True) -> list[Criterion]:
+    """The criteria of the dimensions that apply to the sample, in rubric order, their texts
+    rendered for it (template variables such as `{{ body_part }}`; see `render_criterion`).
+
+    Raises:
+        TemplateRenderError: a criterion text cannot render for this sample (with `render`).
+    """
+    fields = dict(sample.fields)
+    dims = {d.id: d for d in rubric.dimensions if d.applies_to(fields)}
+    criteria = [c for c in rubric.criteria if c.dimension in dims]
+    if not render:
+        return criteria
+    return [render_criterion(rubric, c, sample.id, fields, rubric.verdict_for(dims[c.dimension])) for c in criteria]
+
+
+def render_criterion(rubric: Rubric, criterion: Criterion, sample_id: str, fields: dict, verdict: VerdictSpec) -> Criterion:
+    """The criterion with its text rendered in the prompt sandbox for one sample: what the judge
+    sees, what the cache key covers and what is stored. A text without template syntax is
+    returned as it is."""
+    if not templates.is_template(criterion.text):
+        return criterion
+    try:
+        text = templates.render(criterion.text, criterion_context(rubric, sample_id, fields, verdict)).strip()
+    except Exception as exc:  # e.g. an optional input the sample lacks
+        raise TemplateRenderError(f"criterion {criterion.id!r} text fails for sample {sample_id!r}: {exc}") from None
+    return criterion.model_copy(update={"text": text})
 
 
 def group_criteria(rubric: Rubric, criteria: list[Criterion], mode: Batching) -> list[tuple[str, Dimension | None, list[Criterion]]]:
+    """Criteria into calls by batching mode. One call never mixes verdicts (a rubric may have a
+    binary checklist and 1-10 dimensions): in per_sample mode each verdict gets its own call,
+    grouped `all` when the rubric has one verdict and `all-binary` / `all-scale1-10` otherwise."""
     if mode is Batching.per_criterion:
         return [(c.id, rubric.dimension(c.dimension), [c]) for c in criteria]
     if mode is Batching.per_sample:
-        return [("all", None, criteria)] if criteria else []
+        by_verdict: dict[VerdictSpec, list[Criterion]] = {}
+        for c in criteria:
+            by_verdict.setdefault(rubric.verdict_for(rubric.dimension(c.dimension)), []).append(c)
+        if len(by_verdict) <= 1 and not rubric.mixed_verdicts:
+            return [("all", None, members) for members in by_verdict.values()]
+        return [(f"all-{_verdict_label(verdict)}", None, members) for verdict, members in by_verdict.items()]
     groups = []
     for dim in rubric.dimensions:
         members = [c for c in criteria if c.dimension == dim.id]
@@ -122,10 +153,24 @@ def group_criteria(rubric: Rubric, criteria: list[Criterion], mode: Batching) ->
     return groups
 
 
+def _verdict_label(verdict: VerdictSpec) -> str:
+    return "binary" if verdict.kind == "binary" else f"scale{verdict.min}-{verdict.max}"
+
+
+def call_verdict(rubric: Rubric, members: Sequence[Criterion]) -> VerdictSpec:
+    """The verdict of a call's criteria (one per call, see `group_criteria`)."""
+    return rubric.verdict_for(rubric.dimension(members[0].dimension)) if members else rubric.verdict
+
+
 def outline_sample(rubric: Rubric, sample: Sample) -> SamplePlan:
     """A sample's plan without its calls (no image is read): what the samples and criteria
-    tables need, written before judging starts so an interrupted run still shows its coverage."""
-    criteria = tuple(applicable_criteria(rubric, sample))
+    tables need, written before judging starts so an interrupted run still shows its coverage.
+    A criterion text that cannot render for the sample keeps its template here; compiling the
+    sample reports the problem."""
+    try:
+        criteria = tuple(applicable_criteria(rubric, sample))
+    except TemplateRenderError:
+        criteria = tuple(applicable_criteria(rubric, sample, render=False))
     if sample.missing_outputs:
         return SamplePlan(sample, rubric, (), criteria)
     return SamplePlan(sample, rubric, (), (), criteria)
@@ -139,7 +184,8 @@ def compile_sample(rubric: Rubric, sample: Sample, target: JudgeTarget, mode: Ba
     images = _image_parts(rubric, sample, target) if groups else []  # no call, no image to encode (a metrics-only rubric)
     calls = []
     for group, dimension, members in groups:
-        context = template_context(rubric, sample.id, dict(sample.fields), members, dimension)
+        verdict = call_verdict(rubric, members)
+        context = template_context(rubric, sample.id, dict(sample.fields), members, dimension, verdict)
         try:
             system = templates.render(rubric.system, context) if rubric.system else None
             prompt = templates.render(rubric.prompt, context)
@@ -150,7 +196,7 @@ def compile_sample(rubric: Rubric, sample: Sample, target: JudgeTarget, mode: Ba
             parts.append(TextPart(f"Image {number}: {image.label}" if image.label else f"Image {number}"))
             parts.append(image)
         for replicate in range(replicates):
-            calls.append(_call(rubric, sample, target, group, replicate, tuple(members), system, tuple(parts)))
+            calls.append(_call(rubric, sample, target, group, replicate, tuple(members), verdict, system, tuple(parts)))
     return SamplePlan(sample, rubric, tuple(calls))
 
 
@@ -172,6 +218,7 @@ def _call(
     group: str,
     replicate: int,
     criteria: tuple[Criterion, ...],
+    verdict: VerdictSpec,
     system: str | None,
     parts: tuple[TextPart | ImagePart, ...],
 ) -> JudgeCall:
@@ -185,9 +232,9 @@ def _call(
         "messages": [
             {"text": p.text} if isinstance(p, TextPart) else {"image_sha256": p.info.sha256, "media_type": p.info.media_type} for p in parts
         ],
-        "schema": response_schema(texts, rubric.verdict),
+        "schema": response_schema(texts, verdict),
         "rubric": {"id": rubric.rubric, "version": str(rubric.version), "namespace": rubric.cache.namespace},
-        "criteria": [list(t) for t in texts],
+        "criteria": [list(t) for t in texts],  # as rendered for the sample: a template variable's value changes the key
         "replicate": replicate,
     }
     return JudgeCall(
@@ -197,7 +244,7 @@ def _call(
         group=group,
         replicate=replicate,
         criteria=criteria,
-        verdict=rubric.verdict,
+        verdict=verdict,
         system=system,
         parts=parts,
         model=target.model,

@@ -226,6 +226,6 @@ def describe_method(section: Section) -> Mapping[str, str]:
     if section.method == "weighted_points":
         return {"name": "weighted points", "detail": "per sample \u03a3 w\u00b7met / \u03a3 positive w (negative weights penalise), mean over samples"}
     if section.method == "mean_scale":
-        return {"name": "mean scale", "detail": f"mean of {run.scale_min}\u2013{run.scale_max} scores"}
-    criterion = run.pass_criterion or "mean of all criteria"
+        return {"name": "mean scale", "detail": f"weighted mean \u03a3 w\u00b7score / \u03a3 w of {run.scale_min}\u2013{run.scale_max} scores, mean over samples"}
+    criterion = run.pass_criterion or "weighted mean of all criteria"
     return {"name": "pass rate", "detail": f"a sample passes when {criterion} \u2265 {fmt_num(run.threshold, '{:g}')}"}

@@ -27,6 +27,8 @@ _MODEL_AT: dict[tuple[Any, ...], type[schema.StrictModel]] = {
     ("cache",): schema.CacheConfig,
     ("criteria", int): schema.Criterion,
     ("dimensions", int): schema.Dimension,
+    ("verdict",): schema.VerdictSpec,
+    ("dimensions", int, "verdict"): schema.VerdictSpec,
     ("images", int): schema.ImageSlot,
     ("metrics", int): schema.MetricSpec,
     ("inputs", str): schema.InputSpec,
@@ -276,10 +278,13 @@ def _allowed_keys(parent: tuple[Any, ...]) -> list[str]:
 
 
 def template_problems(rubric: schema.Rubric, located: Located, path: Path, unusable: frozenset[str] | None = None) -> list[Problem]:
-    """Check `system` and `prompt`, each problem placed at its line in the file.
+    """Check `system`, `prompt` and every criterion text that uses template syntax, each
+    problem placed at its line in the file.
 
     A fully valid rubric is also trial-rendered with representative values; a partial one
-    (`unusable` given, see `validation.partial_rubric`) gets the static checks only.
+    (`unusable` given, see `validation.partial_rubric`) gets the static checks only. A criterion
+    text may use the rubric's inputs and `sample_id`, `rubric` and `verdict`
+    (`context.CRITERION_GLOBALS`), since it is rendered once per sample, before batching.
 
     Args:
         rubric: the rubric, whole or partial.
@@ -288,9 +293,9 @@ def template_problems(rubric: schema.Rubric, located: Located, path: Path, unusa
         unusable: for a partial rubric, the fields that are missing or invalid.
 
     Returns:
-        The template problems, none when both templates are fine.
+        The template problems, none when every template is fine.
     """
-    from rubric_judge.rubrics.context import template_context, trial_fields
+    from rubric_judge.rubrics.context import CRITERION_GLOBALS, criterion_context, template_context, trial_fields
 
     allowed = set(rubric.inputs) | set(schema.TEMPLATE_GLOBALS)
     context = None
@@ -298,22 +303,37 @@ def template_problems(rubric: schema.Rubric, located: Located, path: Path, unusa
         # The dimension is None in per_sample mode, as when judging.
         dimension = None if rubric.judge.mode is schema.Batching.per_sample or not rubric.dimensions else rubric.dimensions[0]
         context = template_context(rubric, "sample-1", trial_fields(rubric), rubric.criteria or [_TRIAL_CRITERION], dimension)
+    sources: list[tuple[tuple[str | int, ...], Any, set[str], dict[str, Any] | None]] = [
+        ((key,), getattr(rubric, key, None) if key not in (unusable or ()) else None, allowed, context) for key in ("system", "prompt")
+    ]
+    if "criteria" not in (unusable or ()):
+        criterion_allowed = set(rubric.inputs) | set(CRITERION_GLOBALS)
+        dimensions = {getattr(d, "id", None): d for d in rubric.dimensions} if "dimensions" not in (unusable or ()) else {}
+        for i, criterion in enumerate(rubric.criteria):
+            text = getattr(criterion, "text", None)
+            if not isinstance(text, str) or not templates.is_template(text):
+                continue
+            trial = None
+            if unusable is None:
+                dim = dimensions.get(criterion.dimension)
+                verdict = rubric.verdict_for(dim) if dim is not None else rubric.verdict
+                trial = criterion_context(rubric, "sample-1", trial_fields(rubric), verdict)
+            sources.append((("criteria", i, "text"), text, criterion_allowed, trial))
     problems = []
-    for key in ("system", "prompt"):
-        source = getattr(rubric, key, None) if key not in (unusable or ()) else None
+    for field_path, source, names, trial in sources:
         if not isinstance(source, str):
             continue
         try:
-            templates.check(source, allowed, context)
+            templates.check(source, names, trial)
         except templates.TemplateProblem as exc:
-            problems.append(Problem(_template_line(located, key, exc.line, path), str(exc), field=key, fix=exc.fix))
+            problems.append(Problem(_template_line(located, field_path, exc.line, path), str(exc), field=dotted(field_path), fix=exc.fix))
     return problems
 
 
-def _template_line(located: Located, key: str, line: int | None, path: Path) -> Location:
+def _template_line(located: Located, field_path: tuple[str | int, ...], line: int | None, path: Path) -> Location:
     """The file line of line `line` of a template: exact for `|` blocks and one-line values."""
-    where = located.where((key,), path)
-    start = located.scalar_starts.get((key,))
+    where = located.where(field_path, path)
+    start = located.scalar_starts.get(field_path)
     if start is None or line is None:
         return where
     first, exact = start

@@ -10,6 +10,8 @@ cannot read arbitrary files.
 from __future__ import annotations
 
 import difflib
+import re
+from dataclasses import replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -31,13 +33,27 @@ def load_rubric_file(path: Path, root: Path | None = None) -> schema.Rubric:
 
     Raises UserError with every problem found. When the schema itself fails, the cross-field
     and template checks still run on whatever parts validate, so one run reports a type error
-    and an unknown dimension together.
+    and an unknown dimension together. A rubric marked `abstract: true` (a base for others) is
+    validated as a fragment: what it declares must be right, but the judge part (dimensions,
+    prompt, scoring) and the inputs may be left to the rubrics that extend it. A problem in a
+    value inherited through `extends` is placed in the base file and names the extending file.
     """
     path = Path(path)
     root = (root or path.parent).resolve()
     located = _resolve(path, root, chain=())
     data = dict(located.data)
     data.pop("extends", None)
+    if data.get("abstract") is True:
+        problems, rubric = _fragment_problems(data, located, path)
+    else:
+        problems, rubric = _whole_problems(data, located, path)
+    if problems:
+        raise UserError(diagnostics.in_order([_inherited(p, located, path) for p in problems]))
+    assert rubric is not None
+    return rubric
+
+
+def _whole_problems(data: dict[str, Any], located: Located, path: Path) -> tuple[list[Problem], schema.Rubric | None]:
     try:
         rubric = schema.Rubric.model_validate(data)
     except ValidationError as exc:
@@ -46,12 +62,58 @@ def load_rubric_file(path: Path, root: Path | None = None) -> schema.Rubric:
         problems += diagnostics.located_problems(validation.cross_field_problems(partial, unusable), located, path)
         if "inputs" not in unusable:
             problems += diagnostics.template_problems(partial, located, path, unusable=unusable)
-        raise UserError(diagnostics.in_order(problems)) from None
+        return problems, None
     problems = diagnostics.located_problems(validation.cross_field_problems(rubric, frozenset()), located, path)
     problems += diagnostics.template_problems(rubric, located, path)
-    if problems:
-        raise UserError(diagnostics.in_order(problems))
-    return rubric
+    return problems, rubric
+
+
+def _fragment_problems(data: dict[str, Any], located: Located, path: Path) -> tuple[list[Problem], schema.Rubric | None]:
+    """An abstract base's problems: those of the fields it gives; a missing field is left to the
+    rubrics that extend it (each of them is validated whole)."""
+    errors = []
+    try:
+        schema.Rubric.model_validate(data)
+    except ValidationError as exc:
+        errors = [e for e in exc.errors() if not (e["type"] == "missing" and len(e["loc"]) == 1 and e["loc"][0] != "rubric")]
+    problems = diagnostics.pydantic_problems(errors, located, path)
+    partial, unusable = validation.partial_rubric(data)
+    absent = frozenset(name for name in schema.Rubric.model_fields if name not in data)
+    problems += diagnostics.located_problems(validation.cross_field_problems(partial, unusable | absent, fragment=True), located, path)
+    if "inputs" not in unusable | absent:
+        problems += diagnostics.template_problems(partial, located, path, unusable=unusable | absent)
+    return problems, None if problems else partial
+
+
+def _inherited(problem: Problem, located: Located, path: Path) -> Problem:
+    """A problem placed in a base file, worded for the file that extends it: its message names
+    that file and its `extends` line, and its fix says how to override the value there."""
+    file = problem.location.file
+    if file is None or Path(file).resolve() == path.resolve():
+        return problem
+    extends = located.where(("extends",), path)
+    child = path.name
+    override = _override_fix(problem.field, located.data, child)
+    return replace(
+        problem,
+        message=f"{problem.message} (inherited by {extends.file}:{extends.line} through `extends`)",
+        fix=f"{problem.fix}; either fix it in {Path(file).name} (every rubric that extends it changes) or {override}" if problem.fix else override,
+    )
+
+
+def _override_fix(field: str, data: dict[str, Any], child: str) -> str:
+    """How the extending file overrides an inherited value at `field` (e.g. `criteria[2].dimension`)."""
+    match = re.match(r"^(criteria|dimensions)\[(\d+)\]", field)
+    if match:
+        entries = data.get(match[1])
+        index = int(match[2])
+        entry_id = _entry_id(entries[index]) if isinstance(entries, list) and index < len(entries) else None
+        if entry_id:
+            what = "criterion" if match[1] == "criteria" else "dimension"
+            return (f"in {child}, restate {what} `{entry_id}` under `{match[1]}:` (an entry with the same id replaces the inherited one) "
+                    f"or drop it with `remove: [{entry_id}]`")
+    top = field.split(".")[0].split("[")[0] or "the field"
+    return f"in {child}, set `{field or top}` to override the inherited value (mappings merge key by key, other values replace)"
 
 
 def load_rubric(path: Path | str) -> schema.Rubric:
@@ -82,19 +144,26 @@ def load_rubric_set(path: Path | str) -> list[schema.Rubric]:
         if not path.resolve().is_relative_to(LIBRARY.resolve()) or not path.is_file():
             available = ", ".join(sorted(f"{BUILTIN_PREFIX}{p.relative_to(LIBRARY)}" for p in LIBRARY.rglob("*.yaml")))
             raise UserError(Problem(Location(None), f"no library rubric {text}", fix=f"library rubrics: {available}"))
-    rubrics, problems = [], []
+    rubrics, problems, abstract = [], [], []
     for file, root in discover([Path(path)]):
         try:
-            rubrics.append(load_rubric_file(file, root))
+            rubric = load_rubric_file(file, root)
         except UserError as exc:
             problems.extend(exc.problems)
+            continue
+        # An abstract base (`abstract: true`) is validated with its directory but never scored.
+        (abstract if rubric.abstract else rubrics).append((file, rubric))
     if problems:
         raise UserError(problems)
+    if not rubrics and abstract:
+        file, rubric = abstract[0]
+        raise UserError(Problem(Location(file), f"rubric {rubric.rubric!r} is abstract (`abstract: true`): a base for other rubrics, never scored",
+                                field="abstract", fix="score a rubric that `extends` it, or remove `abstract: true` if it is complete"))
     if not rubrics:
         raise UserError(
             Problem(Location(Path(path)), "no rubric files (*.yaml) found", fix="point at a rubric file or a directory of them")
         )
-    return rubrics
+    return [rubric for _, rubric in rubrics]
 
 
 def discover(paths: list[Path]) -> list[tuple[Path, Path]]:
@@ -132,6 +201,9 @@ def _resolve(path: Path, root: Path, chain: tuple[tuple[Path, Location], ...]) -
         )
     target = located.data.get("extends")
     if target is None:
+        if "remove" in located.data:
+            raise UserError(Problem(located.where(("remove",), path), "`remove` drops inherited criteria or dimensions, but this file extends nothing",
+                                    field="remove", fix="add `extends: base.yaml`, or delete the `remove:` line and the entries themselves"))
         return located
     where = located.where(("extends",), path)
     if not isinstance(target, str) or not target.strip():
@@ -158,7 +230,7 @@ def _resolve(path: Path, root: Path, chain: tuple[tuple[Path, Location], ...]) -
             )
         )
     base = _resolve(base_path, root if not target.startswith(BUILTIN_PREFIX) else LIBRARY.resolve(), links)
-    return _merge(base, located)
+    return _merge(base, located, path)
 
 
 def _extends_target(target: str, path: Path, root: Path, where: Location) -> Path:
@@ -242,34 +314,118 @@ def _parse(raw: bytes, shown: Path) -> Located:
     return load_yaml(text, shown)
 
 
-def _merge(base: Located, child: Located) -> Located:
-    """Child values override the base's; mappings merge; `criteria` lists append."""
+# Lists merged by id: a child entry with an inherited id replaces that entry in place.
+_BY_ID = ("dimensions", "criteria")
+
+
+def _entry_id(entry: Any) -> str | None:
+    """A criteria or dimensions entry's id (a dimension may be written as its bare id)."""
+    if isinstance(entry, str):
+        return entry
+    if isinstance(entry, dict) and isinstance(entry.get("id"), str):
+        return entry["id"]
+    return None
+
+
+def _merge(base: Located, child: Located, child_path: Path) -> Located:
+    """Child values override the base's; mappings merge; `criteria` and `dimensions` merge by
+    id: a child entry with an inherited id replaces it (in the base's order), others append.
+    The child's `remove: [ids]` drops inherited criteria and dimensions first (a removed
+    dimension takes its inherited criteria with it). `abstract` is never inherited.
+    Locations follow the values: an inherited entry keeps its line in the base file."""
     data = dict(base.data)
-    data.pop("extends", None)
-    offset = len(base.data.get("criteria") or []) if isinstance(base.data.get("criteria"), list) else 0
+    for key in ("extends", "abstract", "remove"):
+        data.pop(key, None)
+    removed = _removed_ids(base, child, child_path)
+    base_dimensions = base.data.get("dimensions")
+    removed_dimensions = removed & {_entry_id(d) for d in base_dimensions} if isinstance(base_dimensions, list) else set()
+    index_maps: dict[str, tuple[dict[int, int], dict[int, int]]] = {}
     replaced: set[str] = set()
     for key, value in child.data.items():
-        if key == "extends":
+        if key in ("extends", "remove"):
             continue
         current = data.get(key)
-        if key == "criteria" and isinstance(value, list) and isinstance(current, list):
-            data[key] = current + value
+        if key in _BY_ID and isinstance(value, list) and isinstance(current, list):
+            data[key], index_maps[key] = _merge_by_id(current, value, removed, removed_dimensions)
         elif isinstance(value, dict) and isinstance(current, dict):
             data[key] = {**current, **value}
         else:
             data[key] = value
             replaced.add(key)
+    # `remove` also applies to a list the child does not restate.
+    for key in _BY_ID:
+        if key not in index_maps and isinstance(data.get(key), list) and removed:
+            data[key], index_maps[key] = _merge_by_id(data[key], [], removed, removed_dimensions)
 
-    def shifted(path: tuple[Any, ...]) -> tuple[Any, ...]:
-        if len(path) >= 2 and path[0] == "criteria" and isinstance(path[1], int):
-            return ("criteria", path[1] + offset, *path[2:])
+    def moved(path: tuple[Any, ...], side: int) -> tuple[Any, ...] | None:
+        if len(path) >= 2 and path[0] in index_maps and isinstance(path[1], int):
+            new = index_maps[path[0]][side].get(path[1])
+            return None if new is None else (path[0], new, *path[2:])
         return path
 
-    def keep(path: tuple[Any, ...]) -> bool:
-        return not (path and path[0] in replaced)
+    def base_kept(path: tuple[Any, ...]) -> tuple[Any, ...] | None:
+        if path and path[0] in replaced:
+            return None
+        return moved(path, 0)
 
-    locations = {p: loc for p, loc in base.locations.items() if keep(p)}
-    locations.update({shifted(p): loc for p, loc in child.locations.items()})
-    starts = {p: s for p, s in base.scalar_starts.items() if keep(p)}
-    starts.update({shifted(p): s for p, s in child.scalar_starts.items()})
+    locations: dict[tuple[Any, ...], Any] = {}
+    starts: dict[tuple[Any, ...], Any] = {}
+    for source, side in ((base, 0), (child, 1)):
+        for table, target in ((source.locations, locations), (source.scalar_starts, starts)):
+            for path, value in table.items():
+                new_path = base_kept(path) if side == 0 else moved(path, 1)
+                if new_path is not None:
+                    target[new_path] = value
     return Located(data=data, locations=locations, scalar_starts=starts)
+
+
+def _merge_by_id(
+    inherited: list[Any], own: list[Any], removed: set[str], removed_dimensions: set[str | None]
+) -> tuple[list[Any], tuple[dict[int, int], dict[int, int]]]:
+    """Merge a list by entry id; returns the list and where each base and child index went.
+    An inherited criterion of a removed dimension is dropped with it."""
+    own_ids = {_entry_id(entry): k for k, entry in enumerate(own) if _entry_id(entry) is not None}
+    merged: list[Any] = []
+    base_map: dict[int, int] = {}
+    child_map: dict[int, int] = {}
+    taken: set[int] = set()
+    for i, entry in enumerate(inherited):
+        entry_id = _entry_id(entry)
+        if entry_id in own_ids:
+            k = own_ids[entry_id]
+            child_map[k] = len(merged)
+            taken.add(k)
+            merged.append(own[k])
+            continue
+        in_removed_dimension = isinstance(entry, dict) and entry.get("dimension") in removed_dimensions
+        if entry_id in removed or in_removed_dimension:
+            continue
+        base_map[i] = len(merged)
+        merged.append(entry)
+    for k, entry in enumerate(own):
+        if k not in taken:
+            child_map[k] = len(merged)
+            merged.append(entry)
+    return merged, (base_map, child_map)
+
+
+def _removed_ids(base: Located, child: Located, child_path: Path) -> set[str]:
+    """The child's `remove:` ids, each checked against what it inherits."""
+    value = child.data.get("remove")
+    if value is None:
+        return set()
+    fix = "write `remove: [criterion-or-dimension-id, ...]` naming inherited criteria or dimensions"
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise UserError(Problem(child.where(("remove",), child_path), "`remove` must be a list of ids", field="remove", fix=fix))
+    inherited = [_entry_id(e) for key in _BY_ID if isinstance(base.data.get(key), list) for e in base.data[key]]
+    known = [i for i in inherited if i is not None]
+    problems = []
+    for index, name in enumerate(value):
+        if name not in known:
+            close = difflib.get_close_matches(name, known, n=1)
+            hint = f"did you mean `{close[0]}`? " if close else ""
+            problems.append(Problem(child.where(("remove", index), child_path), f"`remove` names {name!r}, which no inherited criterion or dimension has",
+                                    field=f"remove[{index}]", fix=f"{hint}inherited ids: {', '.join(dict.fromkeys(known)) or 'none'}"))
+    if problems:
+        raise UserError(problems)
+    return set(value)

@@ -143,6 +143,11 @@ class Dimension(StrictModel):
     # The dimension applies only to samples whose field equals one of these values
     # (MedGEN's Coherence applies only to MMGeneration samples).
     when: When = None
+    # This dimension's own verdict kind and scoring method (a binary checklist next to 1-10
+    # dimensions in one rubric); absent: the rubric's `verdict`, and the rubric's method when it
+    # suits that verdict (see `Rubric.verdict_for` and `Rubric.method_for`).
+    verdict: Annotated[VerdictSpec, BeforeValidator(_parse_verdict)] | None = None
+    scoring: Literal["weighted_points", "mean_scale"] | None = None
 
     @property
     def title(self) -> str:
@@ -202,11 +207,42 @@ def describe_value(value: Any) -> str:
     return repr(value)
 
 
+MAX_TAGS = 20
+MAX_TAG_CHARS = 64
+_TAG_FIX = f"write a list of short labels, e.g. `tags: [axis:accuracy, theme:emergency]` (at most {MAX_TAGS}, each 1-{MAX_TAG_CHARS} characters)"
+
+
+def _tags(value: Any) -> Any:
+    """`tags: accuracy` means `[accuracy]`; each tag is a short text (HealthBench-style axes or themes)."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list):
+        raise invalid(f"tags must be a list of texts, not {describe_value(value)}", _TAG_FIX)
+    if len(value) > MAX_TAGS:
+        raise invalid(f"{len(value)} tags; a criterion may have at most {MAX_TAGS}", _TAG_FIX)
+    for tag in value:
+        if not isinstance(tag, str) or isinstance(tag, bool):
+            raise invalid(f"tag {describe_value(tag)} is not a text", "quote it: `tags: [\"2024\"]`" if not isinstance(tag, (dict, list)) else _TAG_FIX)
+        if not tag.strip() or len(tag) > MAX_TAG_CHARS:
+            raise invalid(f"tag {tag[:80]!r} must be 1 to {MAX_TAG_CHARS} characters", _TAG_FIX)
+    if len(set(value)) != len(value):
+        duplicate = next(t for t in value if value.count(t) > 1)
+        raise invalid(f"tag {duplicate!r} is listed twice", "list each tag once")
+    return [tag.strip() for tag in value]
+
+
 class Criterion(StrictModel):
+    """One thing the judge checks. `text` may use template variables (`{{ body_part }}`): the
+    sample's inputs, `sample_id`, `rubric` and `verdict`, rendered per sample in the prompt
+    sandbox; the rendered text is what the judge sees and what is stored."""
+
     id: Annotated[str, Field(pattern=CRITERION_ID)]
     dimension: str
     weight: Annotated[float, BeforeValidator(_strict_weight)] = 1.0
     text: Annotated[str, BeforeValidator(_criterion_text)]
+    tags: Annotated[tuple[str, ...], BeforeValidator(_tags)] = ()
 
     @field_validator("text")
     @classmethod
@@ -215,6 +251,16 @@ class Criterion(StrictModel):
 
 
 class ScoringMethod(str, Enum):
+    """How a sample's verdicts become its score (store/views.sql computes them).
+
+    - weighted_points (binary verdicts): sum(w_i * met_i) / sum(w_i for w_i > 0), no clipping;
+      negative weights subtract when the described problem is present.
+    - mean_scale (scale verdicts): the weighted mean sum(w_i * score_i) / sum(w_i); with every
+      weight 1 (the default) the plain mean. Weights must be positive.
+    - pass_rate (scale verdicts): the sample passes when its pass criterion's score (or its
+      weighted mean score) reaches `threshold`.
+    """
+
     weighted_points = "weighted_points"
     mean_scale = "mean_scale"
     pass_rate = "pass_rate"
@@ -319,6 +365,8 @@ class Rubric(StrictModel):
     scoring: Scoring | None = None
     metrics: list[MetricSpec] = Field(default_factory=list)
     cache: CacheConfig = CacheConfig()
+    # A base for other rubrics (`extends`), validated as a fragment and never scored.
+    abstract: bool = False
 
     @property
     def judged(self) -> bool:
@@ -327,6 +375,23 @@ class Rubric(StrictModel):
 
     def dimension(self, dimension_id: str) -> Dimension:
         return next(d for d in self.dimensions if d.id == dimension_id)
+
+    def verdict_for(self, dimension: Dimension) -> VerdictSpec:
+        """The verdict a dimension's criteria get: its own `verdict`, else the rubric's."""
+        return dimension.verdict or self.verdict
+
+    def method_for(self, dimension: Dimension) -> str:
+        """How a dimension is scored: its own `scoring`, else the method of its verdict kind
+        (weighted_points for binary, mean_scale for scale; a pass_rate rubric's dimensions are
+        reported by their weighted mean, as before)."""
+        if dimension.scoring:
+            return dimension.scoring
+        return "weighted_points" if self.verdict_for(dimension).kind == "binary" else "mean_scale"
+
+    @property
+    def mixed_verdicts(self) -> bool:
+        """Whether the dimensions use more than one verdict kind."""
+        return len({self.verdict_for(d).kind for d in self.dimensions}) > 1
 
     @property
     def image_inputs(self) -> list[str]:

@@ -487,6 +487,22 @@ def compiled(source: str):
     return env.from_string(ast)
 
 
+def is_template(text: str) -> bool:
+    """Whether a text uses Jinja syntax (`{{`, `{%` or `{#`); criterion texts without it are used
+    as written, so a plain text is never rendered (nor its braces interpreted)."""
+    return "{{" in text or "{%" in text or "{#" in text
+
+
+_OPENERS = re.compile(r"\{[{%#]")
+
+
+def literal(text: str) -> str:
+    """A template that renders to `text` exactly: each Jinja opener (`{{`, `{%`, `{#`) written as
+    an expression that prints it. For writing text from elsewhere (an imported benchmark's
+    criterion) into a rubric, where criterion texts are templates."""
+    return _OPENERS.sub(lambda match: "{{ '" + match.group() + "' }}", text)
+
+
 def render(source: str, context: dict[str, Any]) -> str:
     """Render a prompt template within the limits of the module docstring.
 

@@ -29,12 +29,13 @@ from rubric_judge.rubrics.schema import (
     Rubric,
     ScoringMethod,
     StrictModel,
+    VerdictSpec,
 )
 
 Problems = list[tuple[tuple[str | int, ...], str, str]]
 
 
-def cross_field_problems(rubric: Rubric, unusable: frozenset[str] = frozenset()) -> Problems:
+def cross_field_problems(rubric: Rubric, unusable: frozenset[str] = frozenset(), fragment: bool = False) -> Problems:
     """Checks that relate fields to each other, as (field path, message, fix).
 
     `rubric` may be partial (see `partial_rubric`): fields named in `unusable` are missing or
@@ -42,9 +43,10 @@ def cross_field_problems(rubric: Rubric, unusable: frozenset[str] = frozenset())
     criteria and dimensions, carry only their fields that are valid; inputs whose spec failed
     are present with a None spec. A check that needs a whole collection (every dimension id,
     every criterion id) is skipped when one is unknown, so a broken entry never also shows up
-    as a chain of "unknown ..." problems elsewhere.
+    as a chain of "unknown ..." problems elsewhere. A `fragment` (an abstract base) need not
+    have a whole judge part.
     """
-    out: Problems = _judge_part_problems(rubric, unusable)
+    out: Problems = [] if fragment else _judge_part_problems(rubric, unusable)
 
     inputs: dict[str, InputSpec | None] = dict(rubric.inputs) if "inputs" not in unusable else {}
     has_inputs = "inputs" not in unusable
@@ -90,7 +92,11 @@ def cross_field_problems(rubric: Rubric, unusable: frozenset[str] = frozenset())
                         _did_you_mean(field, list(inputs), "inputs", f"or declare it under `inputs:` (e.g. `{field}: text`)"),
                     )
                 )
+    rubric_verdict = rubric.verdict if "verdict" not in unusable else None
+    for i, dim in enumerate(dimensions):
+        out += _dimension_verdict_problems(i, dim, rubric_verdict)
     declared = [d for d in dimension_ids if d is not None]
+    dimension_by_id = {getattr(d, "id", None): d for d in dimensions if getattr(d, "id", None) is not None}
 
     criteria = rubric.criteria if "criteria" not in unusable else []
     criterion_ids = [getattr(c, "id", None) for c in criteria]
@@ -108,6 +114,22 @@ def cross_field_problems(rubric: Rubric, unusable: frozenset[str] = frozenset())
             )
         if crit_id is not None:
             seen.setdefault(crit_id, i)
+        crit_weight = getattr(crit, "weight", None)
+        if rubric_verdict is not None and crit_dimension in dimension_by_id and crit_weight is not None and crit_weight <= 0:
+            dim = dimension_by_id[crit_dimension]
+            # Only where a weighted mean is what the rubric asks for: a rubric-level
+            # weighted_points over scale verdicts is reported once, as that mistake.
+            asked = getattr(dim, "scoring", None) or getattr(dim, "verdict", None) or (
+                rubric.scoring is not None and "scoring" not in unusable and rubric.scoring.method is not ScoringMethod.weighted_points)
+            if asked and _method_for(rubric, dim) == "mean_scale":
+                out.append(
+                    (
+                        ("criteria", i, "weight"),
+                        f"weight {crit_weight:g} in a mean_scale dimension: scores are averaged as sum(w*score)/sum(w), so weights must be positive",
+                        "use a positive weight (e.g. `weight: 2` counts this score twice); for something the output must not show, "
+                        "write the criterion so that a high score means it is absent",
+                    )
+                )
         if all_dimensions_known and crit_dimension is not None and crit_dimension not in declared:
             out.append(
                 (
@@ -157,7 +179,18 @@ def cross_field_problems(rubric: Rubric, unusable: frozenset[str] = frozenset())
                     )
                 )
 
-    verdict = rubric.verdict if "verdict" not in unusable else None
+    verdict = rubric_verdict
+    if verdict is not None and dimensions and all_dimensions_known and not fragment:
+        kinds = {(getattr(d, "verdict", None) or verdict).kind for d in dimensions}
+        if verdict.kind not in kinds:
+            out.append(
+                (
+                    ("verdict",),
+                    f"no dimension uses the rubric-level verdict ({verdict.kind}), so the overall score would pool no criteria",
+                    "set the rubric-level `verdict:` (and `scoring:`) to the kind most dimensions use: it is the default for "
+                    "dimensions and the overall score pools the criteria of that kind",
+                )
+            )
     if verdict is not None and verdict.kind == "scale" and verdict.min >= verdict.max:
         out.append(
             (
@@ -202,6 +235,17 @@ def cross_field_problems(rubric: Rubric, unusable: frozenset[str] = frozenset())
                         _did_you_mean(scoring.criterion, list(seen), "criteria"),
                     )
                 )
+            elif scoring.criterion is not None and scoring.criterion in seen and verdict is not None:
+                pass_dimension = dimension_by_id.get(getattr(criteria[seen[scoring.criterion]], "dimension", None))
+                own = getattr(pass_dimension, "verdict", None)
+                if own is not None and own.kind != "scale":
+                    out.append(
+                        (
+                            ("scoring", "criterion"),
+                            f"criterion {scoring.criterion!r} is in the {own.kind} dimension {pass_dimension.id!r}; pass_rate thresholds a scale score",
+                            "name a criterion of a scale dimension, or leave `criterion` out to threshold the weighted mean",
+                        )
+                    )
 
     metrics = rubric.metrics if "metrics" not in unusable else []
     for i, metric in enumerate(metrics):
@@ -244,6 +288,41 @@ def cross_field_problems(rubric: Rubric, unusable: frozenset[str] = frozenset())
                         _did_you_mean(field, of_kind, f"{wanted.value} inputs", f"point `{role}` at {_a(wanted.value)} input"),
                     )
                 )
+    return out
+
+
+def _method_for(rubric: Rubric, dim: Dimension) -> str:
+    """`Rubric.method_for` for a possibly partial dimension."""
+    own = getattr(dim, "scoring", None)
+    if own:
+        return own
+    verdict = getattr(dim, "verdict", None) or rubric.verdict
+    return "weighted_points" if verdict.kind == "binary" else "mean_scale"
+
+
+def _dimension_verdict_problems(index: int, dim: Dimension | None, rubric_verdict: VerdictSpec | None) -> Problems:
+    """A dimension's own `verdict` and `scoring` must fit each other (its verdict by default
+    the rubric's)."""
+    own = getattr(dim, "verdict", None)
+    verdict, method = own or rubric_verdict, getattr(dim, "scoring", None)
+    out: Problems = []
+    if own is not None and own.kind == "scale" and own.min >= own.max:
+        out.append(
+            (
+                ("dimensions", index, "verdict"),
+                f"scale minimum {verdict.min} is not below maximum {verdict.max}",
+                f"write the smaller bound first: `verdict: scale({min(verdict.min, verdict.max)}..{max(verdict.min, verdict.max) if verdict.min != verdict.max else verdict.min + 9})`",
+            )
+        )
+    # A salvaged dimension lacks the attribute when its `verdict` is broken (or absent): its
+    # method cannot be checked against a verdict that is unknown.
+    if method is not None and verdict is not None and hasattr(dim, "verdict"):
+        if method == "weighted_points" and verdict.kind != "binary":
+            out.append((("dimensions", index, "scoring"), "weighted_points needs binary verdicts",
+                        "use `scoring: mean_scale` for a scale dimension, or `verdict: binary`"))
+        if method == "mean_scale" and verdict.kind != "scale":
+            out.append((("dimensions", index, "scoring"), "mean_scale needs scale verdicts",
+                        "use `scoring: weighted_points` for a binary dimension, or `verdict: scale(1..10)`"))
     return out
 
 

@@ -213,7 +213,8 @@ COLUMNS = {
     "verdicts": ("run_id", "sample_id", "criterion_id", "replicate", "dimension", "weight", "met", "score", "confidence", "reasoning",
                  "status", "call_id"),
     "metric_values": ("run_id", "sample_id", "metric", "value", "passed", "status", "detail"),
-    "criteria": ("run_id", "sample_id", "criterion_id", "position", "dimension", "dimension_name", "weight", "text"),
+    "criteria": ("run_id", "sample_id", "criterion_id", "position", "dimension", "dimension_name", "weight", "text",
+                 "verdict_kind", "scale_min", "scale_max", "scoring_method", "in_overall", "tags"),
     "run_fields": ("run_id", "field", "kind", "is_output", "label", "position"),
 }
 
@@ -427,16 +428,25 @@ def leaderboard(con, rubric_id: str | None = None) -> list[dict[str, Any]]:
 
 
 def criterion_rows(run_id: str, plans: Sequence[SamplePlan]) -> list[list[Any]]:
-    """`criteria` rows: each criterion judged (or left unjudged) for each sample, with its text."""
+    """`criteria` rows: each criterion judged (or left unjudged) for each sample, with its text
+    as the judge saw it (template variables rendered), how its dimension is judged and scored
+    (verdict kind, scale bounds, method), whether it pools into the overall score, and its tags."""
     rows = []
     for plan in plans:
-        position = {c.id: i for i, c in enumerate(plan.rubric.criteria)}
-        names = {d.id: d.title for d in plan.rubric.dimensions}
+        rubric = plan.rubric
+        position = {c.id: i for i, c in enumerate(rubric.criteria)}
+        dimensions = {d.id: d for d in rubric.dimensions}
         seen: dict[str, Criterion] = {}
         for criterion in (*(c for call in plan.calls for c in call.criteria), *plan.unjudged, *plan.criteria):
             seen.setdefault(criterion.id, criterion)
-        rows.extend([run_id, plan.sample.id, c.id, position.get(c.id, len(position)), c.dimension, names.get(c.dimension), c.weight, c.text]
-                    for c in seen.values())
+        for c in seen.values():
+            dimension = dimensions.get(c.dimension)
+            verdict = rubric.verdict_for(dimension) if dimension else rubric.verdict
+            scale = verdict.kind == "scale"
+            rows.append([run_id, plan.sample.id, c.id, position.get(c.id, len(position)), c.dimension,
+                         dimension.title if dimension else None, c.weight, c.text, verdict.kind,
+                         verdict.min if scale else None, verdict.max if scale else None,
+                         rubric.method_for(dimension) if dimension else None, verdict.kind == rubric.verdict.kind, list(c.tags)])
     return rows
 
 
@@ -476,7 +486,9 @@ def write_imported_run(store: ResultStore, run: RunInfo, samples: Sequence[Seque
         store._insert("samples", [[run_id, *row] for row in samples])
         store._insert("judge_calls", [[run_id, *_with_original_cost(row)] for row in calls])
         store._insert("verdicts", [[run_id, *row] for row in verdicts])
-        store._insert("criteria", [[run_id, *row] for row in criteria])
+        # Importers may pass the rows of migration 3 (no verdict kind, method or tags): NULL there.
+        width = len(COLUMNS["criteria"]) - 1
+        store._insert("criteria", [[run_id, *row, *[None] * (width - len(row))] for row in criteria])
         store._insert("run_fields", [[run_id, *row] for row in fields])
     store.finish_run(run_id, "finished")
     return run_id

@@ -2,8 +2,15 @@
 --
 -- weighted_points (IlluGenBench): S_k = sum(w_i * met_i) / sum(w_i > 0), per task, pooled over
 --   dimensions and per dimension; a task with no positive weight is excluded; no clipping.
--- mean_scale: the mean of the scale scores of a sample's criteria.
--- pass_rate: a sample passes when its pass criterion's score (or its mean score) >= threshold.
+-- mean_scale: the weighted mean of the scale scores of a sample's criteria,
+--   sum(w_i * score_i) / sum(w_i) (weights must be positive; all 1 by default: the plain mean).
+-- pass_rate: a sample passes when its pass criterion's score (or its weighted mean score) >= threshold.
+-- Per dimension: each dimension is scored by its own method (`criteria.scoring_method`: a rubric
+--   may mix binary-checklist and scale dimensions); rows written before migration 7 use the run's.
+-- Overall (task_scores, the leaderboard's `overall` row): the rubric-level method over the
+--   criteria whose verdict kind is the rubric-level `verdict` (`criteria.in_overall`); a mixed
+--   rubric's dimensions of the other kind are scored in dimension_scores only, since points in
+--   [.., 1] and 1-10 scores have no common unit. For a rubric of one kind: every criterion.
 -- Verdict statuses: `ok` verdicts count; `missing_output` verdicts count as unmet (score =
 -- scale minimum) under the `fail` policy and exclude the sample under `skip`; `error` and
 -- `unscored` verdicts are left out of both numerator and denominator and counted in
@@ -12,11 +19,23 @@
 -- count as unmet and are still counted in `unscored`.
 
 CREATE OR REPLACE VIEW _verdicts_scored AS
-SELECT v.*, r.scoring_method, r.missing_output AS policy, r.threshold, r.pass_criterion, r.scale_min,
-       v.status IN ('ok', 'missing_output') OR (v.status IN ('error', 'unscored') AND r.unscored_policy = 'fail') AS counted,
-       CASE WHEN v.status = 'ok' THEN v.score WHEN v.status = 'missing_output' THEN r.scale_min
-            WHEN v.status IN ('error', 'unscored') AND r.unscored_policy = 'fail' THEN r.scale_min END AS scale_value
-FROM verdicts v JOIN runs r USING (run_id);
+WITH joined AS (
+    SELECT v.*, r.scoring_method, r.missing_output AS policy, r.threshold, r.pass_criterion, r.unscored_policy,
+           coalesce(c.scoring_method, CASE WHEN r.scoring_method = 'weighted_points' THEN 'weighted_points' ELSE 'mean_scale' END)
+               AS dimension_method,
+           coalesce(c.in_overall, true) AS in_overall,
+           CASE WHEN c.verdict_kind IS NULL THEN r.scale_min WHEN c.verdict_kind = 'scale' THEN c.scale_min END AS scale_min
+    FROM verdicts v JOIN runs r USING (run_id)
+    LEFT JOIN criteria c ON c.run_id = v.run_id AND c.sample_id = v.sample_id AND c.criterion_id = v.criterion_id
+)
+SELECT * EXCLUDE (unscored_policy),
+       status IN ('ok', 'missing_output') OR (status IN ('error', 'unscored') AND unscored_policy = 'fail') AS counted,
+       CASE WHEN status = 'ok' THEN score WHEN status = 'missing_output' THEN scale_min
+            WHEN status IN ('error', 'unscored') AND unscored_policy = 'fail' THEN scale_min END AS scale_value
+FROM joined;
+
+-- The weighted mean of the scale values in a group (NULL when none): sum(w * x) / sum(w).
+CREATE OR REPLACE MACRO _weighted_mean(weighted_sum, weights) AS weighted_sum / nullif(weights, 0);
 
 CREATE OR REPLACE VIEW task_scores AS
 WITH per_sample AS (
@@ -28,9 +47,10 @@ WITH per_sample AS (
            bool_or(status = 'missing_output') AS missing_output,
            count(*) FILTER (WHERE status IN ('error', 'unscored')) AS unscored,
            count(*) AS criteria,
-           sum(CASE WHEN status = 'ok' AND met THEN weight ELSE 0 END) FILTER (WHERE counted) AS points,
-           sum(weight) FILTER (WHERE counted AND weight > 0) AS positive_points,
-           avg(scale_value) AS mean_score,
+           sum(CASE WHEN status = 'ok' AND met THEN weight ELSE 0 END) FILTER (WHERE counted AND in_overall) AS points,
+           sum(weight) FILTER (WHERE counted AND weight > 0 AND in_overall) AS positive_points,
+           _weighted_mean(sum(weight * scale_value) FILTER (WHERE in_overall),
+                          sum(weight) FILTER (WHERE in_overall AND scale_value IS NOT NULL)) AS mean_score,
            avg(scale_value) FILTER (WHERE criterion_id = pass_criterion) AS criterion_score
     FROM _verdicts_scored
     GROUP BY run_id, sample_id, replicate
@@ -53,13 +73,13 @@ FROM scored;
 CREATE OR REPLACE VIEW dimension_scores AS
 WITH per_dimension AS (
     SELECT run_id, sample_id, replicate, dimension,
-           any_value(scoring_method) AS method,
+           any_value(dimension_method) AS method,
            any_value(policy) AS policy,
            bool_or(status = 'missing_output') AS missing_output,
            count(*) FILTER (WHERE status IN ('error', 'unscored')) AS unscored,
            sum(CASE WHEN status = 'ok' AND met THEN weight ELSE 0 END) FILTER (WHERE counted) AS points,
            sum(weight) FILTER (WHERE counted AND weight > 0) AS positive_points,
-           avg(scale_value) AS mean_score
+           _weighted_mean(sum(weight * scale_value), sum(weight) FILTER (WHERE scale_value IS NOT NULL)) AS mean_score
     FROM _verdicts_scored
     GROUP BY run_id, sample_id, replicate, dimension
 )
