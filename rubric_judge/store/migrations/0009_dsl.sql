@@ -1,4 +1,4 @@
--- Migration 7: how each criterion was judged and scored, and its tags.
+-- Migration 9: how each criterion was judged and scored, and its tags.
 --
 -- A rubric may mix binary-checklist dimensions and scale dimensions, each scored by its own
 -- method, so the verdict kind, scale bounds and scoring method are per criterion (its
