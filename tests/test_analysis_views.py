@@ -119,7 +119,7 @@ def test_verdicts_full_joins_texts_and_says_which_criteria_failed_sign_aware(sco
     weight, met, failed, text, model, rubric, judge, dimension_name, tags = found[("heart-chambers", "scientific_accuracy-2")]
     assert weight < 0 and met is True and failed is True  # a pitfall that is present has failed
     assert text == "The aorta leaves the right ventricle." and (model, rubric, judge) == ("good-model", "illugenbench", PRICED_JUDGE)
-    assert dimension_name == "Scientific accuracy" and tags is None
+    assert dimension_name == "Scientific accuracy" and tags == []  # the example criteria have no tags
     _, met, failed, *_ = found[("heart-chambers", "scientific_accuracy-1")]
     assert met is True and failed is False
     _, met, failed, *_ = found[("heart-chambers", "structural_correctness-2")]
