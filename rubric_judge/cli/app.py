@@ -11,7 +11,7 @@ import sys
 
 import typer
 
-from rubric_judge.cli import agree, cache, compare, importers, labels, new, plan, preview, query, report, score, validate, weights
+from rubric_judge.cli import agree, cache, compare, importers, labels, new, plan, preview, query, report, score, serve, validate, weights
 
 HELP = "Judge medical image and text generation against YAML rubrics: cached, reproducible, queryable."
 
@@ -33,6 +33,7 @@ COMMANDS: dict[str, tuple[object, str]] = {
     "labels": (labels, "labels_app"),
     "new": (new, "command"),
     "weights": (weights, "command"),
+    "serve": (serve, "command"),
 }
 
 

@@ -38,9 +38,10 @@ _SUFFIX = {"image/png": ".png", "image/jpeg": ".jpg", "image/webp": ".webp", "im
 class ItemError(Exception):
     """One item cannot be scored; `status` says why in one word, the message in words."""
 
-    def __init__(self, status: str, message: str):
+    def __init__(self, status: str, message: str, item_id: str | None = None):
         super().__init__(message)
         self.status = status
+        self.item_id = item_id  # when known: an item refused before it reached the service
 
 
 @dataclass(frozen=True)

@@ -255,7 +255,8 @@ class RewardService:
         """Each item's reward, in order; never raises for an item (see the class docstring).
 
         Args:
-            items: objects {"id"?, "rubric"?, "task"?, "inputs": {...}, "outputs": {...}}.
+            items: objects {"id"?, "rubric"?, "task"?, "inputs": {...}, "outputs": {...}}; an
+                `ItemError` in their place is answered with the fallback and its reason.
             started: `time.monotonic()` when the request arrived (the deadline counts from it).
         """
         if self._loop is None:
@@ -292,6 +293,9 @@ class RewardService:
         cached = False
         release_now = True
         try:
+            if isinstance(raw, ItemError):  # refused while translating the request (an OpenRLHF label)
+                ident = raw.item_id if isinstance(raw.item_id, str) and raw.item_id else ident
+                raise raw
             if not isinstance(raw, Mapping):
                 raise ItemError(INVALID_ITEM, "each item must be a JSON object")
             ident = check_id(raw.get("id"), ident)
