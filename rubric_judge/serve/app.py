@@ -30,7 +30,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from rubric_judge.redaction import redact, register_secret
-from rubric_judge.serve.items import INVALID_ITEM, ItemError, response_field
+from rubric_judge.serve.items import INVALID_ITEM, ItemError
 from rubric_judge.serve.service import RewardService
 
 LOG = logging.getLogger("rubric_judge.serve")
@@ -107,7 +107,7 @@ def create_app(service: RewardService, token: str | None = None, max_body_bytes:
         labels = body.get("labels") or [None] * len(queries)
         if not isinstance(prompts, list) or not isinstance(labels, list) or len(prompts) != len(queries) or len(labels) != len(queries):
             raise BadRequest(f"`query`, `prompts` and `labels` must be lists of the same length ({len(queries)} queries)")
-        items = [openrlhf_item(service, q, p, label, i) for i, (q, p, label) in enumerate(zip(queries, prompts, labels, strict=True))]
+        items = [openrlhf_item(q, p, label, i) for i, (q, p, label) in enumerate(zip(queries, prompts, labels, strict=True))]
         results = await service.score(items, started)
         rewards = [r.reward for r in results]
         return JSONResponse({
@@ -153,7 +153,7 @@ def _check_count(count: int, limit: int) -> None:
         raise BadRequest(f"{count} items in one request; at most {limit}")
 
 
-def openrlhf_item(service: RewardService, query: Any, prompt: Any, label: Any, index: int) -> Any:
+def openrlhf_item(query: Any, prompt: Any, label: Any, index: int) -> Any:
     """One OpenRLHF sample as a /v1/score item: the label's rubric and inputs, and the response
     (the query after its prompt) in the rubric's text output. A label that cannot be read makes
     an item the service answers with the fallback (`invalid_item`), naming the problem."""
@@ -168,13 +168,7 @@ def openrlhf_item(service: RewardService, query: Any, prompt: Any, label: Any, i
         if not isinstance(label, dict):
             raise ItemError(INVALID_ITEM, 'the label must be a JSON object {"rubric": ..., "task"?: ..., "inputs": {...}}')
         response = query[len(prompt):] if isinstance(prompt, str) and query.startswith(prompt) else query
-        rubric = service.rubric_for(label.get("rubric"), label.get("task"))
-        name = label.get("response_field") or response_field(rubric)
-        if not isinstance(name, str) or name not in rubric.outputs:
-            raise ItemError(INVALID_ITEM, f"rubric {rubric.rubric} has no text output for the response; name one with \"response_field\"")
-        outputs = dict(label.get("outputs") or {}) if isinstance(label.get("outputs") or {}, dict) else {}
-        outputs[name] = response.strip()
-        return {**label, "outputs": outputs}
+        return {**label, "response": response.strip()}
     except ItemError as exc:
         exc.item_id = label.get("id") if isinstance(label, dict) and isinstance(label.get("id"), str) else None
         return exc

@@ -191,6 +191,21 @@ def response_field(rubric: Rubric) -> str | None:
     return next((name for name in rubric.outputs if rubric.inputs[name].kind is InputKind.text), None)
 
 
+def item_outputs(rubric: Rubric, item: Mapping[str, Any]) -> Any:
+    """The item's outputs, with its `response` text (a trainer's completion) in the rubric's
+    first text output, or the output named by `response_field`."""
+    outputs = item.get("outputs") or {}
+    if "response" not in item:
+        return outputs
+    if not isinstance(outputs, Mapping):
+        raise ItemError(INVALID_ITEM, "`outputs` must be an object of field -> value")
+    name = item.get("response_field") or response_field(rubric)
+    if not isinstance(name, str) or name not in rubric.outputs:
+        raise ItemError(INVALID_ITEM, f"rubric {rubric.rubric} has no text output {name!r} for the response; "
+                                      f"name one of its outputs ({', '.join(rubric.outputs)}) in \"response_field\"")
+    return {**outputs, name: item["response"]}
+
+
 def check_id(value: Any, fallback: str) -> str:
     if value is None:
         return fallback

@@ -51,6 +51,7 @@ from rubric_judge.serve.items import (
     RubricSet,
     check_id,
     index_rubrics,
+    item_outputs,
     item_sample,
 )
 from rubric_judge.serve.judging import JudgeLoop
@@ -255,7 +256,8 @@ class RewardService:
         """Each item's reward, in order; never raises for an item (see the class docstring).
 
         Args:
-            items: objects {"id"?, "rubric"?, "task"?, "inputs": {...}, "outputs": {...}}; an
+            items: objects {"id"?, "rubric"?, "task"?, "inputs": {...}, "outputs": {...}, "response"?:
+                text for the rubric's first text output (or "response_field")}; an
                 `ItemError` in their place is answered with the fallback and its reason.
             started: `time.monotonic()` when the request arrived (the deadline counts from it).
         """
@@ -300,7 +302,7 @@ class RewardService:
                 raise ItemError(INVALID_ITEM, "each item must be a JSON object")
             ident = check_id(raw.get("id"), ident)
             rubric = self.rubric_for(raw.get("rubric"), raw.get("task"))
-            sample = item_sample(rubric, rubric.task or ident, raw.get("inputs") or {}, raw.get("outputs") or {}, spool)
+            sample = item_sample(rubric, rubric.task or ident, raw.get("inputs") or {}, item_outputs(rubric, raw), spool)
             target = JudgeTarget(self.judge_model if (self.offline or self.judge) else rubric.judge.model, self.identity_base, self.max_image_side)
             try:
                 plan = await asyncio.to_thread(compile_sample, rubric, sample, target)
