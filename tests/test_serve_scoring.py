@@ -9,19 +9,31 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from conftest import id_policy
 
 from rubric_judge.rubrics.loader import load_rubric_set
 from rubric_judge.rubrics.schema import MissingOutputPolicy
 from rubric_judge.run import score
 from rubric_judge.serve.scoring import Verdict, sample_score
+from rubric_judge.testing.loopback import CriterionQuestion, criterion_digest
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def mixed_policy(question: CriterionQuestion) -> dict:
+    """conftest's id_policy for binary criteria; a scale score that depends on what was sent
+    (so different responses get different rewards) for scale criteria."""
+    if question.kind == "binary":
+        return id_policy(question)
+    low, high = question.minimum or 1, question.maximum or 10
+    return {"reasoning": "policy score", "score": low + criterion_digest(question.prompt_text + question.criterion_id)[0] % (high - low + 1)}
 ILLUGEN = ROOT / "examples" / "illugenbench"
 MEDGEN = ROOT / "examples" / "medgen"
 
 
 def _scored_db(tmp_path: Path, judge_server, rubric, data, outputs) -> Path:
     db = tmp_path / "r.duckdb"
+    judge_server.policy = mixed_policy
     result = score(rubric, data=data, outputs=outputs, model="m", judge="openai/test-judge", api_base=judge_server.base_url,
                    transport="direct", db=db, cache_dir=tmp_path / "cache")
     assert result.status == "finished"
@@ -91,3 +103,6 @@ def test_pass_rate_on_a_scale_matches_the_views(tmp_path: Path, judge_server, un
         _degrade(db, unscored_policy, missing_policy)
         rubric = _with_policies(rubric, unscored_policy, missing_policy)
     assert _compare(db, {}, rubric) >= 3
+    con = duckdb.connect(str(db))
+    assert con.execute("SELECT count(*) FROM verdicts WHERE status = 'ok' AND score IS NOT NULL").fetchone()[0] > 0  # real scale verdicts compared
+    con.close()

@@ -109,9 +109,9 @@ def label_item(label: Any, response: str, ident: str | None = None) -> dict[str,
         try:
             label = json.loads(label)
         except json.JSONDecodeError:
-            label = {"_unreadable_label": label}  # the server answers it as invalid_item, naming the field
+            label = {"unreadable_label": label}  # the server answers it as invalid_item, naming the key
     if not isinstance(label, Mapping):
-        label = {"_unreadable_label": repr(label)}
+        label = {"unreadable_label": repr(label)}
     item = {**label, "response": response}
     if ident is not None and "id" not in item:
         item["id"] = ident

@@ -66,6 +66,7 @@ PARTIAL = "partial"
 DEADLINE = "deadline"
 UNSCORED = "unscored"  # the judge gave no valid verdict that counts
 EXCLUDED = "excluded"  # the rubric's policy leaves the sample out (missing output under `skip`)
+ITEM_KEYS = ("id", "rubric", "task", "inputs", "outputs", "response", "response_field")
 FALLBACK_STATUSES = (INVALID_ITEM, UNKNOWN_RUBRIC, BAD_IMAGE, DEADLINE, UNSCORED, EXCLUDED)
 
 
@@ -301,6 +302,9 @@ class RewardService:
             if not isinstance(raw, Mapping):
                 raise ItemError(INVALID_ITEM, "each item must be a JSON object")
             ident = check_id(raw.get("id"), ident)
+            unknown = sorted(str(key) for key in raw if key not in ITEM_KEYS)
+            if unknown:  # a typo would otherwise score the item without what it meant to send
+                raise ItemError(INVALID_ITEM, f"unknown key(s) {', '.join(unknown)}; an item has {', '.join(ITEM_KEYS)}")
             rubric = self.rubric_for(raw.get("rubric"), raw.get("task"))
             sample = item_sample(rubric, rubric.task or ident, raw.get("inputs") or {}, item_outputs(rubric, raw), spool)
             target = JudgeTarget(self.judge_model if (self.offline or self.judge) else rubric.judge.model, self.identity_base, self.max_image_side)
