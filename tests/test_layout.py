@@ -1,7 +1,8 @@
 """The package's layout follows the data: each stage imports only from the stages before it.
 
     errors -> foundation (redaction, llm, imageio, files) -> cache, testing -> rubrics -> planning
-    -> judge, metrics -> store -> report, benchmarks -> run (the pipeline) -> cli
+    -> judge, metrics -> store -> report, benchmarks -> run (the pipeline), serve (rewards)
+    -> integrations (trainers' reward functions) -> cli
 
 A module may import from its own unit and from units of an earlier layer, never from a later
 one or from another unit of its own layer; nothing imports the CLI. Every import counts, also
@@ -25,7 +26,8 @@ LAYERS: list[set[str]] = [
     {"judge", "metrics"},
     {"store"},
     {"report", "benchmarks"},
-    {"run", "plan_summary"},
+    {"run", "plan_summary", "serve"},
+    {"integrations"},  # the trainers' reward functions: over HTTP, or a RewardService in process
     {"cli"},
 ]
 LAYER = {unit: index for index, units in enumerate(LAYERS) for unit in units}

@@ -11,7 +11,23 @@ import sys
 
 import typer
 
-from rubric_judge.cli import agree, cache, compare, importers, labels, new, plan, preview, query, report, runs, score, validate, weights
+from rubric_judge.cli import (
+    agree,
+    cache,
+    compare,
+    importers,
+    labels,
+    new,
+    plan,
+    preview,
+    query,
+    report,
+    runs,
+    score,
+    serve,
+    validate,
+    weights,
+)
 
 HELP = "Judge medical image and text generation against YAML rubrics: cached, reproducible, queryable."
 
@@ -34,6 +50,7 @@ COMMANDS: dict[str, tuple[object, str]] = {
     "labels": (labels, "labels_app"),
     "new": (new, "command"),
     "weights": (weights, "command"),
+    "serve": (serve, "command"),
 }
 
 

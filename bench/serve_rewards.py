@@ -1,0 +1,203 @@
+"""Reward-server benchmark: `rubric-judge serve`'s app against a loopback judge with a fixed latency.
+
+Sections, against one loopback judge served from a child process (so its event loop does not
+share the server's CPU time):
+
+1. Throughput: N concurrent single-item POST /get_reward requests (OpenRLHF's single-turn
+   executor sends one sample per request), every item new; wall time, items/s, and the share
+   of the ideal concurrency / latency reached.
+2. The same N items again on a fresh cache with HTTP 429 on the first attempt of every judge
+   request (Retry-After 0.1 s): all answered before the deadline, with the same rewards.
+3. A repeated item (sequential requests): answered from the verdict cache, p50/p90 latency.
+
+Figures are printed, never asserted; they depend on the machine (cores and load). Usage:
+
+    .venv/bin/python bench/serve_rewards.py                      # 256 requests, 1 s latency
+    .venv/bin/python bench/serve_rewards.py --requests 256 --latency 1.0 --repeats 200
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+RUBRIC = "builtin:medgen/holistic-with-gt.yaml"  # per_sample: one judge call per item
+JUDGE = "openai/bench-judge"
+
+_SERVER_CODE = r"""
+import sys, threading
+from rubric_judge.testing.loopback import Fault, LoopbackJudge
+seen, lock = set(), threading.Lock()
+def first_attempt_429(body, index):
+    key = repr(body.get("messages"))
+    with lock:
+        if key in seen:
+            return None
+        seen.add(key)
+    return Fault.http_429(retry_after_s=0.1)
+server = LoopbackJudge(latency=float(sys.argv[1]))
+if sys.argv[2] == "429":
+    server.fault_rule = first_attempt_429
+server.start()
+print(server.base_url, flush=True)
+for line in sys.stdin:
+    if line.strip() == "count":
+        print(server.request_count, flush=True)
+    elif line.strip() == "quit":
+        break
+server.stop()
+"""
+
+
+class Judge:
+    """The loopback judge in a child process."""
+
+    def __init__(self, latency: float, faults: str):
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        self.proc = subprocess.Popen([sys.executable, "-c", _SERVER_CODE, str(latency), faults], cwd=str(ROOT), env=env,
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
+        self.base_url = self.proc.stdout.readline().strip()
+        if not self.base_url.startswith("http"):
+            raise RuntimeError(f"loopback judge did not start (got {self.base_url!r})")
+
+    def requests(self) -> int:
+        self.proc.stdin.write("count\n")
+        return int(self.proc.stdout.readline())
+
+    def stop(self) -> None:
+        self.proc.stdin.write("quit\n")
+        self.proc.stdin.flush()
+        self.proc.wait(10)
+
+
+class Server:
+    """The reward app under uvicorn on a free port, in a thread of this process."""
+
+    def __init__(self, judge: Judge, workdir: Path, concurrency: int, deadline: float):
+        import uvicorn
+
+        from rubric_judge.serve.app import create_app
+        from rubric_judge.serve.service import RewardService
+
+        service = RewardService([RUBRIC], judge=JUDGE, api_base=judge.base_url, transport="direct", concurrency=concurrency,
+                                deadline=deadline, db=workdir / "serve.duckdb", cache_dir=workdir / "cache", model="bench")
+        self.server = uvicorn.Server(uvicorn.Config(create_app(service), host="127.0.0.1", port=0, log_level="warning",
+                                                    backlog=4096, limit_concurrency=None))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        while not self.server.started:
+            time.sleep(0.02)
+        self.url = f"http://127.0.0.1:{self.server.servers[0].sockets[0].getsockname()[1]}"
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(60)
+
+
+def label(index: int) -> str:
+    return json.dumps({"rubric": "medgen/holistic-with-gt", "id": f"q{index}",
+                       "inputs": {"category": "VQA", "instruction": f"Question {index}: what abnormality is visible?", "answer": "A left pleural effusion."}})
+
+
+async def get_rewards(url: str, indices: list[int], tag: str = "") -> tuple[list[float], list[float], float]:
+    """One single-item /get_reward request per index, all at once; (rewards, latencies, wall)."""
+    import aiohttp
+
+    async def one(session, index: int) -> tuple[float, float]:
+        prompt = f"<user>Question {index}<assistant>"
+        body = {"query": [prompt + f" Answer {index}{tag}: a left pleural effusion."], "prompts": [prompt], "labels": [label(index)]}
+        started = time.perf_counter()
+        async with session.post(f"{url}/get_reward", json=body) as response:
+            answer = await response.json()
+        assert answer["extra_logs"]["rubric_fallback"] == [0.0], answer
+        return answer["rewards"][0], time.perf_counter() - started
+
+    connector = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=600)) as session:
+        started = time.perf_counter()
+        results = await asyncio.gather(*(one(session, i) for i in indices))
+        wall = time.perf_counter() - started
+    return [r for r, _ in results], [t for _, t in results], wall
+
+
+async def repeated(url: str, count: int) -> list[float]:
+    import aiohttp
+
+    latencies = []
+    async with aiohttp.ClientSession() as session:
+        for _ in range(count):
+            body = {"query": ["<user>Question 0<assistant> Answer 0: a left pleural effusion."], "prompts": ["<user>Question 0<assistant>"], "labels": [label(0)]}
+            started = time.perf_counter()
+            async with session.post(f"{url}/get_reward", json=body) as response:
+                answer = await response.json()
+            latencies.append(time.perf_counter() - started)
+            assert answer["extra_logs"]["rubric_cached"] == [1.0], answer
+    return latencies
+
+
+def section(requests: int, latency: float, concurrency: int, faults: str, deadline: float) -> tuple[list[float], float, int]:
+    judge = Judge(latency, faults)
+    with tempfile.TemporaryDirectory() as workdir:
+        server = Server(judge, Path(workdir), concurrency, deadline)
+        try:
+            asyncio.run(get_rewards(server.url, [10_000_000]))  # warm-up: first-call imports, the database opening
+            before = judge.requests()
+            rewards, latencies, wall = asyncio.run(get_rewards(server.url, list(range(requests))))
+            calls = judge.requests() - before
+        finally:
+            server.stop()
+            judge.stop()
+    ideal = min(requests, concurrency) / latency
+    print(f"  {requests} requests, concurrency {concurrency}, judge latency {latency:g} s, faults {faults}: wall {wall:.2f} s, "
+          f"{requests / wall:.1f} items/s = {100 * requests / wall / ideal:.0f}% of concurrency/latency ({ideal:.0f}/s); "
+          f"judge requests {calls}; item latency p50 {statistics.median(latencies):.2f} s, max {max(latencies):.2f} s (deadline {deadline:g} s)")
+    return rewards, wall, calls
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--requests", type=int, default=256)
+    parser.add_argument("--latency", type=float, default=1.0)
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[64, 256])
+    parser.add_argument("--repeats", type=int, default=200)
+    parser.add_argument("--deadline", type=float, default=150.0)
+    args = parser.parse_args()
+    print(f"cores: {os.cpu_count()}, load average: {', '.join(f'{x:.1f}' for x in os.getloadavg())}")
+    print("1. throughput (every item new)")
+    plain = None
+    for concurrency in args.concurrency:
+        rewards, _, _ = section(args.requests, args.latency, concurrency, "none", args.deadline)
+        plain = plain or rewards
+    print("2. HTTP 429 on the first attempt of every judge request")
+    faulted, _, _ = section(args.requests, args.latency, max(args.concurrency), "429", args.deadline)
+    print(f"  same rewards as without faults: {faulted == plain} ({sum(a == b for a, b in zip(faulted, plain, strict=True))}/{len(plain)})")
+    print("3. a repeated item, answered from the verdict cache")
+    judge = Judge(args.latency, "none")
+    with tempfile.TemporaryDirectory() as workdir:
+        server = Server(judge, Path(workdir), max(args.concurrency), args.deadline)
+        try:
+            asyncio.run(get_rewards(server.url, [0]))  # judged once
+            latencies = sorted(asyncio.run(repeated(server.url, args.repeats)))
+        finally:
+            server.stop()
+            judge.stop()
+    p50, p90 = statistics.median(latencies), latencies[int(0.9 * len(latencies))]
+    print(f"  {args.repeats} sequential requests: p50 {1000 * p50:.1f} ms, p90 {1000 * p90:.1f} ms, max {1000 * latencies[-1]:.1f} ms")
+
+
+if __name__ == "__main__":
+    main()
