@@ -86,7 +86,7 @@ def _print_call(call: PreviewCall, count: int) -> None:
     facts.add_row("criteria", ", ".join(call.criteria))
     facts.add_row("cache key", f"{call.cache_key} ({'cached: a run pays nothing for it' if call.cached else 'not cached'})")
     facts.add_row("estimate", f"{call.prompt_tokens:,} prompt + {call.completion_tokens:,} completion tokens, {_usd(call.cost_usd)}")
-    facts.add_row("request", Text(json.dumps(dict(call.request), ensure_ascii=False)))
+    facts.add_row("request", Text(json.dumps(_without_schema(call.request), ensure_ascii=False)))
     blocks: list = [facts]
     for message in call.messages:
         body: list = []
@@ -106,3 +106,15 @@ def _print_call(call: PreviewCall, count: int) -> None:
 
 def _usd(value: float | None) -> str:
     return "unknown cost (no price in litellm's map)" if value is None else f"${value:,.4f}"
+
+
+def _without_schema(request) -> dict:
+    """The request's fields, with the answer schema inside `tools` / `response_format` named
+    rather than repeated: it is printed in full below (`--format json` keeps everything)."""
+    shown = dict(request)
+    if "tools" in shown:
+        shown["tools"] = [f"function {t.get('function', {}).get('name')} (parameters: the answer schema below)" for t in shown["tools"]]
+    format_ = shown.get("response_format")
+    if isinstance(format_, dict) and "json_schema" in format_:
+        shown["response_format"] = {"type": format_.get("type"), "json_schema": "the answer schema below"}
+    return shown
