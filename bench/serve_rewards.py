@@ -3,7 +3,7 @@
 Sections, against one loopback judge served from a child process (so its event loop does not
 share the server's CPU time):
 
-1. Throughput: N concurrent single-item POST /get_reward requests (OpenRLHF's single-turn
+1. Throughput (the server is `rubric-judge serve` in its own process): N concurrent single-item POST /get_reward requests (OpenRLHF's single-turn
    executor sends one sample per request), every item new; wall time, items/s, and the share
    of the ideal concurrency / latency reached.
 2. The same N items again on a fresh cache with HTTP 429 on the first attempt of every judge
@@ -26,7 +26,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -85,27 +84,36 @@ class Judge:
 
 
 class Server:
-    """The reward app under uvicorn on a free port, in a thread of this process."""
+    """`rubric-judge serve` in a process of its own, as a trainer meets it: the benchmark's client
+    does not share the server's interpreter."""
 
     def __init__(self, judge: Judge, workdir: Path, concurrency: int, deadline: float):
-        import uvicorn
+        import socket
+        import urllib.request
 
-        from rubric_judge.serve.app import create_app
-        from rubric_judge.serve.service import RewardService
-
-        service = RewardService([RUBRIC], judge=JUDGE, api_base=judge.base_url, transport="direct", concurrency=concurrency,
-                                deadline=deadline, db=workdir / "serve.duckdb", cache_dir=workdir / "cache", model="bench")
-        self.server = uvicorn.Server(uvicorn.Config(create_app(service), host="127.0.0.1", port=0, log_level="warning",
-                                                    backlog=4096, limit_concurrency=None))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-        self.thread.start()
-        while not self.server.started:
-            time.sleep(0.02)
-        self.url = f"http://127.0.0.1:{self.server.servers[0].sockets[0].getsockname()[1]}"
+        with socket.socket() as probe:  # a free port for the server
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        cli = str(Path(sys.executable).with_name("rubric-judge"))
+        self.proc = subprocess.Popen(
+            [cli, "serve", RUBRIC, "--judge", JUDGE, "--api-base", judge.base_url, "--transport", "direct", "--concurrency", str(concurrency),
+             "--deadline", str(deadline), "--db", str(workdir / "serve.duckdb"), "--cache-dir", str(workdir / "cache"), "--model", "bench",
+             "--port", str(port)],
+            cwd=str(ROOT), env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        self.url = f"http://127.0.0.1:{port}"
+        for _ in range(600):
+            try:
+                with urllib.request.urlopen(self.url + "/health", timeout=1):
+                    return
+            except OSError:
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"rubric-judge serve exited: {self.proc.stderr.read()[-2000:]}") from None
+                time.sleep(0.1)
+        raise RuntimeError("rubric-judge serve did not answer /health within 60 s")
 
     def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(60)
+        self.proc.terminate()
+        self.proc.wait(60)
 
 
 def label(index: int) -> str:
