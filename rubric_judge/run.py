@@ -401,9 +401,10 @@ async def run_score(options: ScoreOptions, on_progress: ProgressCallback | None 
     emit = on_progress or (lambda event: None)
     # Loading and planning are CPU work (reading and hashing every image): off the event loop.
     job = await asyncio.to_thread(load_job, options.rubric, options.data, options.outputs)
-    if options.limit is not None or options.samples:
-        job, selection = select_samples(job, options.data, options.limit, options.samples)
-        options = replace(options, selection=selection)
+    # Every run knows its manifest's size (the leaderboard's samples_total), also one that ends
+    # before its samples are written; `limit`/`samples` may choose some of them.
+    job, selection = select_samples(job, options.data, options.limit, options.samples)
+    options = replace(options, selection=selection)
     if options.probe:
         check_probe(options.probe, job.rubrics, options.rubric)  # before anything is paid for
     if options.judges:
@@ -428,9 +429,10 @@ def _complete_status(options: ScoreOptions) -> tuple[str, str | None]:
 
 
 def _manifest_samples(options: ScoreOptions) -> int | None:
-    """The manifest's sample count for a run over part of it (the leaderboard's `samples_total`)."""
+    """The manifest's sample count (the leaderboard's `samples_total`): also what a run over part
+    of it, or one that failed before writing its samples, is measured against."""
     selection = options.selection
-    return selection.manifest_samples if selection is not None and selection.partial else None
+    return selection.manifest_samples if selection is not None else None
 
 
 def _suite(options: ScoreOptions, rubrics):

@@ -47,7 +47,7 @@ def test_limit_scores_the_first_samples_and_marks_the_run_partial(judge_server, 
     full = score(TASKS, outputs=GOOD, model="good", **common)
     assert full.status == "finished" and full.status_detail is None and full.cache_hits == 6 and full.samples == 6
     assert rows(db, "SELECT r.status, l.samples_total, r.manifest_samples FROM runs r JOIN leaderboard l USING (run_id) "
-                    "WHERE l.dimension = 'overall' AND r.model_name = 'good'") == [("finished", 6, None)]
+                    "WHERE l.dimension = 'overall' AND r.model_name = 'good'") == [("finished", 6, 6)]
 
 
 def test_sample_ids_keep_manifest_order_and_repeats_count_once(judge_server, tmp_path: Path):

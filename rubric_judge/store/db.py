@@ -62,8 +62,8 @@ class RunInfo:
             panel_member (one judge of a panel) | probe (a bias probe of another run).
         parent_run_id: a member's panel run; a probe's probed run.
         probe: the probe's kind, e.g. swap-images.
-        manifest_samples: the manifest's sample count when the run scores only some of them
-            (`score --limit/--sample`, a partial run); None when it scores them all.
+        manifest_samples: the manifest's sample count, whether the run scores all of them or
+            some (`score --limit/--sample`, a partial run); None: count the run's samples.
         rubrics: every rubric the run judges (a suite's task rubrics), for `rubric_digest`;
             empty: `rubric` alone.
     """

@@ -123,7 +123,7 @@ HAVING count(*) FILTER (WHERE status = 'ok') = 0
 -- runs.superseded_by) are left out too: `rubric-judge runs --all` lists them, task_scores has them.
 CREATE OR REPLACE VIEW leaderboard AS
 -- A partial run (score --limit/--sample) counts its manifest's samples, not only those it scored.
-WITH totals AS (SELECT run_id, coalesce(any_value(r.manifest_samples), count(*)) AS samples_total FROM samples JOIN runs r USING (run_id) GROUP BY run_id)
+WITH totals AS (SELECT run_id, coalesce(any_value(r.manifest_samples), count(s.sample_id)) AS samples_total FROM runs r LEFT JOIN samples s USING (run_id) GROUP BY run_id)
 SELECT r.run_id, r.rubric_id, r.rubric_version, r.model_name, r.judge_model, 'overall' AS dimension,
        CASE WHEN any_value(u.failed) IS NULL THEN avg(t.score) FILTER (WHERE NOT t.excluded) END AS score,
        CASE WHEN any_value(t.method) = 'pass_rate' AND any_value(u.failed) IS NULL
@@ -133,10 +133,12 @@ SELECT r.run_id, r.rubric_id, r.rubric_version, r.model_name, r.judge_model, 'ov
        count(*) FILTER (WHERE t.missing_output) AS missing_outputs,
        coalesce(sum(t.unscored), 0) AS unscored_verdicts,
        r.status, coalesce(any_value(n.samples_total), 0) AS samples_total,
-       _unjudged_note(any_value(u.failed)) AS score_note
-FROM runs r JOIN task_scores t USING (run_id) LEFT JOIN totals n USING (run_id)
+       coalesce(_unjudged_note(any_value(u.failed)),
+                CASE WHEN count(t.run_id) = 0 THEN 'no sample was scored before the run ended' END) AS score_note
+-- A run that ended before any sample was scored still has its row: no score, its status and 0 of N.
+FROM runs r LEFT JOIN task_scores t USING (run_id) LEFT JOIN totals n USING (run_id)
 LEFT JOIN _unjudged u ON u.run_id = r.run_id AND u.dimension = 'overall'
-WHERE coalesce(r.role, 'run') IN ('run', 'panel') AND r.superseded_by IS NULL
+WHERE coalesce(r.role, 'run') IN ('run', 'panel') AND r.superseded_by IS NULL AND (t.run_id IS NOT NULL OR r.status <> 'finished')
 GROUP BY ALL
 UNION ALL
 SELECT r.run_id, r.rubric_id, r.rubric_version, r.model_name, r.judge_model, d.dimension,
@@ -209,7 +211,7 @@ SELECT * FROM verdicts_full_all WHERE superseded_by IS NULL;
 -- leaderboard counts them) and what its judge calls paid (cache hits cost nothing; a panel
 -- adds its members' calls). paid_usd is NULL when a paid call had no known price.
 CREATE OR REPLACE VIEW run_summary AS
-WITH totals AS (SELECT run_id, coalesce(any_value(r.manifest_samples), count(*)) AS samples_total FROM samples JOIN runs r USING (run_id) GROUP BY run_id),
+WITH totals AS (SELECT run_id, coalesce(any_value(r.manifest_samples), count(s.sample_id)) AS samples_total FROM runs r LEFT JOIN samples s USING (run_id) GROUP BY run_id),
 scored AS (
     SELECT run_id, count(DISTINCT sample_id) FILTER (WHERE NOT excluded AND score IS NOT NULL) AS samples_scored
     FROM task_scores
