@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from rubric_judge.cache.verdicts import CacheMode, VerdictCache
 from rubric_judge.errors import Location, Problem, UserError
-from rubric_judge.judge.executor import Executor, ExecutorSettings, Outcome, Progress
+from rubric_judge.judge.executor import Executor, ExecutorSettings, Outcome, Progress, backoff_base_s
 from rubric_judge.judge.transport import NO_KEY, provider_api_key, resolve_transport
 from rubric_judge.planning.compile import (
     JudgeTarget,
@@ -584,7 +584,7 @@ async def _run_judge(options: ScoreOptions, job: Job, emit: ProgressCallback, li
         settings = ExecutorSettings(
             concurrency=options.concurrency, requests_per_minute=options.rpm, timeout_s=options.timeout,
             api_key=api_key, max_cost_usd=options.max_cost, api_base=transport_base, transport=transport,
-            backoff_base_s=_backoff_base_s(), max_unreachable=options.max_unreachable,
+            backoff_base_s=backoff_base_s(), max_unreachable=options.max_unreachable,
         )
         config = {
             "data": str(options.data), "outputs": str(options.outputs), "replicates": options.replicates, "judge_api_base": redact_url(identity_base),
@@ -914,17 +914,3 @@ async def _execute(executor: Executor, planner: _Planner, opening: _StoreOpening
             flush()
     if metrics is not None:
         opening.store.write_metrics(opening.run_id, await metrics.wait())
-
-
-def _backoff_base_s() -> float:
-    """First retry delay (doubling per attempt); RUBRIC_JUDGE_BACKOFF_BASE_S overrides it (tests use ~0.01)."""
-    configured = os.environ.get("RUBRIC_JUDGE_BACKOFF_BASE_S")
-    if not configured:
-        return ExecutorSettings.backoff_base_s
-    try:
-        value = float(configured)
-    except ValueError:
-        raise UserError(f"RUBRIC_JUDGE_BACKOFF_BASE_S must be a number of seconds, not {configured!r}") from None
-    if value < 0:
-        raise UserError(f"RUBRIC_JUDGE_BACKOFF_BASE_S must not be negative, not {configured!r}")
-    return value

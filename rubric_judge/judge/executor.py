@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import random
 import threading
 import time
@@ -24,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from rubric_judge.cache.verdicts import CachedAnswer, VerdictCache
+from rubric_judge.errors import UserError
 from rubric_judge.judge.pacing import WARM_UP_FLOOR_S, Pacer
 from rubric_judge.judge.retry import Reachability, classify, is_unreachable, usage_tokens
 from rubric_judge.planning.estimate import price
@@ -50,6 +52,25 @@ class ExecutorSettings:
     # Attempts in a row that could not even connect (refused, unknown host) before the run stops:
     # a judge that is down for the whole run fails in seconds, not after every call's retries.
     max_unreachable: int = 20
+
+
+def backoff_base_s() -> float:
+    """First retry delay (doubling per attempt): `ExecutorSettings.backoff_base_s`, or
+    RUBRIC_JUDGE_BACKOFF_BASE_S when set (tests use ~0.01); read by `score` and `serve` alike.
+
+    Raises:
+        UserError: the variable is not a non-negative number.
+    """
+    configured = os.environ.get("RUBRIC_JUDGE_BACKOFF_BASE_S")
+    if not configured:
+        return ExecutorSettings.backoff_base_s
+    try:
+        value = float(configured)
+    except ValueError:
+        raise UserError(f"RUBRIC_JUDGE_BACKOFF_BASE_S must be a number of seconds, not {configured!r}") from None
+    if value < 0:
+        raise UserError(f"RUBRIC_JUDGE_BACKOFF_BASE_S must not be negative, not {configured!r}")
+    return value
 
 
 @dataclass(frozen=True)

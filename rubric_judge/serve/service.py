@@ -35,7 +35,7 @@ from typing import Any
 from rubric_judge.cache.verdicts import CacheMode, VerdictCache, default_cache_dir
 from rubric_judge.errors import Location, Problem, UserError
 from rubric_judge.imageio import ImageError
-from rubric_judge.judge.executor import ExecutorSettings, Outcome
+from rubric_judge.judge.executor import ExecutorSettings, Outcome, backoff_base_s
 from rubric_judge.judge.transport import NO_KEY, provider_api_key, resolve_transport
 from rubric_judge.planning.compile import JudgeTarget, TemplateRenderError, compile_sample
 from rubric_judge.planning.target import OFFLINE, OFFLINE_IDENTITY_BASE, OFFLINE_JUDGE_MODEL
@@ -211,7 +211,7 @@ class RewardService:
             register_url(self.api_base)
             api_key = api_key or (NO_KEY if self.api_base else None)
         settings = ExecutorSettings(concurrency=self.concurrency, requests_per_minute=self.rpm, timeout_s=self.timeout, api_key=api_key,
-                                    api_base=transport_base, transport=self.transport, backoff_base_s=_backoff_base_s(),
+                                    api_base=transport_base, transport=self.transport, backoff_base_s=backoff_base_s(),
                                     max_unreachable=0)  # a server outlives a judge outage: items fall back at the deadline instead
         self._cache = VerdictCache(self.cache_dir, self.cache_mode)
         self._loop = JudgeLoop(self._cache, settings)
@@ -369,18 +369,3 @@ class RewardService:
         task = asyncio.ensure_future(release())
         self._background.add(task)
         task.add_done_callback(self._background.discard)
-
-
-def _backoff_base_s() -> float:
-    """First retry delay; RUBRIC_JUDGE_BACKOFF_BASE_S overrides it as for `score` (run.py reads
-    the same variable; serve sits beside run in the layers, so it cannot import it)."""
-    configured = os.environ.get("RUBRIC_JUDGE_BACKOFF_BASE_S")
-    if not configured:
-        return ExecutorSettings.backoff_base_s
-    try:
-        value = float(configured)
-    except ValueError:
-        raise UserError(f"RUBRIC_JUDGE_BACKOFF_BASE_S must be a number of seconds, not {configured!r}") from None
-    if value < 0:
-        raise UserError(f"RUBRIC_JUDGE_BACKOFF_BASE_S must not be negative, not {configured!r}")
-    return value
