@@ -26,9 +26,12 @@ only the parts rubric-judge also computes (no BLEU, Rad-DINO or clinical text me
   The LPIPS model is `lpips.LPIPS(net="alex", pnet_rand=True)` with the trunk loaded from the
   given file: the module `lpips.LPIPS(net="alex")` builds, minus torchvision's hub download.
 
-"ours" is rubric-judge: `compute_image_metrics(pairs, ("ssim", "psnr", "lpips"),
-ImageMetricOptions(preset="medgen", lpips_weights=trunk), device="cpu")` then
-`compute_bertscore(pairs, BertScoreOptions(model=model_dir, num_layers=...), device="cpu")`.
+"ours" is what `rubric-judge score` runs for a rubric with these metrics (medgen
+holistic-with-gt's ssim/psnr/lpips specs and bertscore pointed at the job's model):
+`compute_run_metrics(specs, samples, device="cpu", cache=<MetricCache in a fresh folder>)`, LPIPS
+weights found under $TORCH_HOME as `score` finds them. Its stages are timed by wrapping the
+functions it calls (load_lpips_model, _lpips_for_chunk, compute_image_metrics, get_bertscorer,
+compute_bertscore). The side also records its CPU time (user + system, all threads).
 """
 
 from __future__ import annotations
@@ -136,34 +139,59 @@ def run_official(job: dict, stage: Stages) -> dict[str, float]:
 
 
 def run_ours(job: dict, stage: Stages) -> dict[str, float]:
+    """What `rubric-judge score` runs for a rubric with these four metrics: compute_run_metrics
+    over the samples (the medgen holistic-with-gt metric specs, BERTScore pointed at the job's
+    model), with a metric cache in a fresh folder, LPIPS weights from $TORCH_HOME as `score`
+    finds them. Stages are wall time on the main thread; the BERTScore model loads on a
+    background thread meanwhile, and its stage is only what the main thread still waited."""
+    trunk = Path(job["trunk"])
+    os.environ["TORCH_HOME"] = str(trunk.parent.parent.parent)  # <TORCH_HOME>/hub/checkpoints/<file>
     with stage("imports"):
+        import tempfile
+        import threading
+
         import rubric_judge.metrics.image as image_module
-        from rubric_judge.metrics.image import IMAGE_METRICS, ImageMetricOptions, compute_image_metrics
-        from rubric_judge.metrics.lpips import load_lpips_model
-        from rubric_judge.metrics.text import BertScoreOptions, compute_bertscore, get_bertscorer
+        import rubric_judge.metrics.text as text_module
+        from rubric_judge.metrics import MetricCache, compute_run_metrics
+        from rubric_judge.planning.samples import Sample
+        from rubric_judge.rubrics.schema import MetricSpec
 
-    options = ImageMetricOptions(preset="medgen", lpips_weights=Path(job["trunk"]))
-    with stage("lpips model load"):
-        load_lpips_model("alex", options.lpips_weights, "cpu")  # cached: compute_image_metrics reuses it
-    # Split the image call into its LPIPS forwards and the rest (decode, resize, SSIM, PSNR).
-    forward = image_module._lpips_for_chunk
+    image_pair = {"output": "output_image", "reference": "ground_truth_image", "preset": "medgen"}
+    specs = [MetricSpec(metric="ssim", **image_pair), MetricSpec(metric="psnr", **image_pair), MetricSpec(metric="lpips", **image_pair),
+             MetricSpec(metric="bertscore", output="response", reference="answer", model=job["model_dir"], num_layers=job["num_layers"])]
+    samples = [Sample(p["id"], {"output_image": Path(p["output"]), "ground_truth_image": Path(p["reference"]),
+                                "response": p["candidate"], "answer": p["answer"]}) for p in job["pairs"]]
 
-    def timed_forward(*args, **kwargs):
-        with stage("lpips"):
-            return forward(*args, **kwargs)
+    def timed(module, name: str, label: str, exclude: tuple[str, ...] = ()) -> None:
+        function = getattr(module, name)
 
-    image_module._lpips_for_chunk = timed_forward
-    pairs = job["pairs"]
-    t0 = time.perf_counter()
-    images = compute_image_metrics([(p["id"], Path(p["output"]), Path(p["reference"])) for p in pairs], IMAGE_METRICS, options, device="cpu")
-    stage.seconds["image decode + ssim + psnr"] = time.perf_counter() - t0 - stage.seconds.get("lpips", 0.0)
-    text_options = BertScoreOptions(model=job["model_dir"], num_layers=job["num_layers"])
-    with stage("bertscore model load"):
-        get_bertscorer(text_options, "cpu")
-    with stage("bertscore"):
-        texts = compute_bertscore([(p["id"], p["candidate"], p["answer"]) for p in pairs], text_options, device="cpu")
-    values = {f"{sample_id}|{metric}": v.value for (sample_id, metric), v in {**images, **texts}.items() if v.value is not None}
-    bad = [f"{k}: {v.status} {v.detail}" for k, v in {**images, **texts}.items() if v.status != "ok"]
+        def wrapper(*args, **kwargs):
+            if threading.current_thread() is not threading.main_thread():
+                return function(*args, **kwargs)  # the preload thread: not a main-thread stage
+            before = {n: stage.seconds.get(n, 0.0) for n in exclude}
+            t0 = time.perf_counter()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                inner = sum(stage.seconds.get(n, 0.0) - before[n] for n in exclude)
+                stage.seconds[label] = stage.seconds.get(label, 0.0) + time.perf_counter() - t0 - inner
+
+        setattr(module, name, wrapper)
+
+    timed(image_module, "load_lpips_model", "lpips model load")
+    timed(image_module, "_lpips_for_chunk", "lpips")
+    timed(image_module, "compute_image_metrics", "import torch + image decode + ssim + psnr", ("lpips model load", "lpips"))
+    timed(text_module, "get_bertscorer", "bertscore model load (still waited for)")
+    timed(text_module, "compute_bertscore", "bertscore", ("bertscore model load (still waited for)",))
+    with tempfile.TemporaryDirectory(prefix="rj-metric-cache-") as cache_dir:
+        cache = MetricCache(Path(cache_dir))
+        t0 = time.perf_counter()
+        rows = compute_run_metrics(specs, samples, device="cpu", cache=cache)
+        cache.close()
+    computing = ("lpips model load", "lpips", "import torch + image decode + ssim + psnr", "bertscore model load (still waited for)", "bertscore")
+    stage.seconds["cache look-up and writes"] = time.perf_counter() - t0 - sum(stage.seconds.get(n, 0.0) for n in computing)
+    values = {f"{row.sample_id}|{row.metric}": row.value for row in rows if row.value is not None}
+    bad = [f"{row.sample_id} {row.metric}: {row.status} {row.detail}" for row in rows if row.status != "ok"]
     if bad:
         print(f"  note ({len(bad)} not ok): {bad[0]}", file=sys.stderr)
     return values
@@ -178,7 +206,8 @@ def main() -> None:
     stage = Stages()
     values = (run_official if side == "official" else run_ours)(job, stage)
     stage.seconds["total in process"] = time.perf_counter() - T_START
-    (job_dir / f"{side}.json").write_text(json.dumps({"stages": stage.seconds, "values": values}), encoding="utf-8")
+    result = {"stages": stage.seconds, "values": values, "cpu": time.process_time()}
+    (job_dir / f"{side}.json").write_text(json.dumps(result), encoding="utf-8")
 
 
 if __name__ == "__main__":

@@ -280,6 +280,7 @@ def bench_cold(args, tmp: Path, trunk: Path, model_dir: Path) -> list[dict]:
         job_dir.mkdir(parents=True, exist_ok=True)
         pairs = write_mixed_set(job_dir / "images", args.mixed_pairs) if name == "mixed" else write_uniform_set(job_dir / "images", args.uniform_pairs, args.uniform_size)
         (job_dir / "job.json").write_text(json.dumps({"trunk": str(trunk), "model_dir": str(model_dir), "num_layers": 6, "pairs": pairs}), encoding="utf-8")
+        load = os.getloadavg()[0]
         runs: dict[str, list[dict]] = {"official": [], "ours": []}
         for _ in range(args.cold_repeat):
             for side in ("official", "ours"):
@@ -292,11 +293,37 @@ def bench_cold(args, tmp: Path, trunk: Path, model_dir: Path) -> list[dict]:
             if key in ours["values"]:
                 diff[metric] = max(diff.get(metric, 0.0), abs(ours["values"][key] - value))
         missing = len(official["values"]) - sum(1 for key in official["values"] if key in ours["values"])
+        alone = _bertscore_alone_check(pairs, official["values"], ours["values"], str(model_dir))
         ratios = [o["wall"] / r["wall"] for o, r in zip(runs["official"], runs["ours"], strict=True)]
-        row = {"set": name, "n": len(pairs), "official": official, "ours": ours, "diff": diff, "missing": missing, "ratios": ratios}
+        row = {"set": name, "n": len(pairs), "load": load, "official": official, "ours": ours, "diff": diff, "missing": missing, "ratios": ratios, "alone": alone}
         rows.append(row)
         _print_cold(row)
     return rows
+
+
+def _bertscore_alone_check(pairs: list[dict], official: dict, ours: dict, model_dir: str) -> str:
+    """For the pairs whose BERTScore differs by more than 1e-6: the value `bert_score.score` gives
+    each pair alone, as against the official's batch of 8. bert_score's greedy matching lets a
+    padded position win a token whose similarities are all negative, so the official value of a
+    pair can depend on the other answers in its batch of 8; rubric-judge gives every pair its
+    value alone. Untimed; returns a line for the report ("" when nothing differs)."""
+    from rubric_judge.metrics.torch_guard import ensure_torchvision_importable
+
+    differing = [p for p in pairs if f"{p['id']}|bertscore" in ours
+                 and abs(ours[f"{p['id']}|bertscore"] - official[f"{p['id']}|bertscore"]) > 1e-6]
+    if not differing:
+        return ""
+    ensure_torchvision_importable()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from bert_score import score as bert_score
+
+        alone = [float(bert_score([p["candidate"]], [p["answer"]], model_type=model_dir, lang="en", rescale_with_baseline=False,
+                                  num_layers=6, device="cpu", verbose=False)[2].item()) for p in differing]
+    off = max(abs(official[f"{p['id']}|bertscore"] - a) for p, a in zip(differing, alone, strict=True))
+    own = max(abs(ours[f"{p['id']}|bertscore"] - a) for p, a in zip(differing, alone, strict=True))
+    return (f"{len(differing)} BERTScore values differ by > 1e-6; bert_score.score on each of those pairs alone differs from "
+            f"the official batch-of-8 value by up to {off:.1e} and from rubric-judge's by up to {own:.1e} (padding in the batch)")
 
 
 def _print_cold(row: dict) -> None:
@@ -308,10 +335,14 @@ def _print_cold(row: dict) -> None:
         a, b = official.get(stage), ours.get(stage)
         print(f"    {stage:40s} {'' if a is None else f'{a:9.2f}':>9s} {'' if b is None else f'{b:13.2f}':>13s}")
     print(f"    {'process wall (all of the above)':40s} {row['official']['wall']:9.2f} {row['ours']['wall']:13.2f}")
+    print(f"    {'process CPU (user + system, all threads)':40s} {row['official']['cpu']:9.2f} {row['ours']['cpu']:13.2f}")
+    print(f"    machine load (1-min average) before the runs: {row['load']:.2f} on {os.cpu_count()} cores")
     spread = ", ".join(f"{r:.2f}x" for r in row["ratios"])
     diffs = ", ".join(f"{m} {v:.1e}" for m, v in sorted(row["diff"].items()))
     print(f"    speed-up {row['official']['wall'] / row['ours']['wall']:.2f}x (per repetition: {spread}); max |diff| {diffs}"
           + (f"; {row['missing']} official values have no rubric-judge value" if row["missing"] else ""), flush=True)
+    if row["alone"]:
+        print(f"    {row['alone']}", flush=True)
 
 
 # --------------------------------------------------------------------------------------------

@@ -275,25 +275,28 @@ def compute_image_metrics(
         if not run_lpips:
             for chunk_pairs in chunks:
                 record(*prepare_chunk(chunk_pairs))
-        elif on_cpu:
-            # CPU: decode + SSIM/PSNR for a chunk on all cores, then LPIPS for it on all cores.
-            # Measured on 2 cores: faster than overlapping the two phases (which oversubscribes
-            # the cores and stalls torch's OpenMP threads) at 256, 512 and 1024 px.
-            with _torch_inference():
-                for chunk_pairs in chunks:
-                    chunk, values = prepare_chunk(chunk_pairs)
-                    values.update(_lpips_for_chunk(model, chunk, options, resolved_device, batch_size))
-                    record(chunk, values)
         else:
-            # GPU: LPIPS batches run on the device while the next chunk is decoded on the host.
-            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="image-metrics-next") as ahead, _torch_inference():
-                pending: Future[Any] = ahead.submit(prepare_chunk, chunks[0])
-                for index in range(len(chunks)):
-                    chunk, values = pending.result()
-                    if index + 1 < len(chunks):
-                        pending = ahead.submit(prepare_chunk, chunks[index + 1])
-                    values.update(_lpips_for_chunk(model, chunk, options, resolved_device, batch_size))
-                    record(chunk, values)
+            from rubric_judge.metrics.device import cpu_torch_threads
+
+            with cpu_torch_threads(resolved_device) as torch_threads, _torch_inference():
+                if on_cpu and torch_threads >= workers:
+                    # torch has every core: decode + SSIM/PSNR for a chunk on all cores, then
+                    # LPIPS for it on all cores (overlapping the two would oversubscribe them).
+                    for chunk_pairs in chunks:
+                        chunk, values = prepare_chunk(chunk_pairs)
+                        values.update(_lpips_for_chunk(model, chunk, options, resolved_device, batch_size))
+                        record(chunk, values)
+                else:
+                    # GPU, or CPU cores that torch leaves free (busy machine): LPIPS runs on the
+                    # device / its threads while the next chunk is decoded on the others.
+                    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="image-metrics-next") as ahead:
+                        pending: Future[Any] = ahead.submit(prepare_chunk, chunks[0])
+                        for index in range(len(chunks)):
+                            chunk, values = pending.result()
+                            if index + 1 < len(chunks):
+                                pending = ahead.submit(prepare_chunk, chunks[index + 1])
+                            values.update(_lpips_for_chunk(model, chunk, options, resolved_device, batch_size))
+                            record(chunk, values)
     finally:
         if prep_pool is not None:
             prep_pool.shutdown(wait=True)

@@ -288,7 +288,10 @@ def compute_bertscore(
     cands = [c for _, c, _ in valid]
     refs = [r for _, _, r in valid]
     try:
-        precision, recall, f1 = _score_by_length(scorer, cands, refs, options.batch_size)
+        from rubric_judge.metrics.device import cpu_torch_threads
+
+        with cpu_torch_threads(str(scorer.device)):
+            precision, recall, f1 = _score_by_length(scorer, cands, refs, options.batch_size)
     except Exception as exc:  # a scoring failure (e.g. out of memory) marks these samples, not the run
         detail = f"BERTScore failed: {type(exc).__name__}: {exc}"
         for sample_id, _, _ in valid:

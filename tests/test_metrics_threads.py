@@ -1,0 +1,113 @@
+"""torch threads for CPU metrics on a busy machine: no more threads than idle cores, the LPIPS
+forwards overlapping the next chunk's decoding, and the same values as on an idle machine."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from rubric_judge.metrics.torch_guard import ensure_torchvision_importable
+
+ensure_torchvision_importable()
+torch = pytest.importorskip("torch")
+lpips = pytest.importorskip("lpips")
+
+from rubric_judge.metrics import device as device_module  # noqa: E402
+from rubric_judge.metrics import image as image_module  # noqa: E402
+from rubric_judge.metrics.device import cpu_torch_threads  # noqa: E402
+from rubric_judge.metrics.image import ImageMetricOptions, compute_image_metrics  # noqa: E402
+
+
+def _cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+@pytest.fixture
+def busy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every core kept busy by other processes; torch starts with 2 threads; no OMP_NUM_THREADS."""
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(device_module.os, "getloadavg", lambda: (float(_cores() + 1), 0.0, 0.0))
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_busy_cpu_gets_one_thread_and_it_is_restored(busy: None) -> None:
+    with cpu_torch_threads("cpu") as threads:
+        assert threads == 1
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == 2
+
+
+def test_explicit_omp_threads_and_gpu_are_left_alone(busy: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    with cpu_torch_threads("cuda") as threads:
+        assert threads == torch.get_num_threads() == 2
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    with cpu_torch_threads("cpu") as threads:
+        assert threads == torch.get_num_threads() == 2
+
+
+def test_idle_cores_subtracts_the_load(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(device_module.os, "sched_getaffinity", lambda _: set(range(8)), raising=False)
+    monkeypatch.setattr(device_module.os, "getloadavg", lambda: (2.6, 0.0, 0.0))
+    assert device_module._idle_cores() == 5
+    monkeypatch.setattr(device_module.os, "getloadavg", lambda: (30.0, 0.0, 0.0))
+    assert device_module._idle_cores() == 1
+
+
+@pytest.fixture(scope="module")
+def pairs_and_weights(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[tuple[str, Path, Path]], Path]:
+    root = tmp_path_factory.mktemp("threads")
+    rng = np.random.default_rng(3)
+    pairs = []
+    for i in range(5):
+        size = (96, 80) if i % 2 else (64, 64)
+        base = rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+        noisy = np.clip(base.astype(np.int16) + rng.integers(-25, 26, base.shape), 0, 255).astype(np.uint8)
+        Image.fromarray(base).save(root / f"gt{i}.png")
+        Image.fromarray(noisy).resize((size[0] + 7 * i, size[1]), Image.Resampling.BILINEAR).save(root / f"out{i}.png")
+        pairs.append((f"p{i}", root / f"out{i}.png", root / f"gt{i}.png"))
+    torch.manual_seed(5)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = lpips.LPIPS(net="alex", pnet_rand=True, verbose=False)
+    weights = root / "lpips.pth"
+    torch.save(model.state_dict(), weights)
+    return pairs, weights
+
+
+def test_busy_machine_pipelines_lpips_with_one_thread_and_same_values(
+    pairs_and_weights, busy: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pairs, weights = pairs_and_weights
+    options = ImageMetricOptions(lpips_weights=weights)
+    monkeypatch.setattr(device_module, "_idle_cores", lambda: _cores())
+    idle = compute_image_metrics(pairs, ("ssim", "psnr", "lpips"), options, device="cpu")
+
+    seen: list[tuple[int, str]] = []
+    forward = image_module._lpips_for_chunk
+
+    def recording(*args, **kwargs):
+        import threading
+
+        seen.append((torch.get_num_threads(), threading.current_thread().name))
+        return forward(*args, **kwargs)
+
+    monkeypatch.setattr(image_module, "_lpips_for_chunk", recording)
+    monkeypatch.setattr(image_module, "_CHUNK_PAIRS", 2)  # 3 chunks: decoding runs ahead of LPIPS
+    monkeypatch.setattr(device_module, "_idle_cores", lambda: 1)
+    busy_values = compute_image_metrics(pairs, ("ssim", "psnr", "lpips"), options, device="cpu")
+
+    assert len(seen) == 3 and all(threads == 1 for threads, _ in seen)
+    assert torch.get_num_threads() == 2  # restored
+    assert busy_values.keys() == idle.keys()
+    for key, value in idle.items():
+        assert value.status == busy_values[key].status == "ok", key
+        assert busy_values[key].value == pytest.approx(value.value, abs=1e-6), key
