@@ -188,3 +188,18 @@ def test_batch_needs_an_openai_compatible_api_base(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="--batch"):
         score(TASKS, data=MANIFEST, outputs=GOOD, model="good", judge="anthropic/claude-3-5-sonnet-20241022", db=tmp_path / "x.duckdb",
               cache_dir=tmp_path / "c", batch=True)
+
+
+def test_plan_shows_the_batch_price_beside_the_live_price() -> None:
+    from rubric_judge.plan_summary import plan
+    from rubric_judge.planning.estimate import register_price
+
+    published = plan(TASKS, data=MANIFEST, outputs=GOOD, judge=JUDGE, cache_dir=Path("/nonexistent-rubric-judge-cache"))
+    mode = published.configured
+    assert not published.batch_price_assumed  # gpt-4o-mini has batch prices in litellm's map
+    assert mode.batch_to_pay_cost_usd == pytest.approx(mode.to_pay_cost_usd / 2)
+
+    register_price("openai/test-live-price-only", 1e-6, 2e-6)  # no batch price: half, marked as assumed
+    assumed = plan(TASKS, data=MANIFEST, outputs=GOOD, judge="openai/test-live-price-only", cache_dir=Path("/nonexistent-rubric-judge-cache"))
+    assert assumed.batch_price_assumed
+    assert assumed.configured.batch_to_pay_cost_usd == pytest.approx(assumed.configured.to_pay_cost_usd / 2)
