@@ -34,6 +34,8 @@ class ModePlan:
         cost_usd: estimated over all calls; None when the judge has no known price.
         cached_calls: calls whose answer is already in the verdict cache.
         to_pay_cost_usd: estimated cost of the calls not in the cache.
+        batch_to_pay_cost_usd: what the calls not in the cache would cost through the provider's
+            batch API (`score --batch`); None when the price is unknown.
         unusable: why this mode cannot be used for some samples the rubric's own mode plans
             (its templates fail to render in it), with how many; None when it can. The counts
             above then cover only the samples it could plan.
@@ -50,6 +52,7 @@ class ModePlan:
     cached_calls: int
     to_pay_cost_usd: float | None
     unusable: str | None = None
+    batch_to_pay_cost_usd: float | None = None
 
     @property
     def to_pay_calls(self) -> int:
@@ -102,6 +105,8 @@ class Plan:
         warnings: problems that would stop `score` (an undecodable image, a template error).
         judged: whether a judge scores the rubric (False: metrics only, no calls in any mode).
         metrics: the metric work, one entry per metric of the rubric.
+        batch_price_assumed: the batch prices are half the live ones (litellm's map has no
+            batch price for the judge), not the provider's published batch prices.
     """
 
     rubric_id: str
@@ -114,6 +119,7 @@ class Plan:
     warnings: tuple[Problem, ...]
     judged: bool = True
     metrics: tuple[MetricWork, ...] = ()
+    batch_price_assumed: bool = True
 
     @property
     def configured(self) -> ModePlan:
@@ -154,7 +160,7 @@ def plan(
     """
     from rubric_judge.cache.verdicts import CacheMode, VerdictCache, default_cache_dir
     from rubric_judge.planning.compile import build_plan
-    from rubric_judge.planning.estimate import estimate_calls
+    from rubric_judge.planning.estimate import batch_price, batch_rates, estimate_calls
     from rubric_judge.planning.job import load_job
     from rubric_judge.planning.target import judge_target
     from rubric_judge.rubrics.schema import Batching
@@ -179,10 +185,11 @@ def plan(
             own = [p for p in mode_plan.problems if str(p.location) in planned_here] if mode is not configured else []
             unusable = (f"fails for {len(own)} of {len(job.samples)} samples, e.g. {own[0].message}" if own else None)
             modes.append(ModePlan(mode.value, mode is configured, full.calls, full.criteria, full.images, full.prompt_tokens,
-                                  full.completion_tokens, full.cost_usd, len(calls) - len(uncached), to_pay.cost_usd, unusable))
+                                  full.completion_tokens, full.cost_usd, len(calls) - len(uncached), to_pay.cost_usd, unusable,
+                                  batch_price(model, to_pay.prompt_tokens, to_pay.completion_tokens)))
     return Plan(job.rubric_id, job.rubric_version, model if base.judged else "none", len(job.samples), tuple(modes),
                 tuple(sp.sample.id for sp in compiled.samples if sp.unjudged), base.scoring.missing_output.value if base.scoring else None,
-                tuple(compiled.problems), base.judged, metric_work(base, job.samples))
+                tuple(compiled.problems), base.judged, metric_work(base, job.samples), batch_rates(model)[1])
 
 
 def metric_work(rubric: Rubric, samples: Sequence[Sample]) -> tuple[MetricWork, ...]:

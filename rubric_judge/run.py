@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from rubric_judge.cache.verdicts import CacheMode, VerdictCache
 from rubric_judge.errors import Location, Problem, UserError
+from rubric_judge.judge.batch import BatchUpdate  # a progress event of `score --batch`
 from rubric_judge.judge.executor import Executor, ExecutorSettings, Outcome, Progress, backoff_base_s
 from rubric_judge.judge.transport import NO_KEY, provider_api_key, resolve_transport
 from rubric_judge.planning.compile import (
@@ -123,7 +124,7 @@ class MetricsProgress:
 # How a run that judged everything it was asked to ends: over the whole manifest, or a selection.
 COMPLETE = ("finished", "partial")
 
-ScoreEvent = SubRun | JudgeChosen | Planned | CallsProgress | MetricsProgress
+ScoreEvent = SubRun | JudgeChosen | Planned | CallsProgress | MetricsProgress | BatchUpdate
 ProgressCallback = Callable[[ScoreEvent], None]
 
 
@@ -134,7 +135,8 @@ class RunResult:
     Attributes:
         run_id: the run's id in the results database.
         status: finished | partial (finished, over the samples chosen with `limit`/`samples`) |
-            stopped (cost budget) | failed (judge unreachable) | interrupted.
+            stopped (cost budget) | failed (judge unreachable) | interrupted | submitted (calls wait in
+            provider batches, `batch_wait=False`: run the same call again to collect them).
         status_detail: why a run that did not finish stopped, or which samples a partial run
             scored; None when finished.
         db: the results database.
@@ -177,7 +179,8 @@ class RunResult:
     @property
     def exit_code(self) -> int:
         """The CLI's exit code: 0 when finished (or partial) with every call answered (the probe's too), else 1."""
-        ok = self.status in COMPLETE and not self.failed_calls
+        # `submitted`: the batches are in (score --batch --no-wait); not a failure of the command.
+        ok = self.status in (*COMPLETE, "submitted") and not self.failed_calls
         return 0 if ok and (self.probe is None or self.probe.exit_code == 0) else 1
 
     def results(self) -> Results:
@@ -216,6 +219,11 @@ class ScoreOptions:
     limit: int | None = None  # score only the first N samples (after `samples`)
     samples: tuple[str, ...] = ()  # score only these sample ids
     selection: SampleSelection | None = None  # what `limit`/`samples` chose, filled in by run_score
+    # Provider batch API (judge/batch.py): uncached calls go in batches at the batch price.
+    batch: bool = False
+    batch_wait: bool = True  # poll until the batches end; False: submit (or poll once) and return `submitted`
+    provider_batch_size: int | None = None  # requests per batch input file (default: the provider's limit)
+    batch_invalid: str = "reask"  # a batch answer that fails validation: reask (live) | unscored
 
     @property
     def offline(self) -> bool:
@@ -246,6 +254,10 @@ def score(
     max_unreachable: int = ExecutorSettings.max_unreachable,
     limit: int | None = None,
     samples: Sequence[str] | None = None,
+    batch: bool = False,
+    batch_wait: bool = True,
+    provider_batch_size: int | None = None,
+    batch_invalid: str = "reask",
     on_progress: ProgressCallback | None = None,
 ) -> RunResult:
     """Judge a model's outputs against a rubric and store every call and verdict in DuckDB.
@@ -282,7 +294,15 @@ def score(
         limit: score only the first N samples of the manifest (of those in `samples`, if given).
         samples: score only the samples with these ids. Either makes a run that leaves samples
             out `partial`: the leaderboard says so, and `compare` refuses it unless asked.
-        on_progress: called with each progress event (JudgeChosen, Planned, CallsProgress, MetricsProgress).
+        batch: send the calls the cache cannot answer through the provider's batch API (half the
+            price, answered within 24 h; an OpenAI-compatible `api_base` with /files and
+            /batches). Batches are recorded in `db`: running the same call again polls them
+            and stores their answers, and never submits the same calls twice.
+        batch_wait: wait for the batches to end (polling); False returns at once with status
+            `submitted` (run the same call again to collect).
+        provider_batch_size: at most this many requests per batch (default: 50,000, OpenAI's limit).
+        batch_invalid: what becomes of a batch answer that fails validation: reask (asked live) | unscored.
+        on_progress: called with each progress event (JudgeChosen, Planned, CallsProgress, MetricsProgress, BatchUpdate).
 
     Returns:
         A `RunResult`; its `status` says whether the run finished. A panel's has its members'
@@ -293,7 +313,8 @@ def score(
             estimate over `max_cost`; nothing is judged or written for bad input.
     """
     options = _options(rubric, data, outputs, model, judge, panel, probe, api_base, transport, concurrency, rpm, timeout, db, cache_dir, cache,
-                       max_cost, replicates, max_image_side, device, max_unreachable, limit, samples)
+                       max_cost, replicates, max_image_side, device, max_unreachable, limit, samples,
+                       batch=batch, batch_wait=batch_wait, provider_batch_size=provider_batch_size, batch_invalid=batch_invalid)
     try:
         asyncio.get_running_loop()
     except RuntimeError:
@@ -329,16 +350,22 @@ async def score_async(
     max_unreachable: int = ExecutorSettings.max_unreachable,
     limit: int | None = None,
     samples: Sequence[str] | None = None,
+    batch: bool = False,
+    batch_wait: bool = True,
+    provider_batch_size: int | None = None,
+    batch_invalid: str = "reask",
     on_progress: ProgressCallback | None = None,
 ) -> RunResult:
     """`score` as a coroutine, judging on the caller's event loop; same arguments and result."""
     options = _options(rubric, data, outputs, model, judge, panel, probe, api_base, transport, concurrency, rpm, timeout, db, cache_dir, cache,
-                       max_cost, replicates, max_image_side, device, max_unreachable, limit, samples)
+                       max_cost, replicates, max_image_side, device, max_unreachable, limit, samples,
+                       batch=batch, batch_wait=batch_wait, provider_batch_size=provider_batch_size, batch_invalid=batch_invalid)
     return await run_score(options, on_progress)
 
 
 def _options(rubric, data, outputs, model, judge, panel, probe, api_base, transport, concurrency, rpm, timeout, db, cache_dir, cache,
-             max_cost, replicates, max_image_side, device, max_unreachable, limit=None, samples=None) -> ScoreOptions:
+             max_cost, replicates, max_image_side, device, max_unreachable, limit=None, samples=None,
+             batch=False, batch_wait=True, provider_batch_size=None, batch_invalid="reask") -> ScoreOptions:
     from rubric_judge.cache.verdicts import default_cache_dir
     from rubric_judge.store.db import default_db_path
 
@@ -347,10 +374,12 @@ def _options(rubric, data, outputs, model, judge, panel, probe, api_base, transp
     except ValueError:
         raise UserError(Problem(Location(None), f"must be one of {', '.join(m.value for m in CacheMode)}, not {cache!r}", field="cache")) from None
     checked = (("concurrency", concurrency, 1), ("replicates", replicates, 1), ("timeout", timeout, 1), ("max_unreachable", max_unreachable, 0),
-               ("limit", 1 if limit is None else limit, 1))
+               ("limit", 1 if limit is None else limit, 1), ("provider_batch_size", 1 if provider_batch_size is None else provider_batch_size, 1))
     for name, value, least in checked:
         if value < least:
             raise UserError(Problem(Location(None), f"must be at least {least}, not {value!r}", field=name))
+    if batch_invalid not in ("reask", "unscored"):
+        raise UserError(Problem(Location(None), f"must be reask or unscored, not {batch_invalid!r}", field="batch_invalid"))
     judges = _judges(judge, panel, probe)
     return ScoreOptions(
         rubric=Path(rubric), data=Path(data), outputs=Path(outputs), model=model, judge=judges[0] if len(judges) == 1 else None,
@@ -359,6 +388,7 @@ def _options(rubric, data, outputs, model, judge, panel, probe, api_base, transp
         cache_dir=Path(cache_dir) if cache_dir is not None else default_cache_dir(), cache=cache_mode, max_cost=max_cost,
         replicates=replicates, max_image_side=max_image_side, device=device, max_unreachable=max_unreachable,
         limit=limit, samples=(samples,) if isinstance(samples, str) else tuple(samples or ()),
+        batch=batch, batch_wait=batch_wait, provider_batch_size=provider_batch_size, batch_invalid=batch_invalid,
     )
 
 
@@ -576,8 +606,8 @@ async def _run_judge(options: ScoreOptions, job: Job, emit: ProgressCallback, li
         planner = _Planner(rubrics, job, target, options, link, metrics, emit, cache)
         try:
             await planner.check()
-            if options.max_cost is not None:
-                await planner.plan_all()  # the estimate must be known before the first call
+            if options.max_cost is not None or (options.batch and base.judged):
+                await planner.plan_all()  # the estimate (the batches' calls) must be known before the first call
         except BaseException:
             cache.close()
             raise
@@ -597,11 +627,20 @@ async def _run_judge(options: ScoreOptions, job: Job, emit: ProgressCallback, li
         info = RunInfo(base, options.model, judge_model, identity_base, _with_selection(config, options), link.role,
                        link.parent_run_id, link.probe, manifest_samples=_manifest_samples(options),
                        rubrics=rubrics if link.probe else _suite(options, rubrics))
+        batches = None
+        if options.batch and base.judged:
+            try:
+                batches = await _submit_and_poll(options, planner, cache, info.run_id, judge_model, transport_base, identity_base, api_key, emit)
+            except BaseException:
+                cache.close()
+                raise
         progress = Progress()
         opening = _StoreOpening(options.db, info, planner.outline, options.replicates, after=progress.first_request)
         try:
-            await _execute(Executor(cache, settings), planner, opening, metrics, emit, progress)
+            await _execute(Executor(cache, settings, batches.decided if batches else None), planner, opening, metrics, emit, progress)
             store, run_id = opening.store, opening.run_id
+            if batches is not None:  # their answers are in the run's rows now: later runs need not poll them
+                batches.ledger_for(store).mark_collected([r.batch_id for r in batches.result.batches if r.terminal])
         except BaseException as exc:
             if isinstance(exc, StorageError):
                 status, detail = "failed", exc.problems[0].message
@@ -622,6 +661,10 @@ async def _run_judge(options: ScoreOptions, job: Job, emit: ProgressCallback, li
             status, detail = "failed", progress.judge_unreachable
         elif progress.budget_reached:
             status, detail = "stopped", "the cost budget (max_cost) was reached; run again with a higher one to finish (cached calls are free)"
+        elif batches is not None and batches.result.pending:
+            pending = batches.result.pending
+            status, detail = "submitted", (f"{sum(len(r.custom_ids) for r in pending)} call(s) wait in batch(es) {', '.join(r.batch_id for r in pending)}; "
+                                           "run the same command again to collect their answers (it polls them, never submits them twice)")
         else:
             status, detail = _complete_status(options)
         store.finish_run(run_id, status, detail)
@@ -636,6 +679,48 @@ async def _run_judge(options: ScoreOptions, job: Job, emit: ProgressCallback, li
     finally:
         if server is not None:
             server.stop()
+
+
+@dataclass(frozen=True)
+class _Batches:
+    """The batch phase's result, and how to reach the run's batch ledger again."""
+
+    result: Any  # judge.batch.BatchResult
+    decided: Mapping[str, Outcome]
+    run_id: str
+    identity_base: str | None
+
+    def ledger_for(self, store):
+        from rubric_judge.store.batches import BatchLedgerDB
+
+        return BatchLedgerDB(store, self.run_id, self.identity_base)
+
+
+async def _submit_and_poll(options: ScoreOptions, planner: _Planner, cache: VerdictCache, run_id: str, judge_model: str,
+                           api_base: str | None, identity_base: str | None, api_key: str | None, emit: ProgressCallback) -> _Batches:
+    """`score --batch`: the planned calls the cache cannot answer go to the provider's batch API
+    (judge/batch.py); the run's batches are kept in the results database, polled, and their
+    answers handed to the executor as decided outcomes."""
+    from rubric_judge.judge.batch import BatchAPI, BatchLimits, decided_for, run_batches
+    from rubric_judge.judge.transport import OPENAI_COMPATIBLE_PROVIDERS, provider_of, split_credentials
+    from rubric_judge.store.batches import BatchLedgerDB
+    from rubric_judge.store.db import ResultStore
+
+    if not api_base or provider_of(judge_model) not in OPENAI_COMPATIBLE_PROVIDERS:
+        raise UserError(Problem(Location(None), f"--batch speaks the OpenAI Files and Batch API, but {judge_model!r} has no OpenAI-compatible --api-base",
+                                field="--batch", fix="give --api-base of a server with /v1/files and /v1/batches (OpenAI: https://api.openai.com/v1) and "
+                                                     "an openai/ model; hosted providers' own batch APIs are not supported yet, or leave out --batch"))
+    calls = [call for sample in planner.samples_planned for call in sample.calls]
+    limits = BatchLimits(max_requests=options.provider_batch_size) if options.provider_batch_size else BatchLimits()
+    url, basic_auth = split_credentials(api_base)
+    store = ResultStore(options.db)
+    try:
+        ledger = BatchLedgerDB(store, run_id, identity_base)
+        async with BatchAPI(url or "", api_key, authorization=basic_auth, timeout_s=max(options.timeout, 60.0)) as api:
+            result = await run_batches(calls, api, ledger, cache, limits=limits, wait=options.batch_wait, invalid=options.batch_invalid, on_update=emit)
+    finally:
+        store.close()
+    return _Batches(result, decided_for(result, calls), run_id, identity_base)
 
 
 class _MetricsJob:
@@ -720,15 +805,21 @@ class _Planner:
             raise UserError([*plan.problems, Problem(Location(None), "fix the problems above before scoring (nothing was judged or written)")])
         uncached = [c for c in plan.calls if self.cache.get(c.cache_key) is None]
         estimate = self._estimate(uncached)
-        if estimate is not None and estimate.cost_usd is None:
+        if estimate is not None and estimate.cost_usd is None and self.options.max_cost is not None:
             raise UserError(Problem(Location(None), f"given, but {self.target.model} has no price in litellm's map, so the cost cannot be estimated",
                                     field="max_cost", fix="leave out the cost limit, or use a judge model with a known price"))
-        if estimate is not None and estimate.cost_usd > self.options.max_cost:
+        if estimate is not None and self.options.max_cost is not None and estimate.cost_usd > self.options.max_cost:
             raise UserError(Problem(Location(None), f"estimated cost ${estimate.cost_usd:.4f} for {len(uncached)} uncached calls exceeds "
                                     f"the limit of ${self.options.max_cost}", field="max_cost", fix="raise the limit, or score fewer samples"))
         self._planned = list(plan.samples)
         self._planned_cached = len(plan.calls) - len(uncached)
         self._final_estimate = estimate.cost_usd if estimate else None
+
+    @property
+    def samples_planned(self) -> list[SamplePlan]:
+        """Every sample's plan, after `plan_all`."""
+        assert self._planned is not None, "plan_all() first"
+        return self._planned
 
     def _estimate(self, uncached):
         """The cost estimate of the uncached calls; None when there is nothing to estimate, or

@@ -41,7 +41,8 @@ def command(
         return
     table = Table(title=f"Plan: {summary.rubric_id} v{summary.rubric_version} over {summary.samples} samples, judge {summary.judge_model}",
                   title_justify="left")
-    for column in ("batching", "calls", "cached", "criteria", "images", "prompt tokens", "completion tokens", "est. cost (USD)", "to pay (USD)"):
+    for column in ("batching", "calls", "cached", "criteria", "images", "prompt tokens", "completion tokens", "est. cost (USD)", "to pay (USD)",
+                   "to pay, --batch (USD)"):
         table.add_column(column, justify="left" if column == "batching" else "right")
 
     def usd(value: float | None) -> str:
@@ -50,10 +51,10 @@ def command(
     for mode in summary.modes:
         label = f"{mode.mode} (rubric's)" if mode.configured else mode.mode
         if mode.unusable and not mode.calls:  # zeros would read as "free": say it cannot be used
-            table.add_row(label, "-", "-", "-", "-", "-", "-", "cannot be used", "-", style="dim")
+            table.add_row(label, "-", "-", "-", "-", "-", "-", "cannot be used", "-", "-", style="dim")
             continue
         table.add_row(label, f"{mode.calls:,}", f"{mode.cached_calls:,}", f"{mode.criteria:,}", f"{mode.images:,}", f"{mode.prompt_tokens:,}",
-                      f"{mode.completion_tokens:,}", usd(mode.cost_usd), usd(mode.to_pay_cost_usd))
+                      f"{mode.completion_tokens:,}", usd(mode.cost_usd), usd(mode.to_pay_cost_usd), usd(mode.batch_to_pay_cost_usd))
     stdout.print(table)
     for mode in summary.modes:
         if mode.unusable:
@@ -62,12 +63,16 @@ def command(
     configured = summary.configured
     stdout.print(Text.assemble(("This rubric's mode: ", "bold"),
                                f"{configured.calls:,} calls, {configured.cached_calls:,} in the verdict cache (free), {configured.to_pay_calls:,} to pay, "
-                               f"estimated {usd(configured.to_pay_cost_usd)} USD to pay (of {usd(configured.cost_usd)} in all)."))
+                               f"estimated {usd(configured.to_pay_cost_usd)} USD to pay (of {usd(configured.cost_usd)} in all), "
+                               f"{usd(configured.batch_to_pay_cost_usd)} USD with score --batch."))
     if summary.missing_outputs:
         names = ", ".join(summary.missing_outputs[:10]) + (" ..." if len(summary.missing_outputs) > 10 else "")
         stdout.print(f"[yellow]{len(summary.missing_outputs)} sample(s) have no model output[/] ({names}): no judge call; "
                      f"scored by missing_output: {summary.missing_output_policy}")
     print_warnings(summary.warnings)
+    if summary.configured.cost_usd is not None:
+        stdout.print("[dim]--batch prices: " + ("assumed half the live price (litellm's map has no batch price for this judge)[/]"
+                                                 if summary.batch_price_assumed else "the provider's batch prices, from litellm's map[/]"))
     if summary.configured.cost_usd is None:
         stdout.print(f"[yellow]{summary.judge_model} has no price in litellm's map, so costs are unknown[/] (not zero).")
     stdout.print(f"[dim]Estimates: text tokens by litellm's tokenizer, images by the 512-px tile formula, {COMPLETION_TOKENS_PER_CRITERION} "

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from rubric_judge.cli.output import stdout
-from rubric_judge.run import CallsProgress, JudgeChosen, MetricsProgress, Planned, ScoreEvent, SubRun
+from rubric_judge.run import BatchUpdate, CallsProgress, JudgeChosen, MetricsProgress, Planned, ScoreEvent, SubRun
 
 
 class RichProgress:
@@ -19,6 +19,7 @@ class RichProgress:
         self._bar: Any = None
         self._judging: Any = None
         self._metrics: Any = None
+        self._batch_states: dict[str, tuple] = {}
 
     def __call__(self, event: ScoreEvent) -> None:
         from rich.markup import escape
@@ -49,6 +50,15 @@ class RichProgress:
             cost = f"${event.cost_usd:.4f}" + ("+?" if event.cost_unknown else "")
             stats = f"hits {event.cache_hits}  errors {event.errors}  tokens {event.tokens:,}  {cost}"
             self._bar.update(self._judging, completed=event.done, stats=stats)
+        elif isinstance(event, BatchUpdate):
+            # One line per submission and per change of a batch's state, not per poll.
+            for record in event.batches:
+                seen = (record.status, record.completed_count, record.failed_count)
+                if record.batch_id in event.submitted or self._batch_states.get(record.batch_id) != seen:
+                    self._batch_states[record.batch_id] = seen
+                    verb = "submitted" if record.batch_id in event.submitted else record.status
+                    stdout.print(f"batch {escape(record.batch_id)}: {verb}, {record.request_count} requests "
+                                 f"({record.completed_count} done, {record.failed_count} failed)")
         elif isinstance(event, MetricsProgress) and self._bar is not None and self._metrics is not None:
             self._bar.update(self._metrics, completed=event.done)
 

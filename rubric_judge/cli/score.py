@@ -34,6 +34,10 @@ def command(
     max_unreachable: Annotated[int, typer.Option("--max-unreachable", min=0, help="Stop the run (exit 1) after this many attempts in a row could not connect to the judge at all; 0 = never.")] = 20,
     limit: Annotated[int | None, typer.Option("--limit", min=1, help="Score only the first N samples of the manifest (of the --sample ones, if given), to try a rubric; the run is marked partial.")] = None,
     sample: Annotated[list[str] | None, typer.Option("--sample", help="Score only the sample with this id (repeatable); the run is marked partial.")] = None,
+    batch: Annotated[bool, typer.Option("--batch", help="Send the uncached calls through the provider's batch API (about half the price, answers within 24 h); needs an OpenAI-compatible --api-base with /v1/files and /v1/batches. Running the same command again polls the batches (kept in --db), never submits them twice.")] = False,
+    wait: Annotated[bool, typer.Option("--wait/--no-wait", help="With --batch: wait for the batches to end (default), or submit and return (status `submitted`; run the same command later to collect).")] = True,
+    provider_batch_size: Annotated[int | None, typer.Option("--provider-batch-size", min=1, help="With --batch: at most this many requests per batch (default 50,000, OpenAI's limit; files also stay under 200 MB).")] = None,
+    batch_invalid: Annotated[str, typer.Option("--batch-invalid", help="With --batch: a batch answer that fails validation is asked again live (reask) or stored unscored (unscored).")] = "reask",
 ) -> None:
     """Judge model outputs against a rubric: cached, resumable, every call and verdict in DuckDB.
 
@@ -49,7 +53,8 @@ def command(
         result = score(
             rubric, data=data, outputs=outputs, model=model, judge=judge, panel=panel, probe=probe, api_base=api_base, transport=transport, concurrency=concurrency,
             rpm=rpm, timeout=timeout, db=db, cache_dir=cache_dir, cache=cache, max_cost=max_cost, replicates=replicates,
-            max_image_side=max_image_side, device=device, max_unreachable=max_unreachable, limit=limit, samples=sample, on_progress=on_progress,
+            max_image_side=max_image_side, device=device, max_unreachable=max_unreachable, limit=limit, samples=sample,
+            batch=batch, batch_wait=wait, provider_batch_size=provider_batch_size, batch_invalid=batch_invalid, on_progress=on_progress,
         )
     print_summary(result)
     raise typer.Exit(result.exit_code)
@@ -95,6 +100,8 @@ def print_summary(result: RunResult) -> None:
         stdout.print(f"[yellow]Partial run:[/] {escape(result.status_detail or '')}.")
     elif result.status == "stopped":
         stdout.print(f"[yellow]Stopped: {escape(result.status_detail or '')}.[/]")
+    elif result.status == "submitted":
+        stdout.print(f"[yellow]Submitted:[/] {escape(result.status_detail or '')}.")
     elif result.status == "failed":
         stderr.print(f"[bold red]Stopped early:[/] {escape(result.status_detail or '')}. Nothing more was sent; check --api-base and that the "
                      "judge's server is up, then run the same command again (answers already paid for are cached).")

@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import random
 import threading
 import time
-from collections.abc import AsyncIterable, Callable, Sequence
+from collections.abc import AsyncIterable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -124,9 +125,12 @@ class Progress:
 
 
 class Executor:
-    def __init__(self, cache: VerdictCache, settings: ExecutorSettings = ExecutorSettings()):
+    def __init__(self, cache: VerdictCache, settings: ExecutorSettings = ExecutorSettings(), decided: Mapping[str, Outcome] | None = None):
+        """`decided`: outcomes already known by cache key (a provider batch's, judge/batch.py),
+        used instead of the cache or the judge; each is stored with the call it is given for."""
         self.cache = cache
         self.settings = settings
+        self.decided = decided or {}
 
     def run(self, calls: Sequence[JudgeCall], progress: Progress) -> list[Outcome]:
         return asyncio.run(self.run_async(calls, progress))
@@ -144,6 +148,12 @@ class Executor:
         judging: asyncio.Task | None = None
         try:
             async for call in _aiter(calls):
+                known = self.decided.get(call.cache_key)
+                if known is not None:
+                    outcome = dataclasses.replace(known, call=call)
+                    outcomes.append(outcome)
+                    progress.record(outcome)
+                    continue
                 hit = self.cache.get(call.cache_key)
                 if hit is None:
                     queue.put_nowait(call)

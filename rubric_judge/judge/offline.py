@@ -87,5 +87,10 @@ def offline_policy(question: CriterionQuestion) -> dict[str, Any]:
 
 
 def start_offline_judge(latency: float = 0.0) -> LoopbackJudge:
-    """A running loopback server answering with `offline_policy`; stop it with `.stop()`."""
-    return LoopbackJudge(policy=offline_policy, latency=latency, model_name=OFFLINE_JUDGE_MODEL.removeprefix("openai/")).start()
+    """A running loopback server answering with `offline_policy`; stop it with `.stop()`.
+
+    It serves files and batches too, so `score --judge offline --batch` shows the batch path
+    (its batches end at the first poll)."""
+    from rubric_judge.testing.batch_loopback import BatchLoopbackJudge
+
+    return BatchLoopbackJudge(policy=offline_policy, polls_to_finish=0, latency=latency, model_name=OFFLINE_JUDGE_MODEL.removeprefix("openai/")).start()

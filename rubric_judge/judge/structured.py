@@ -197,6 +197,39 @@ def _add_usage(total: dict[str, int], data: dict[str, Any]) -> None:
         total[key] += value if isinstance(value, int) else 0
 
 
+def parse_answer(call: JudgeCall, data: dict[str, Any]) -> tuple[BaseModel, dict[str, int]]:
+    """One chat-completions answer to a call, validated with the call's answer model, as the
+    live path validates it (also a batch's output line: judge/batch.py).
+
+    Args:
+        call: the planned call (its criteria, verdict kind and structured-output mode).
+        data: the decoded chat-completions response.
+
+    Returns:
+        (the answer model, the answer's token usage).
+
+    Raises:
+        IncompleteAnswer: cut off at max_tokens.
+        InvalidAnswer: no valid answer where the mode puts it (n_attempts 1); its __cause__ is
+            the validation error, whose text a re-ask quotes.
+        JudgeRefused: the judge refused (tools mode).
+    """
+    model = verdicts_model(call.criterion_texts, call.verdict)
+    usage = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
+    _add_usage(usage, data)
+    choices = data.get("choices") or []
+    if choices and choices[0].get("finish_reason") == "length":
+        raise IncompleteAnswer(usage)
+    try:
+        return model.model_validate_json(_answer_json(call.structured_output, data)), usage
+    except (ValidationError, json.JSONDecodeError, _Unparseable) as exc:
+        raise InvalidAnswer(str(exc), 1, usage) from exc
+
+
+def _merged(total: dict[str, int], usage: dict[str, int]) -> dict[str, int]:
+    return {key: total[key] + usage.get(key, 0) for key in total}
+
+
 class DirectStructuredClient:
     """Structured answers over a `post(model, body, timeout)` to an OpenAI-compatible server."""
 
@@ -204,24 +237,25 @@ class DirectStructuredClient:
         self.post = post
 
     async def ask(self, call: JudgeCall, messages: list[dict[str, Any]], *, validation_retries: int, timeout: float) -> tuple[BaseModel, dict[str, int]]:
-        model = verdicts_model(call.criterion_texts, call.verdict)
         body = request_body(call, messages)
         mode = call.structured_output
         usage = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
         for ask in range(1, validation_retries + 2):
             data = await self.post(call.model, body, timeout)
-            _add_usage(usage, data)
-            choices = data.get("choices") or []
-            if choices and choices[0].get("finish_reason") == "length":
-                raise IncompleteAnswer(usage)
             try:
-                return model.model_validate_json(_answer_json(mode, data)), usage
-            except (ValidationError, json.JSONDecodeError, _Unparseable) as exc:
+                answer, used = parse_answer(call, data)
+            except IncompleteAnswer as exc:
+                raise IncompleteAnswer(_merged(usage, exc.total_usage)) from None
+            except InvalidAnswer as exc:
+                usage = _merged(usage, exc.total_usage)
                 if ask > validation_retries:
-                    raise InvalidAnswer(str(exc), ask, usage) from exc
+                    raise InvalidAnswer(str(exc), ask, usage) from exc.__cause__
+                choices = data.get("choices") or []
                 message = (choices[0].get("message") or {}) if choices else {}
                 # A new list each time: the body of an earlier ask is not changed after it was sent.
-                body = {**body, "messages": [*body["messages"], *_reask(mode, message, exc)]}
+                body = {**body, "messages": [*body["messages"], *_reask(mode, message, exc.__cause__ or exc)]}
+                continue
+            return answer, _merged(usage, used)
         raise AssertionError("unreachable")
 
 

@@ -146,3 +146,34 @@ def _bundled_rates(model: str) -> tuple[float, float] | None:
         if isinstance(prompt, int | float) and isinstance(completion, int | float):
             return float(prompt), float(completion)
     return None
+
+
+def batch_rates(model: str) -> tuple[tuple[float, float] | None, bool]:
+    """USD per prompt and completion token through the provider's batch API, and whether that
+    is an assumption: litellm's map has batch prices for some models
+    (`input_cost_per_token_batches`); for the others it is half the live price, the discount
+    OpenAI, Anthropic and Vertex give.
+
+    Args:
+        model: the judge's litellm model string.
+
+    Returns:
+        ((prompt rate, completion rate) or None when the live price is unknown too, assumed).
+    """
+    if model not in _REGISTERED:
+        prices = _bundled_price_map()
+        provider, _, name = model.partition("/")
+        for key in (model, name) if name else (model,):
+            entry = prices.get(key)
+            if isinstance(entry, dict) and (key == model or entry.get("litellm_provider") in (provider, None)):
+                prompt, completion = entry.get("input_cost_per_token_batches"), entry.get("output_cost_per_token_batches")
+                if isinstance(prompt, int | float) and isinstance(completion, int | float):
+                    return (float(prompt), float(completion)), False
+    rates = _rates(model, "litellm" in sys.modules)
+    return (None if rates is None else (rates[0] / 2, rates[1] / 2)), True
+
+
+def batch_price(model: str, prompt_tokens: int, completion_tokens: int) -> float | None:
+    """USD for these tokens through the batch API (`batch_rates`); None when the price is unknown."""
+    rates, _ = batch_rates(model)
+    return None if rates is None else prompt_tokens * rates[0] + completion_tokens * rates[1]

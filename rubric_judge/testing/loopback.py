@@ -551,6 +551,7 @@ class LoopbackJudge:
         for prefix in ("/v1", ""):
             app.router.add_post(f"{prefix}/chat/completions", self._chat_completions)
             app.router.add_get(f"{prefix}/models", self._models)
+        self._add_routes(app)
         # A short shutdown_timeout: in-flight handlers wake on `_stopping`, nothing should linger.
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
         await self._runner.setup()
@@ -558,6 +559,9 @@ class LoopbackJudge:
         await site.start()
         # With port 0 the OS picks a free port; the runner knows which.
         self._port = int(self._runner.addresses[0][1])
+
+    def _add_routes(self, app: web.Application) -> None:
+        """More endpoints, for a subclass (testing/batch_loopback.py adds files and batches)."""
 
     async def _shutdown(self) -> None:
         assert self._stopping is not None and self._runner is not None
