@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from rubric_judge.cache.verdicts import CacheMode, VerdictCache
 from rubric_judge.errors import Location, Problem, UserError
-from rubric_judge.judge.batch import BatchUpdate  # a progress event of `score --batch`
+from rubric_judge.judge.batch_records import BatchUpdate  # a progress event of `score --batch`
 from rubric_judge.judge.executor import Executor, ExecutorSettings, Outcome, Progress, backoff_base_s
 from rubric_judge.judge.transport import NO_KEY, provider_api_key, resolve_transport
 from rubric_judge.planning.compile import (

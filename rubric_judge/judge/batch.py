@@ -30,12 +30,12 @@ import asyncio
 import json
 import os
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from rubric_judge.cache.verdicts import CachedAnswer, VerdictCache
 from rubric_judge.errors import UserError
+from rubric_judge.judge.batch_records import BatchRecord, BatchUpdate
 from rubric_judge.judge.executor import Outcome
 from rubric_judge.judge.structured import IncompleteAnswer, InvalidAnswer, JudgeRefused, parse_answer, request_body
 from rubric_judge.judge.transport import JudgeConnectionError, JudgeHTTPError, _error_message, _proxy_for, _served_name
@@ -48,7 +48,6 @@ if TYPE_CHECKING:
 
 BATCH_ENDPOINT = "/v1/chat/completions"
 COMPLETION_WINDOW = "24h"
-TERMINAL = ("completed", "failed", "expired", "cancelled")
 INVALID_POLICIES = ("reask", "unscored")
 DEFAULT_POLL_S = 30.0
 
@@ -62,44 +61,6 @@ class BatchLimits:
     max_bytes: int = 200 * 1024 * 1024
 
 
-@dataclass
-class BatchRecord:
-    """One submitted batch, as the ledger keeps it (the provider's object, less what is not needed)."""
-
-    batch_id: str
-    input_file_id: str
-    custom_ids: tuple[str, ...]
-    status: str = "validating"
-    output_file_id: str | None = None
-    error_file_id: str | None = None
-    request_count: int = 0
-    completed_count: int = 0
-    failed_count: int = 0
-    errors: str | None = None  # batch-level errors (a failed batch)
-    submitted_at: datetime = field(default_factory=lambda: datetime.now(UTC).replace(tzinfo=None))
-    updated_at: datetime = field(default_factory=lambda: datetime.now(UTC).replace(tzinfo=None))
-
-    @property
-    def terminal(self) -> bool:
-        return self.status in TERMINAL
-
-    def update(self, batch: dict[str, Any]) -> None:
-        """Take the state of the provider's batch object."""
-        counts = batch.get("request_counts") or {}
-        self.status = str(batch.get("status") or self.status)
-        self.output_file_id = batch.get("output_file_id") or self.output_file_id
-        self.error_file_id = batch.get("error_file_id") or self.error_file_id
-        self.request_count = int(counts.get("total") or self.request_count or len(self.custom_ids))
-        self.completed_count = int(counts.get("completed") or 0)
-        self.failed_count = int(counts.get("failed") or 0)
-        errors = batch.get("errors")
-        if errors:
-            data = errors.get("data") if isinstance(errors, dict) else errors
-            messages = [f"{e.get('code')}: {e.get('message')}" if isinstance(e, dict) else str(e) for e in (data or [errors])]
-            self.errors = redact("; ".join(messages))[:1000]
-        self.updated_at = datetime.now(UTC).replace(tzinfo=None)
-
-
 class BatchLedger(Protocol):
     """Where a run's batches are kept between commands (store/batches.py: the results database)."""
 
@@ -110,14 +71,6 @@ class BatchLedger(Protocol):
     def save(self, record: BatchRecord) -> None:
         """Record a new batch, or a batch's new state (committed at once)."""
         ...
-
-
-@dataclass(frozen=True)
-class BatchUpdate:
-    """A progress event: the run's batches after a submission or a poll."""
-
-    batches: tuple[BatchRecord, ...]
-    submitted: tuple[str, ...] = ()  # ids submitted by this event
 
 
 @dataclass

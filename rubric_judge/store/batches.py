@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from rubric_judge.judge.batch import BatchRecord
+from rubric_judge.judge.batch_records import BatchRecord
 from rubric_judge.store.db import ResultStore
 
 _COLUMNS = ("run_id", "batch_id", "api_base", "input_file_id", "output_file_id", "error_file_id", "status", "request_count",
