@@ -38,7 +38,7 @@ demo: $(STAMP)
 
 test: $(STAMP) chromium
 	$(BIN)/ruff check rubric_judge tests bench examples docs
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto
 
 # The report's browser tests need headless Chromium (Debian's package): apt-get as root, or
 # through sudo where there is one.
