@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import itertools
 import threading
 import time
 
@@ -84,3 +85,24 @@ def test_cpu_burnt_elsewhere_in_the_process_does_not_slow_starts() -> None:
         stop.set()
         for thread in hashers:
             thread.join()
+
+
+def test_without_cpu_pacing_only_the_rpm_limit_spaces_starts() -> None:
+    """The reward server's loop does other work per call, so it turns CPU pacing off: the same
+    CPU-heavy attempts then start at once, while a requests-per-minute limit still holds."""
+    unpaced, limited = Pacer(per_minute=None, by_cpu=False), Pacer(per_minute=600, by_cpu=False)  # 600/min: 0.1 s apart
+
+    async def attempts(pacer: Pacer, count: int) -> list[float]:
+        starts = []
+        for _ in range(count):
+            await pacer.wait()
+            starts.append(time.monotonic())
+            _burn_cpu(0.002)
+            pacer.finished()
+            _burn_cpu(0.002)
+        return starts
+
+    asyncio.run(attempts(unpaced, 40))
+    assert unpaced.interval() == 0.0  # 4 ms of CPU an attempt, not counted
+    starts = asyncio.run(attempts(limited, 4))
+    assert all(later - earlier >= 0.095 for earlier, later in itertools.pairwise(starts))

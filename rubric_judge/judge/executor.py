@@ -53,6 +53,10 @@ class ExecutorSettings:
     # Attempts in a row that could not even connect (refused, unknown host) before the run stops:
     # a judge that is down for the whole run fails in seconds, not after every call's retries.
     max_unreachable: int = 20
+    # Space request starts by the CPU a call costs (judge/pacing.py). Off where the event loop
+    # also does other work per call (the reward server parses requests and builds rewards on it):
+    # the CPU measured would then be the whole process's, and spacing by it halves throughput.
+    pace_by_cpu: bool = True
 
 
 def backoff_base_s() -> float:
@@ -216,7 +220,7 @@ class Executor:
                 # CPU) before the pacer starts counting judging CPU: counted, they read as the
                 # cost of the first calls and space the next starts seconds apart.
                 prepare_response_models()
-            pacer = Pacer(self.settings.requests_per_minute, WARM_UP_FLOOR_S[self.settings.transport])
+            pacer = Pacer(self.settings.requests_per_minute, WARM_UP_FLOOR_S[self.settings.transport], by_cpu=self.settings.pace_by_cpu)
             workers = [asyncio.create_task(worker(client)) for _ in range(self.settings.concurrency)]
             try:
                 await asyncio.gather(*workers)

@@ -37,9 +37,11 @@ class Pacer:
     # estimate follows a run whose cost per call drifts but not the lumps of single events.
     SMOOTHING = 1 / 256
 
-    def __init__(self, per_minute: float | None, warm_up_floor_s: float = 0.0):
+    def __init__(self, per_minute: float | None, warm_up_floor_s: float = 0.0, by_cpu: bool = True):
+        """`by_cpu` False: only --rpm spaces the starts (no CPU clocks are read)."""
         self.rpm_interval = 60.0 / per_minute if per_minute else 0.0
         self.warm_up_floor_s = warm_up_floor_s
+        self.by_cpu = by_cpu
         self._next = 0.0
         self._cpu_seen = _judging_cpu()
         self._cpu_tally = 0.0  # decayed sums: CPU seconds, and events that used them
@@ -48,6 +50,8 @@ class Pacer:
 
     async def wait(self) -> None:
         """Wait for this attempt's start slot."""
+        if not self.by_cpu and not self.rpm_interval:
+            return
         self._observe()
         now = time.monotonic()
         start = max(now, self._next)
@@ -57,14 +61,15 @@ class Pacer:
 
     def finished(self) -> None:
         """An attempt has ended (answer, error or timeout)."""
-        self._observe()
+        if self.by_cpu:
+            self._observe()
         self._finished += 1
 
     def interval(self) -> float:
         # An attempt is two events, its start and its finish. A transport whose requests are built
         # off the event loop makes the estimate lag until answers come back; its floor gives the
         # estimate time to see what the first requests cost.
-        cpu_per_attempt = 2 * self._cpu_tally / self._event_tally if self._event_tally else 0.0
+        cpu_per_attempt = 2 * self._cpu_tally / self._event_tally if self._event_tally and self.by_cpu else 0.0
         floor = self.warm_up_floor_s if not self._finished else 0.0
         return max(self.rpm_interval, cpu_per_attempt, floor)
 
