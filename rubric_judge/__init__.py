@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from rubric_judge.errors import Problem, UserError
+    from rubric_judge.judge.batch_records import BatchUpdate
     from rubric_judge.judge.preview import Preview, PreviewCall, PreviewImage, PreviewMessage, PreviewText, preview
     from rubric_judge.plan_summary import MetricWork, ModePlan, Plan, plan
     from rubric_judge.rubrics.loader import load_rubric, load_rubric_set
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
         score,
         score_async,
     )
+    from rubric_judge.serve.service import RewardResult, RewardService
     from rubric_judge.store.agreement import agree
     from rubric_judge.store.results import Results, open_results
 
@@ -64,6 +66,9 @@ _EXPORTS = {
     "Planned": "rubric_judge.run",
     "CallsProgress": "rubric_judge.run",
     "MetricsProgress": "rubric_judge.run",
+    "BatchUpdate": "rubric_judge.run",
+    "RewardService": "rubric_judge.serve.service",
+    "RewardResult": "rubric_judge.serve.service",
     "open_results": "rubric_judge.store.results",
     "agree": "rubric_judge.store.agreement",
     "Results": "rubric_judge.store.results",
@@ -71,6 +76,7 @@ _EXPORTS = {
     "Problem": "rubric_judge.errors",
 }
 __all__ = [
+    "BatchUpdate",
     "CallsProgress",
     "JudgeChosen",
     "MetricWork",
@@ -85,6 +91,8 @@ __all__ = [
     "PreviewText",
     "Problem",
     "Results",
+    "RewardResult",
+    "RewardService",
     "Rubric",
     "RunResult",
     "ScoreEvent",
