@@ -201,3 +201,10 @@ def test_imported_release_scores_and_reads_back_as_table3(release: dict[str, Pat
     assert by[("overall", "all")]["judge"] == pytest.approx(official["overall"])
     assert by[("overall", "all")]["psnr"] == pytest.approx(official["psnr"])
     assert table3(db, model_name="other") == []
+
+    # A run superseded by a re-run with an edited rubric is left out, as on the leaderboard,
+    # unless it is asked for by id.
+    with duckdb.connect(str(db)) as con:
+        con.execute("UPDATE runs SET superseded_by = 'a-newer-run' WHERE run_id = ?", [run.run_id])
+    assert table3(db) == []
+    assert table3(db, run_id=run.run_id) == rows
