@@ -113,12 +113,23 @@ def test_the_direct_transport_never_imports_litellm_and_a_cached_rerun_loads_no_
 
 
 def test_the_schema_in_the_cache_key_is_the_one_instructor_is_given():
-    from rubric_judge.planning.response import response_model, response_schema
+    from rubric_judge.planning.response import response_model, response_schema, verdicts_model
     from rubric_judge.rubrics.schema import VerdictSpec
 
-    criteria = (("a-1", "The heart has four chambers."), ("b-2", "No extra vessels."))
-    for verdict in (VerdictSpec(kind="binary"), VerdictSpec(kind="scale", min=1, max=10)):
-        assert response_schema(criteria, verdict) == response_model(criteria, verdict).model_json_schema(by_alias=True)
+    # response_schema is written out by hand (no pydantic model per call); it must be exactly
+    # pydantic's and instructor's schema, key order included: its JSON is part of the cache key.
+    criterion_sets = [
+        (("a-1", "The heart has four chambers."), ("b-2", "No extra vessels.")),
+        (("z", ""),),
+        (("criterion_0", "Quotes \" and unicode: µm, 心臓"), ("x.y", "{{ not a template }}"), ("A B", "Spaces in the id.")),
+    ]
+    verdicts = (VerdictSpec(kind="binary"), VerdictSpec(kind="scale", min=1, max=10), VerdictSpec(kind="scale", min=0, max=4),
+                VerdictSpec(kind="scale", min=-2, max=2))
+    for criteria in criterion_sets:
+        for verdict in verdicts:
+            written = json.dumps(response_schema(criteria, verdict))
+            assert written == json.dumps(verdicts_model(criteria, verdict).model_json_schema(by_alias=True)), (criteria, verdict)
+            assert written == json.dumps(response_model(criteria, verdict).model_json_schema(by_alias=True)), (criteria, verdict)
 
 
 def test_prices_read_without_litellm_match_litellms_own():
@@ -128,3 +139,23 @@ def test_prices_read_without_litellm_match_litellms_own():
     litellm_module()
     for model in ("openai/gpt-4.1", "gpt-4o-mini", "anthropic/claude-3-5-sonnet-20240620", "hosted_vllm/Qwen/Qwen2-VL-7B", "openai/bench-judge"):
         assert estimate._rates(model, False) == estimate._rates(model, True), model
+
+
+def test_the_command_list_is_the_same_without_importing_the_commands():
+    from typer.testing import CliRunner
+
+    from rubric_judge.cli.app import build_app, listing_app
+
+    runner = CliRunner()
+    listed = runner.invoke(listing_app(), ["--help"], terminal_width=200)
+    built = runner.invoke(build_app(), ["--help"], terminal_width=200)
+    assert listed.exit_code == built.exit_code == 0
+    assert listed.output == built.output
+    # And `rubric-judge --help` in a fresh interpreter imports no command module.
+    code = ("import sys; sys.argv = ['rubric-judge', '--help']\n"
+            "from rubric_judge.cli.app import main\n"
+            "try:\n    main()\nexcept SystemExit:\n    pass\n"
+            "print(sorted(m for m in sys.modules if m.startswith('rubric_judge.cli.') and m != 'rubric_judge.cli.app'), file=sys.stderr)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "Judge model outputs against a rubric" in done.stdout
+    assert done.stderr.strip().splitlines()[-1] == "[]"

@@ -11,7 +11,7 @@ import_app = typer.Typer(
     help="Import benchmark files: IlluGenBench tasks and official verdicts, MedGEN-Bench records.",
     no_args_is_help=True,
     add_completion=False,
-    rich_markup_mode="rich",
+    rich_markup_mode=None,
 )
 
 DbOption = Annotated[Path | None, typer.Option("--db", help="Results database (default: $RUBRIC_JUDGE_DB or ./rubric-judge.duckdb).")]

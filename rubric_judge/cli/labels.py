@@ -13,7 +13,7 @@ labels_app = typer.Typer(
     help="Expert labels: import them to measure how far the judge agrees with experts (`rubric-judge agree`).",
     no_args_is_help=True,
     add_completion=False,
-    rich_markup_mode="rich",
+    rich_markup_mode=None,
 )
 
 

@@ -91,11 +91,34 @@ def verdicts_model(criteria: tuple[tuple[str, str], ...], verdict: VerdictSpec) 
     return create_model("JudgeVerdicts", __base__=VerdictsSchema, __doc__=VERDICTS_DOC, **_fields(criteria, verdict))
 
 
+@lru_cache(maxsize=64)
+def _answer_definition(verdict: VerdictSpec) -> tuple[str, dict[str, Any]]:
+    """The name and JSON schema of one criterion's answer model, as pydantic writes it."""
+    model = answer_model(verdict)
+    return model.__name__, model.model_json_schema()
+
+
 @lru_cache(maxsize=16384)
 def response_schema(criteria: tuple[tuple[str, str], ...], verdict: VerdictSpec) -> dict[str, Any]:
-    """The JSON schema of `response_model` (part of the cache key), built without instructor;
-    tests/test_plan.py checks the two schemas are the same. Shared: do not modify it."""
-    return verdicts_model(criteria, verdict).model_json_schema(by_alias=True)
+    """The JSON schema of `response_model` (part of the cache key), built without instructor.
+
+    Written out directly rather than by pydantic (`verdicts_model(...).model_json_schema`): every
+    call of a per-task rubric has criteria of its own, so pydantic would build a model and walk
+    its schema for each call (about 10 ms: 9 s of planning for IlluGenBench's 888 calls), while
+    the schema is the same answer definition referenced once per criterion. tests/test_plan.py
+    checks it equals pydantic's and instructor's schemas, key order included (the cache key is
+    its JSON). Shared: do not modify it.
+    """
+    name, definition = _answer_definition(verdict)
+    reference = f"#/$defs/{name}"
+    return {
+        "$defs": {name: definition},
+        "description": VERDICTS_DOC,
+        "properties": {criterion_id: {"$ref": reference, "description": text} for criterion_id, text in criteria},
+        "required": [criterion_id for criterion_id, _ in criteria],
+        "title": "JudgeVerdicts",
+        "type": "object",
+    }
 
 
 def verdicts_by_id(answer: BaseModel) -> dict[str, BaseModel]:

@@ -539,6 +539,28 @@ class TemplateProblem(Exception):
 def check(source: str, allowed: set[str], trial_context: dict[str, Any] | None = None) -> None:
     """Raise TemplateProblem if the template is malformed, uses an undeclared name, reaches for
     Python internals or (given representative values) fails or breaks the sandbox rendering."""
+    declared = _names_used(source)
+    unknown = sorted(declared - allowed)
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], sorted(allowed), n=1)
+        hint = f"did you mean `{close[0]}`? " if close else ""
+        names = ", ".join(f"`{name}`" for name in unknown)
+        raise TemplateProblem(
+            f"template uses {names}, which {'is' if len(unknown) == 1 else 'are'} not a declared input",
+            _name_line(environment().parse(source), unknown[0]),
+            f"{hint}declare it under `inputs:` (e.g. `{unknown[0]}: text`), or use one of: {', '.join(sorted(allowed))}",
+        )
+    if trial_context is None:
+        return
+    _check_rendering(source, trial_context)
+
+
+@lru_cache(maxsize=4096)
+def _names_used(source: str) -> frozenset[str]:
+    """The names a template reads, after checking its syntax, filters and tests and that it
+    reaches for no Python internals. Memoised: the task rubrics of a benchmark share their
+    prompt templates, and Jinja's analysis costs milliseconds a template (a TemplateProblem is
+    raised again each time, never cached)."""
     try:
         ast = environment().parse(source)
     except TemplateSyntaxError as exc:
@@ -554,18 +576,11 @@ def check(source: str, allowed: set[str], trial_context: dict[str, Any] | None =
     except TemplateSyntaxError as exc:
         raise TemplateProblem(f"template error: {exc.message}", exc.lineno,
                               f"use Jinja's built-in filters and tests ({', '.join(sorted(environment().filters)[:12])}, ...)") from None
-    unknown = sorted(declared - allowed)
-    if unknown:
-        close = difflib.get_close_matches(unknown[0], sorted(allowed), n=1)
-        hint = f"did you mean `{close[0]}`? " if close else ""
-        names = ", ".join(f"`{name}`" for name in unknown)
-        raise TemplateProblem(
-            f"template uses {names}, which {'is' if len(unknown) == 1 else 'are'} not a declared input",
-            _name_line(ast, unknown[0]),
-            f"{hint}declare it under `inputs:` (e.g. `{unknown[0]}: text`), or use one of: {', '.join(sorted(allowed))}",
-        )
-    if trial_context is None:
-        return
+    return frozenset(declared)
+
+
+def _check_rendering(source: str, trial_context: dict[str, Any]) -> None:
+    """Raise TemplateProblem if the template fails to render `trial_context` in the sandbox."""
     try:
         render(source, trial_context)
     except RenderLimitError as exc:
