@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import BaseModel, ValidationError
 
-from rubric_judge.planning.response import response_schema, verdicts_model
+from rubric_judge.planning.response import response_schema, validation_model
 
 if TYPE_CHECKING:
     from rubric_judge.planning.compile import JudgeCall
@@ -214,7 +214,7 @@ def parse_answer(call: JudgeCall, data: dict[str, Any]) -> tuple[BaseModel, dict
             the validation error, whose text a re-ask quotes.
         JudgeRefused: the judge refused (tools mode).
     """
-    model = verdicts_model(call.criterion_texts, call.verdict)
+    model = validation_model(tuple(c.id for c in call.criteria), call.verdict)
     usage = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
     _add_usage(usage, data)
     choices = data.get("choices") or []

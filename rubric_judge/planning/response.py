@@ -84,11 +84,16 @@ def response_model(criteria: tuple[tuple[str, str], ...], verdict: VerdictSpec) 
     return create_model("JudgeVerdicts", __base__=_instructor_base(), __doc__=VERDICTS_DOC, **_fields(criteria, verdict))
 
 
-@lru_cache(maxsize=16384)
-def verdicts_model(criteria: tuple[tuple[str, str], ...], verdict: VerdictSpec) -> type[BaseModel]:
-    """`response_model` without instructor's base: the same fields, name and schema, for the
-    direct transport (judge/structured.py), which validates answers without instructor."""
-    return create_model("JudgeVerdicts", __base__=VerdictsSchema, __doc__=VERDICTS_DOC, **_fields(criteria, verdict))
+@lru_cache(maxsize=4096)
+def validation_model(criterion_ids: tuple[str, ...], verdict: VerdictSpec) -> type[BaseModel]:
+    """The model the direct transport (judge/structured.py) validates one call's answer with:
+    `response_model`'s fields, aliases and name without the criterion texts, which only
+    describe the schema. Keyed by the ids alone, so the calls of a benchmark's task rubrics
+    (ids such as `scientific_accuracy-1` in every task) share a few models instead of building
+    one per call (a pydantic model costs milliseconds)."""
+    answer = answer_model(verdict)
+    fields = {f"criterion_{index}": (answer, Field(alias=criterion_id)) for index, criterion_id in enumerate(criterion_ids)}
+    return create_model("JudgeVerdicts", __base__=VerdictsSchema, __doc__=VERDICTS_DOC, **fields)
 
 
 @lru_cache(maxsize=64)
@@ -102,11 +107,11 @@ def _answer_definition(verdict: VerdictSpec) -> tuple[str, dict[str, Any]]:
 def response_schema(criteria: tuple[tuple[str, str], ...], verdict: VerdictSpec) -> dict[str, Any]:
     """The JSON schema of `response_model` (part of the cache key), built without instructor.
 
-    Written out directly rather than by pydantic (`verdicts_model(...).model_json_schema`): every
+    Written out directly rather than by pydantic (`response_model(...).model_json_schema`): every
     call of a per-task rubric has criteria of its own, so pydantic would build a model and walk
     its schema for each call (about 10 ms: 9 s of planning for IlluGenBench's 888 calls), while
     the schema is the same answer definition referenced once per criterion. tests/test_plan.py
-    checks it equals pydantic's and instructor's schemas, key order included (the cache key is
+    checks it equals the schema of instructor's model, key order included (the cache key is
     its JSON). Shared: do not modify it.
     """
     name, definition = _answer_definition(verdict)
