@@ -98,6 +98,7 @@ class Planned:
     metric_groups: int
     metric_groups_done: int
     complete: bool = True
+    batch_price: bool = False  # the estimate is at the provider's batch price (score --batch)
 
 
 @dataclass(frozen=True)
@@ -819,16 +820,19 @@ class _Planner:
         """The cost estimate of the uncached calls; None when there is nothing to estimate, or
         (without a cost limit) when the judge has no known price: litellm's token counter is
         then not worth its import."""
-        from rubric_judge.planning.estimate import estimate_calls, has_price
+        from rubric_judge.planning.estimate import batch_price, estimate_calls, has_price
 
         if not uncached or self.options.offline or (self.options.max_cost is None and not has_price(self.target.model)):
             return None
-        return estimate_calls(uncached, self.target.model)
+        estimate = estimate_calls(uncached, self.target.model)
+        if self.options.batch:  # score --batch pays the batch price (as `plan` shows it)
+            estimate = replace(estimate, cost_usd=batch_price(self.target.model, estimate.prompt_tokens, estimate.completion_tokens))
+        return estimate
 
     def _planned_event(self, complete: bool, estimate: float | None = None) -> Planned:
         metrics = self.metrics
         return Planned(self.calls, self.cached, len(self.samples) if complete else len(self.job.samples), estimate,
-                       metrics.groups if metrics else 0, metrics.done if metrics else 0, complete)
+                       metrics.groups if metrics else 0, metrics.done if metrics else 0, complete, self.options.batch)
 
     async def stream(self, first_request: threading.Event):
         """The calls, sample by sample as they are planned (cache lookups are the executor's).
