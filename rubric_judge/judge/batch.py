@@ -1,4 +1,4 @@
-"""Judge calls through an OpenAI-compatible Batch API: half the price, answers within 24 hours.
+"""Judge calls through a provider's batch API: half the price, answers within 24 hours.
 
 `score --batch` sends the calls the verdict cache cannot answer as JSONL request lines, one per
 call: `custom_id` is the call's cache key and `body` is exactly the body the `direct` transport
@@ -20,8 +20,18 @@ executor `Outcome`, stored like a live one:
   missing from both files (partial output), or one in a batch that `expired`, `failed` or was
   `cancelled`: `error`, with the provider's error text, redacted.
 
-Only OpenAI-compatible servers are spoken to here (OpenAI itself, vLLM's batch server, the
-loopback judge of `testing/batch_loopback.py`), directly over aiohttp like `transport.DirectClient`.
+Providers (`BatchProvider`, chosen by `batch_provider` from the judge's model string):
+OpenAI-compatible servers here (OpenAI itself, vLLM's batch server, the loopback judge of
+`testing/batch_loopback.py`), directly over aiohttp like `transport.DirectClient`; Anthropic's
+Message Batches API in `batch_anthropic.py`. Limits (`BatchLimits`): OpenAI 50,000 requests and
+200 MB per input file, 500 images and 50 MB per request; Anthropic 100,000 requests or 256 MB
+per batch, 100 images, 5 MB per image and 32 MB per request. A request over a per-request limit
+is asked live or stored `unscored` (the `invalid` policy), never dropped.
+
+Each batch is recorded as an intent (status `submitting`, a client token) before the provider
+is asked to create it; a command killed between the create and the batch's record leaves the
+intent, and the next command finds the created batch (`BatchProvider.find`) instead of
+submitting the same calls again.
 """
 
 from __future__ import annotations
