@@ -98,6 +98,7 @@ class Planned:
     metric_groups: int
     metric_groups_done: int
     complete: bool = True
+    batch_price: bool = False  # the estimate is at the provider's batch price (score --batch)
 
 
 @dataclass(frozen=True)
@@ -701,23 +702,17 @@ async def _submit_and_poll(options: ScoreOptions, planner: _Planner, cache: Verd
     """`score --batch`: the planned calls the cache cannot answer go to the provider's batch API
     (judge/batch.py); the run's batches are kept in the results database, polled, and their
     answers handed to the executor as decided outcomes."""
-    from rubric_judge.judge.batch import BatchAPI, BatchLimits, decided_for, run_batches
-    from rubric_judge.judge.transport import OPENAI_COMPATIBLE_PROVIDERS, provider_of, split_credentials
+    from rubric_judge.judge.batch import batch_provider, decided_for, run_batches
     from rubric_judge.store.batches import BatchLedgerDB
     from rubric_judge.store.db import ResultStore
 
-    if not api_base or provider_of(judge_model) not in OPENAI_COMPATIBLE_PROVIDERS:
-        raise UserError(Problem(Location(None), f"--batch speaks the OpenAI Files and Batch API, but {judge_model!r} has no OpenAI-compatible --api-base",
-                                field="--batch", fix="give --api-base of a server with /v1/files and /v1/batches (OpenAI: https://api.openai.com/v1) and "
-                                                     "an openai/ model; hosted providers' own batch APIs are not supported yet, or leave out --batch"))
     calls = [call for sample in planner.samples_planned for call in sample.calls]
-    limits = BatchLimits(max_requests=options.provider_batch_size) if options.provider_batch_size else BatchLimits()
-    url, basic_auth = split_credentials(api_base)
+    provider = batch_provider(judge_model, api_base, api_key, max(options.timeout, 60.0), options.provider_batch_size)  # a UserError first
     store = ResultStore(options.db)
     try:
         ledger = BatchLedgerDB(store, run_id, identity_base)
-        async with BatchAPI(url or "", api_key, authorization=basic_auth, timeout_s=max(options.timeout, 60.0)) as api:
-            result = await run_batches(calls, api, ledger, cache, limits=limits, wait=options.batch_wait, invalid=options.batch_invalid, on_update=emit)
+        async with provider as api:
+            result = await run_batches(calls, api, ledger, cache, wait=options.batch_wait, invalid=options.batch_invalid, on_update=emit)
     finally:
         store.close()
     return _Batches(result, decided_for(result, calls), run_id, identity_base)
@@ -825,16 +820,19 @@ class _Planner:
         """The cost estimate of the uncached calls; None when there is nothing to estimate, or
         (without a cost limit) when the judge has no known price: litellm's token counter is
         then not worth its import."""
-        from rubric_judge.planning.estimate import estimate_calls, has_price
+        from rubric_judge.planning.estimate import batch_price, estimate_calls, has_price
 
         if not uncached or self.options.offline or (self.options.max_cost is None and not has_price(self.target.model)):
             return None
-        return estimate_calls(uncached, self.target.model)
+        estimate = estimate_calls(uncached, self.target.model)
+        if self.options.batch:  # score --batch pays the batch price (as `plan` shows it)
+            estimate = replace(estimate, cost_usd=batch_price(self.target.model, estimate.prompt_tokens, estimate.completion_tokens))
+        return estimate
 
     def _planned_event(self, complete: bool, estimate: float | None = None) -> Planned:
         metrics = self.metrics
         return Planned(self.calls, self.cached, len(self.samples) if complete else len(self.job.samples), estimate,
-                       metrics.groups if metrics else 0, metrics.done if metrics else 0, complete)
+                       metrics.groups if metrics else 0, metrics.done if metrics else 0, complete, self.options.batch)
 
     async def stream(self, first_request: threading.Event):
         """The calls, sample by sample as they are planned (cache lookups are the executor's).

@@ -186,7 +186,7 @@ def test_batch_needs_an_openai_compatible_api_base(tmp_path: Path) -> None:
     from rubric_judge.errors import UserError
 
     with pytest.raises(UserError, match="--batch"):
-        score(TASKS, data=MANIFEST, outputs=GOOD, model="good", judge="anthropic/claude-3-5-sonnet-20241022", db=tmp_path / "x.duckdb",
+        score(TASKS, data=MANIFEST, outputs=GOOD, model="good", judge="gemini/gemini-1.5-pro", db=tmp_path / "x.duckdb",
               cache_dir=tmp_path / "c", batch=True)
 
 

@@ -20,6 +20,8 @@ class RichProgress:
         self._judging: Any = None
         self._metrics: Any = None
         self._batch_states: dict[str, tuple] = {}
+        self._batch_bar: Any = None  # requests done of each batch while `score --batch --wait` polls (a terminal only)
+        self._batch_tasks: dict[str, Any] = {}
 
     def __call__(self, event: ScoreEvent) -> None:
         from rich.markup import escape
@@ -44,7 +46,8 @@ class RichProgress:
             else:
                 self._bar.update(self._judging, total=event.calls)
             if event.complete:
-                cost = f", estimated ${event.estimated_cost_usd:.4f}" if event.estimated_cost_usd is not None else ""
+                cost = (f", estimated ${event.estimated_cost_usd:.4f}" + (" (batch price)" if event.batch_price else "")
+                        if event.estimated_cost_usd is not None else "")
                 self._bar.console.print(f"{event.calls} judge calls ({event.cached} cached), {event.samples} samples{cost}")
         elif isinstance(event, CallsProgress) and self._bar is not None:
             cost = f"${event.cost_usd:.4f}" + ("+?" if event.cost_unknown else "")
@@ -59,8 +62,30 @@ class RichProgress:
                     verb = "submitted" if record.batch_id in event.submitted else record.status
                     stdout.print(f"batch {escape(record.batch_id)}: {verb}, {record.request_count} requests "
                                  f"({record.completed_count} done, {record.failed_count} failed)")
+            self._draw_batches(event)
         elif isinstance(event, MetricsProgress) and self._bar is not None and self._metrics is not None:
             self._bar.update(self._metrics, completed=event.done)
+
+    def _draw_batches(self, event: BatchUpdate) -> None:
+        """A bar per batch (requests completed and failed of its total, its state), drawn only on
+        a terminal: elsewhere the state lines above are the whole record."""
+        if not stdout.is_terminal:
+            return
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        if self._batch_bar is None:
+            self._batch_bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[stats]}"),
+                                       TimeElapsedColumn(), console=stdout, transient=False)
+            self._batch_bar.start()
+        for record in event.batches:
+            stats = f"{record.status}  ok {record.completed_count}  failed {record.failed_count}"
+            total = record.request_count or len(record.custom_ids)
+            if record.batch_id not in self._batch_tasks:
+                self._batch_tasks[record.batch_id] = self._batch_bar.add_task(f"batch {record.batch_id}", total=total, stats=stats)
+            self._batch_bar.update(self._batch_tasks[record.batch_id], total=total, completed=record.completed_count + record.failed_count, stats=stats)
+        if all(record.terminal for record in event.batches):
+            self._batch_bar.stop()
+            self._batch_bar, self._batch_tasks = None, {}
 
     def _open(self, planned: Planned) -> None:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -77,6 +102,9 @@ class RichProgress:
         if self._bar is not None:
             self._bar.stop()
             self._bar = None
+        if self._batch_bar is not None:
+            self._batch_bar.stop()
+            self._batch_bar, self._batch_tasks = None, {}
 
     def __enter__(self) -> RichProgress:
         return self

@@ -34,10 +34,10 @@ def command(
     max_unreachable: Annotated[int, typer.Option("--max-unreachable", min=0, help="Stop the run (exit 1) after this many attempts in a row could not connect to the judge at all; 0 = never.")] = 20,
     limit: Annotated[int | None, typer.Option("--limit", min=1, help="Score only the first N samples of the manifest (of the --sample ones, if given), to try a rubric; the run is marked partial.")] = None,
     sample: Annotated[list[str] | None, typer.Option("--sample", help="Score only the sample with this id (repeatable); the run is marked partial.")] = None,
-    batch: Annotated[bool, typer.Option("--batch", help="Send the uncached calls through the provider's batch API (about half the price, answers within 24 h); needs an OpenAI-compatible --api-base with /v1/files and /v1/batches. Running the same command again polls the batches (kept in --db), never submits them twice.")] = False,
+    batch: Annotated[bool, typer.Option("--batch", help="Send the uncached calls through the provider's batch API (about half the price, answers within 24 h); an anthropic/ judge (Message Batches API), or an OpenAI-compatible --api-base with /v1/files and /v1/batches. Running the same command again polls the batches (kept in --db), never submits them twice.")] = False,
     wait: Annotated[bool, typer.Option("--wait/--no-wait", help="With --batch: wait for the batches to end (default), or submit and return (status `submitted`; run the same command later to collect).")] = True,
-    provider_batch_size: Annotated[int | None, typer.Option("--provider-batch-size", min=1, help="With --batch: at most this many requests per batch (default 50,000, OpenAI's limit; files also stay under 200 MB).")] = None,
-    batch_invalid: Annotated[str, typer.Option("--batch-invalid", help="With --batch: a batch answer that fails validation is asked again live (reask) or stored unscored (unscored).")] = "reask",
+    provider_batch_size: Annotated[int | None, typer.Option("--provider-batch-size", min=1, help="With --batch: at most this many requests per batch (default: the provider's limit, OpenAI 50,000 requests and 200 MB per file, Anthropic 100,000 requests or 256 MB per batch).")] = None,
+    batch_invalid: Annotated[str, typer.Option("--batch-invalid", help="With --batch: a batch answer that fails validation, or a request over the provider's per-request limits (images, bytes), is asked live (reask) or stored unscored (unscored).")] = "reask",
 ) -> None:
     """Judge model outputs against a rubric: cached, resumable, every call and verdict in DuckDB.
 

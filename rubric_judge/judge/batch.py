@@ -1,4 +1,4 @@
-"""Judge calls through an OpenAI-compatible Batch API: half the price, answers within 24 hours.
+"""Judge calls through a provider's batch API: half the price, answers within 24 hours.
 
 `score --batch` sends the calls the verdict cache cannot answer as JSONL request lines, one per
 call: `custom_id` is the call's cache key and `body` is exactly the body the `direct` transport
@@ -20,8 +20,18 @@ executor `Outcome`, stored like a live one:
   missing from both files (partial output), or one in a batch that `expired`, `failed` or was
   `cancelled`: `error`, with the provider's error text, redacted.
 
-Only OpenAI-compatible servers are spoken to here (OpenAI itself, vLLM's batch server, the
-loopback judge of `testing/batch_loopback.py`), directly over aiohttp like `transport.DirectClient`.
+Providers (`BatchProvider`, chosen by `batch_provider` from the judge's model string):
+OpenAI-compatible servers here (OpenAI itself, vLLM's batch server, the loopback judge of
+`testing/batch_loopback.py`), directly over aiohttp like `transport.DirectClient`; Anthropic's
+Message Batches API in `batch_anthropic.py`. Limits (`BatchLimits`): OpenAI 50,000 requests and
+200 MB per input file, 500 images and 50 MB per request; Anthropic 100,000 requests or 256 MB
+per batch, 100 images, 5 MB per image and 32 MB per request. A request over a per-request limit
+is asked live or stored `unscored` (the `invalid` policy), never dropped.
+
+Each batch is recorded as an intent (status `submitting`, a client token) before the provider
+is asked to create it; a command killed between the create and the batch's record leaves the
+intent, and the next command finds the created batch (`BatchProvider.find`) instead of
+submitting the same calls again.
 """
 
 from __future__ import annotations
@@ -29,12 +39,13 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import uuid
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
 from rubric_judge.cache.verdicts import CachedAnswer, VerdictCache
-from rubric_judge.errors import UserError
+from rubric_judge.errors import Location, Problem, UserError
 from rubric_judge.judge.batch_records import BatchRecord, BatchUpdate
 from rubric_judge.judge.executor import Outcome
 from rubric_judge.judge.structured import IncompleteAnswer, InvalidAnswer, JudgeRefused, parse_answer, request_body
@@ -44,9 +55,12 @@ from rubric_judge.planning.response import verdicts_by_id
 from rubric_judge.redaction import redact, redact_data
 
 if TYPE_CHECKING:
+    from rubric_judge.judge.batch_anthropic import AnthropicBatchAPI
     from rubric_judge.planning.compile import JudgeCall
 
 BATCH_ENDPOINT = "/v1/chat/completions"
+TOKEN_METADATA = "rubric_judge_token"  # our client token in an OpenAI batch's metadata
+FIND_PAGES = 10  # pages of 100 batches searched for an orphan (the newest come first)
 COMPLETION_WINDOW = "24h"
 INVALID_POLICIES = ("reask", "unscored")
 DEFAULT_POLL_S = 30.0
@@ -54,11 +68,92 @@ DEFAULT_POLL_S = 30.0
 
 @dataclass(frozen=True)
 class BatchLimits:
-    """How much one batch input file may hold. The defaults are OpenAI's documented limits
-    (50,000 requests, 200 MB per file); `--provider-batch-size` lowers the request count."""
+    """What one provider batch, and one request in it, may hold.
+
+    Batch limits (`max_requests`, `max_bytes`) split the calls into several batches; a request
+    over a per-request limit (`max_images_per_request`, `max_image_bytes`, `max_request_bytes`)
+    is not put in any batch: it is asked live or stored unscored (`--batch-invalid`), never
+    dropped. The defaults are OpenAI's documented limits: 50,000 requests and 200 MB per batch
+    input file; per request, 500 images and 50 MB of body (images included). Anthropic's are
+    `ANTHROPIC_LIMITS` (judge/batch_anthropic.py). `--provider-batch-size` lowers `max_requests`.
+    """
 
     max_requests: int = 50_000
     max_bytes: int = 200 * 1024 * 1024
+    max_images_per_request: int = 500
+    max_image_bytes: int | None = None  # the base64 text of one data-URI image; None: only the request's bytes count
+    max_request_bytes: int = 50 * 1024 * 1024
+
+    def request_problem(self, messages: list[dict[str, Any]], encoded_bytes: int) -> str | None:
+        """Why one request cannot go in a batch of this provider, or None when it can.
+
+        Args:
+            messages: the call's chat messages (images as data URLs).
+            encoded_bytes: the size of its encoded batch line.
+        """
+        images = [url for url in _image_urls(messages)]
+        if len(images) > self.max_images_per_request:
+            return f"it has {len(images)} images; the provider's batch takes at most {self.max_images_per_request} per request"
+        if self.max_image_bytes is not None:
+            largest = max((len(url.partition(",")[2]) for url in images), default=0)
+            if largest > self.max_image_bytes:
+                return (f"an image is {largest:,} bytes as base64; the provider takes at most {self.max_image_bytes:,} per image "
+                        "(--max-image-side makes images smaller)")
+        limit = min(self.max_request_bytes, self.max_bytes)
+        if encoded_bytes > limit:
+            return f"the request is {encoded_bytes:,} bytes; the provider's batch takes at most {limit:,} per request (--max-image-side makes images smaller)"
+        return None
+
+
+OPENAI_LIMITS = BatchLimits()
+
+
+def _image_urls(messages: list[dict[str, Any]]) -> list[str]:
+    urls = []
+    for message in messages:
+        content = message.get("content")
+        for part in content if isinstance(content, list) else ():
+            if isinstance(part, dict) and part.get("type") == "image_url":
+                url = (part.get("image_url") or {}).get("url")
+                if isinstance(url, str):
+                    urls.append(url)
+    return urls
+
+
+class BatchProvider(Protocol):
+    """One provider's batch endpoints (OpenAI-compatible here, Anthropic in batch_anthropic.py).
+
+    Every method speaks the provider's own format outwards and the OpenAI one inwards: batch
+    objects come back as OpenAI batch objects (`BatchRecord.update` reads them) and answers as
+    chat completions (`structured.parse_answer` reads them).
+    """
+
+    limits: BatchLimits
+
+    def encode(self, call: JudgeCall, messages: list[dict[str, Any]]) -> bytes:
+        """The call's request line (custom_id = its cache key), encoded, newline-terminated."""
+        ...
+
+    async def upload(self, content: bytes) -> str:
+        """Store a batch's request lines where the provider wants them first; the input's id ("" when none)."""
+        ...
+
+    async def create(self, input_file_id: str, content: bytes, token: str) -> dict[str, Any]:
+        """Create the batch; its state as an OpenAI batch object."""
+        ...
+
+    async def retrieve(self, batch_id: str) -> dict[str, Any]:
+        """A batch's state as an OpenAI batch object."""
+        ...
+
+    async def results(self, record: BatchRecord) -> dict[str, tuple[dict[str, Any] | None, str | None]]:
+        """An ended batch's answers: custom_id -> (chat completion, None) or (None, the provider's error)."""
+        ...
+
+    async def find(self, intent: BatchRecord, known: set[str]) -> dict[str, Any] | None:
+        """The batch created for an intent (see batch_records.SUBMITTING), or None when the
+        provider holds none; `known` are batch ids already recorded, never an answer."""
+        ...
 
 
 class BatchLedger(Protocol):
@@ -104,18 +199,6 @@ def poll_interval_s() -> float:
         raise UserError(f"RUBRIC_JUDGE_BATCH_POLL_S must be a number of seconds, not {configured!r}") from None
 
 
-def request_line(call: JudgeCall) -> dict[str, Any]:
-    """The JSONL request line of a call: its cache key as custom_id, the live request as body.
-
-    Raises:
-        Exception: the call's images cannot be read (as `build_messages` raises).
-    """
-    from rubric_judge.judge.messages import build_messages
-
-    return {"custom_id": call.cache_key, "method": "POST", "url": BATCH_ENDPOINT,
-            "body": {"model": _served_name(call.model), **request_body(call, build_messages(call))}}
-
-
 def encode_line(line: dict[str, Any]) -> bytes:
     # The live transport's encoding (transport.DirectClient.post), so the bodies are byte-equal.
     return json.dumps(line, ensure_ascii=False, separators=(",", ":")).encode("utf-8") + b"\n"
@@ -150,9 +233,14 @@ def split_lines(lines: Sequence[tuple[str, bytes]], limits: BatchLimits) -> tupl
 
 
 class BatchAPI:
-    """An OpenAI-compatible server's files and batches endpoints, over one aiohttp session."""
+    """An OpenAI-compatible server's files and batches endpoints, over one aiohttp session
+    (a `BatchProvider`)."""
 
-    def __init__(self, api_base: str, api_key: str | None, authorization: str | None = None, timeout_s: float = 600.0):
+    limits = OPENAI_LIMITS
+
+    def __init__(self, api_base: str, api_key: str | None, authorization: str | None = None, timeout_s: float = 600.0,
+                 limits: BatchLimits | None = None):
+        self.limits = limits or self.limits
         self.base = api_base.rstrip("/")
         self.headers: dict[str, str] = {}
         if authorization or api_key:
@@ -208,10 +296,16 @@ class BatchAPI:
             raise JudgeConnectionError("the upload's answer has no file id")
         return data["id"]
 
-    async def create(self, input_file_id: str) -> dict[str, Any]:
-        """Submit a batch of an uploaded file; the provider's batch object."""
-        return await self._json("POST", "/batches", json={"input_file_id": input_file_id, "endpoint": BATCH_ENDPOINT,
-                                                          "completion_window": COMPLETION_WINDOW})
+    def encode(self, call: JudgeCall, messages: list[dict[str, Any]]) -> bytes:
+        return encode_line({"custom_id": call.cache_key, "method": "POST", "url": BATCH_ENDPOINT,
+                            "body": {"model": _served_name(call.model), **request_body(call, messages)}})
+
+    async def create(self, input_file_id: str, content: bytes = b"", token: str | None = None) -> dict[str, Any]:
+        """Submit a batch of an uploaded file (our token in its metadata); the provider's batch object."""
+        body: dict[str, Any] = {"input_file_id": input_file_id, "endpoint": BATCH_ENDPOINT, "completion_window": COMPLETION_WINDOW}
+        if token:
+            body["metadata"] = {TOKEN_METADATA: token}
+        return await self._json("POST", "/batches", json=body)
 
     async def retrieve(self, batch_id: str) -> dict[str, Any]:
         return await self._json("GET", f"/batches/{batch_id}")
@@ -219,8 +313,43 @@ class BatchAPI:
     async def content(self, file_id: str) -> bytes:
         return await self._request("GET", f"/files/{file_id}/content")
 
+    async def results(self, record: BatchRecord) -> dict[str, tuple[dict[str, Any] | None, str | None]]:
+        """The output and error files' lines (OpenAI puts requests answered >= 400 in the error file)."""
+        results: dict[str, tuple[dict[str, Any] | None, str | None]] = {}
+        for file_id in (record.output_file_id, record.error_file_id):
+            if not file_id:
+                continue
+            for raw in (await self.content(file_id)).splitlines():
+                if not raw.strip():
+                    continue
+                line = json.loads(raw)
+                response = line.get("response") or {}
+                if line.get("error") or response.get("status_code") != 200:
+                    answer = (None, _line_error(line))
+                else:
+                    answer = (response.get("body") or {}, None)
+                results.setdefault(str(line.get("custom_id")), answer)
+        return results
 
-async def run_batches(calls: Sequence[JudgeCall], api: BatchAPI, ledger: BatchLedger, cache: VerdictCache, *, limits: BatchLimits = BatchLimits(),
+    async def find(self, intent: BatchRecord, known: set[str]) -> dict[str, Any] | None:
+        """The batch whose metadata holds the intent's token, or whose input file is the
+        intent's upload (a server that drops metadata), among the newest batches listed."""
+        after: str | None = None
+        for _ in range(FIND_PAGES):
+            page = await self._json("GET", "/batches", params={"limit": "100", **({"after": after} if after else {})})
+            batches = [b for b in page.get("data") or [] if isinstance(b, dict)]
+            for batch in batches:
+                metadata = batch.get("metadata") or {}
+                mine = metadata.get(TOKEN_METADATA) == intent.client_token if isinstance(metadata, dict) else False
+                if str(batch.get("id")) not in known and (mine or (intent.input_file_id and batch.get("input_file_id") == intent.input_file_id)):
+                    return batch
+            if not page.get("has_more") or not batches:
+                return None
+            after = str(batches[-1].get("id"))
+        return None
+
+
+async def run_batches(calls: Sequence[JudgeCall], api: BatchProvider, ledger: BatchLedger, cache: VerdictCache, *, limits: BatchLimits | None = None,
                       wait: bool = True, invalid: str = "reask", poll_s: float | None = None,
                       on_update: Callable[[BatchUpdate], None] = lambda update: None) -> BatchResult:
     """Submit the calls the cache cannot answer (unless a batch of this run already holds them),
@@ -228,25 +357,29 @@ async def run_batches(calls: Sequence[JudgeCall], api: BatchAPI, ledger: BatchLe
 
     Args:
         calls: the run's planned calls.
-        api: the server's files and batches endpoints, open.
+        api: the provider's batch endpoints, open (`BatchAPI`, `batch_anthropic.AnthropicBatchAPI`).
         ledger: where the run's batches are kept; batches in it are polled, never resubmitted.
         cache: the verdict cache; validated answers are put in it.
-        limits: requests and bytes per input file.
+        limits: what a batch and a request may hold (default: the provider's, `api.limits`).
         wait: poll until every batch has ended; False: poll once and return.
-        invalid: `reask` (leave answers that fail validation to the live executor) or `unscored`.
+        invalid: `reask` (leave answers that fail validation, and requests over the provider's
+            per-request limits, to the live executor) or `unscored` (store them unscored).
         poll_s: seconds between polls (default `poll_interval_s()`).
         on_update: called after each submission and each round of polls.
 
     Returns:
         A `BatchResult`.
     """
+    from rubric_judge.judge.messages import build_messages
+
     if invalid not in INVALID_POLICIES:
         raise UserError(f"--batch-invalid must be one of {', '.join(INVALID_POLICIES)}, not {invalid!r}")
+    limits = limits or api.limits
     poll_s = poll_interval_s() if poll_s is None else poll_s
     by_key: dict[str, list[JudgeCall]] = {}
     for call in calls:
         by_key.setdefault(call.cache_key, []).append(call)
-    records = ledger.open_batches()
+    records = await _resolve_intents(api, ledger, ledger.open_batches())
     in_batches = {key for record in records for key in record.custom_ids}
     decided: dict[str, Outcome] = {}
     lines: list[tuple[str, bytes]] = []
@@ -254,26 +387,23 @@ async def run_batches(calls: Sequence[JudgeCall], api: BatchAPI, ledger: BatchLe
         if key in in_batches or cache.get(key) is not None:
             continue
         try:
-            lines.append((key, encode_line(request_line(same[0]))))
+            messages = build_messages(same[0])
+            line = api.encode(same[0], messages)
         except Exception as exc:  # an image that vanished or changed since planning
             decided[key] = Outcome(same[0], "error", error=f"cannot prepare the request: {redact(str(exc))}")
-    files, too_large = split_lines(lines, limits)
-    for key in too_large:
-        decided[key] = Outcome(by_key[key][0], "error", error=f"the request is larger than a batch input file may be ({limits.max_bytes} bytes); "
-                                                              "score it without --batch, or with smaller images (--max-image-side)")
-    for file_lines in files:
-        try:
-            file_id = await api.upload(b"".join(line for _, line in file_lines))
-            batch = await api.create(file_id)
-        except (JudgeHTTPError, JudgeConnectionError, TimeoutError) as exc:
-            message = redact(f"the batch could not be submitted: {exc}")
-            decided.update((key, Outcome(by_key[key][0], "error", error=message, attempts=1)) for key, _ in file_lines)
             continue
-        record = BatchRecord(str(batch["id"]), file_id, tuple(key for key, _ in file_lines))
-        record.update(batch)
-        ledger.save(record)  # at once: a command killed from here on polls it, never resubmits
-        records.append(record)
-        on_update(BatchUpdate(tuple(records), (record.batch_id,)))
+        problem = limits.request_problem(messages, len(line))
+        if problem is None:
+            lines.append((key, line))
+        elif invalid == "unscored":
+            decided[key] = Outcome(same[0], "unscored", error=f"not sent in a batch: {problem}; score it without --batch, or with --batch-invalid reask")
+        # else (reask): left to the executor, which asks it live
+    files, _ = split_lines(lines, limits)  # no line is over max_bytes: request_problem caught those
+    for file_lines in files:
+        record = await _submit(api, ledger, file_lines, by_key, decided)
+        if record is not None:
+            records.append(record)
+            on_update(BatchUpdate(tuple(records), (record.batch_id,)))
     await _poll(api, ledger, records, wait, poll_s, on_update)
     for record in records:
         if record.terminal:
@@ -281,7 +411,71 @@ async def run_batches(calls: Sequence[JudgeCall], api: BatchAPI, ledger: BatchLe
     return BatchResult(decided, [r for r in records if not r.terminal], records)
 
 
-async def _poll(api: BatchAPI, ledger: BatchLedger, records: list[BatchRecord], wait: bool, poll_s: float,
+async def _submit(api: BatchProvider, ledger: BatchLedger, file_lines: list[tuple[str, bytes]], by_key: dict[str, list[JudgeCall]],
+                  decided: dict[str, Outcome]) -> BatchRecord | None:
+    """Upload and create one batch, recording it as an intent first: a command killed between
+    the provider's create and our record of it leaves the intent, which the next command
+    resolves (`_resolve_intents`) instead of creating the batch again. None when it failed
+    (its calls are then decided as errors)."""
+    content = b"".join(line for _, line in file_lines)
+    keys = tuple(key for key, _ in file_lines)
+
+    def failed(exc: BaseException) -> None:
+        message = redact(f"the batch could not be submitted: {exc}")
+        decided.update((key, Outcome(by_key[key][0], "error", error=message, attempts=1)) for key in keys)
+
+    try:
+        file_id = await api.upload(content)
+    except (JudgeHTTPError, JudgeConnectionError, TimeoutError) as exc:
+        failed(exc)
+        return None
+    intent = BatchRecord.intent(uuid.uuid4().hex, file_id, keys)
+    ledger.save(intent)
+    try:
+        batch = await api.create(file_id, content, intent.client_token or "")
+    except (JudgeHTTPError, JudgeConnectionError, TimeoutError) as exc:
+        # A create that timed out or lost its answer may still have created the batch.
+        try:
+            batch = await api.find(intent, ledger.known_batch_ids()) if not isinstance(exc, JudgeHTTPError) or exc.status_code >= 500 else None
+        except (JudgeHTTPError, JudgeConnectionError, TimeoutError):
+            batch = None  # the intent stays: the next command looks again
+            failed(exc)
+            return None
+        if batch is None:
+            ledger.forget(intent)
+            failed(exc)
+            return None
+    record = BatchRecord(str(batch["id"]), file_id, keys, client_token=intent.client_token, submitted_at=intent.submitted_at)
+    record.update(batch)
+    ledger.save(record)  # replaces the intent (same token)
+    return record
+
+
+async def _resolve_intents(api: BatchProvider, ledger: BatchLedger, records: list[BatchRecord]) -> list[BatchRecord]:
+    """The open batches, each intent replaced by the batch the provider created for it; an
+    intent the provider holds no batch for is forgotten (its calls are submitted again)."""
+    resolved: list[BatchRecord] = []
+    for record in records:
+        if not record.intended:
+            resolved.append(record)
+            continue
+        try:
+            batch = await api.find(record, ledger.known_batch_ids())
+        except (JudgeHTTPError, JudgeConnectionError, TimeoutError) as exc:
+            raise UserError(redact(f"a batch of this run was being created when the last command stopped, and the provider cannot be asked "
+                                   f"whether it exists ({exc}); run the same command again when the provider answers")) from None
+        if batch is None:
+            ledger.forget(record)
+            continue
+        adopted = BatchRecord(str(batch["id"]), record.input_file_id, record.custom_ids, client_token=record.client_token,
+                              submitted_at=record.submitted_at)
+        adopted.update(batch)
+        ledger.save(adopted)
+        resolved.append(adopted)
+    return resolved
+
+
+async def _poll(api: BatchProvider, ledger: BatchLedger, records: list[BatchRecord], wait: bool, poll_s: float,
                 on_update: Callable[[BatchUpdate], None]) -> None:
     first = True
     while any(not r.terminal for r in records):
@@ -307,30 +501,23 @@ async def _poll(api: BatchAPI, ledger: BatchLedger, records: list[BatchRecord], 
         on_update(BatchUpdate(tuple(records)))
 
 
-async def _collect(api: BatchAPI, record: BatchRecord, by_key: dict[str, list[JudgeCall]], cache: VerdictCache, invalid: str) -> dict[str, Outcome]:
+async def _collect(api: BatchProvider, record: BatchRecord, by_key: dict[str, list[JudgeCall]], cache: VerdictCache, invalid: str) -> dict[str, Outcome]:
     """The outcomes of an ended batch's requests (see the module docstring)."""
-    results: dict[str, dict[str, Any]] = {}
-    for file_id in (record.output_file_id, record.error_file_id):
-        if file_id:
-            for raw in (await api.content(file_id)).splitlines():
-                if raw.strip():
-                    line = json.loads(raw)
-                    results.setdefault(str(line.get("custom_id")), line)
+    results = await api.results(record) if record.status != "failed" else {}
     decided: dict[str, Outcome] = {}
     for key in record.custom_ids:
         if key not in by_key:
             continue  # a call this run no longer makes (the rubric or data changed)
         call = by_key[key][0]
-        line = results.get(key)
-        if line is None:
+        if key not in results:
             why = f": {record.errors}" if record.errors else ""
             decided[key] = Outcome(call, "error", attempts=1, error=f"batch {record.batch_id} ended {record.status} without an answer to this request{why}")
             continue
-        response = line.get("response") or {}
-        if line.get("error") or response.get("status_code") != 200:
-            decided[key] = Outcome(call, "error", attempts=1, error=f"batch {record.batch_id}: {_line_error(line)}")
+        body, error = results[key]
+        if body is None:
+            decided[key] = Outcome(call, "error", attempts=1, error=f"batch {record.batch_id}: {error}")
             continue
-        outcome = _answered(call, response.get("body") or {}, record.batch_id, invalid)
+        outcome = _answered(call, body, record.batch_id, invalid)
         if outcome is None:
             continue  # reask: asked live by the executor
         if outcome.status == "ok" and outcome.answer is not None:
@@ -371,6 +558,43 @@ def _line_error(line: dict[str, Any]) -> str:
         message = detail.get("message") if isinstance(detail, dict) else detail
         text = f"HTTP {response.get('status_code')}: {message}"
     return " ".join(redact(text).split())[:500]
+
+
+def batch_provider(judge_model: str, api_base: str | None, api_key: str | None, timeout_s: float,
+                   max_requests: int | None = None) -> BatchAPI | AnthropicBatchAPI:
+    """The batch endpoints for a judge, not yet open (`async with` it).
+
+    An `anthropic/` judge: Anthropic's Message Batches API at --api-base, else
+    https://api.anthropic.com. An `openai/` or `hosted_vllm/` judge with --api-base: that
+    server's Files and Batch API (OpenAI itself: https://api.openai.com/v1).
+
+    Args:
+        judge_model: the judge's litellm model string.
+        api_base: --api-base, possibly with `user:password@`.
+        api_key: the provider's key (never stored; redaction knows it).
+        timeout_s: seconds per HTTP request.
+        max_requests: --provider-batch-size: at most this many requests per batch.
+
+    Raises:
+        UserError: a judge whose provider has no batch API here.
+    """
+    from rubric_judge.judge.transport import OPENAI_COMPATIBLE_PROVIDERS, provider_of, split_credentials
+
+    url, basic_auth = split_credentials(api_base)
+    provider = provider_of(judge_model)
+    if provider == "anthropic":
+        from rubric_judge.judge.batch_anthropic import ANTHROPIC_LIMITS, AnthropicBatchAPI
+
+        limits = replace(ANTHROPIC_LIMITS, max_requests=max_requests) if max_requests else ANTHROPIC_LIMITS
+        return AnthropicBatchAPI(url or "https://api.anthropic.com", api_key, judge_model, authorization=basic_auth, timeout_s=timeout_s, limits=limits)
+    if not api_base or provider not in OPENAI_COMPATIBLE_PROVIDERS:
+        raise UserError(Problem(Location(None), f"--batch speaks the OpenAI Files and Batch API or Anthropic's Message Batches API, but {judge_model!r} "
+                                "is neither an anthropic/ judge nor an OpenAI-compatible one with --api-base",
+                                field="--batch", fix="give --api-base of a server with /v1/files and /v1/batches (OpenAI: https://api.openai.com/v1) and "
+                                                     "an openai/ model, or an anthropic/ judge; other providers' batch APIs are not supported yet, "
+                                                     "or leave out --batch"))
+    limits = replace(OPENAI_LIMITS, max_requests=max_requests) if max_requests else OPENAI_LIMITS
+    return BatchAPI(url or "", api_key, authorization=basic_auth, timeout_s=timeout_s, limits=limits)
 
 
 def decided_for(result: BatchResult, calls: Iterable[JudgeCall]) -> dict[str, Outcome]:

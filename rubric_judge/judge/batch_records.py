@@ -12,6 +12,11 @@ from typing import Any
 from rubric_judge.redaction import redact
 
 TERMINAL = ("completed", "failed", "expired", "cancelled")
+# The state of a batch recorded before it is created (its `client_token` set, its id a
+# placeholder): a command killed between the provider's create and the ledger's insert leaves
+# this, and the next command finds the batch at the provider instead of creating another.
+SUBMITTING = "submitting"
+INTENT_PREFIX = "intent-"
 
 
 @dataclass
@@ -30,10 +35,21 @@ class BatchRecord:
     errors: str | None = None  # batch-level errors (a failed batch)
     submitted_at: datetime = field(default_factory=lambda: datetime.now(UTC).replace(tzinfo=None))
     updated_at: datetime = field(default_factory=lambda: datetime.now(UTC).replace(tzinfo=None))
+    client_token: str | None = None  # ours, sent as the batch's metadata where the provider keeps it
 
     @property
     def terminal(self) -> bool:
         return self.status in TERMINAL
+
+    @property
+    def intended(self) -> bool:
+        """Recorded before its create call returned: the provider may or may not hold it."""
+        return self.status == SUBMITTING
+
+    @classmethod
+    def intent(cls, token: str, input_file_id: str, custom_ids: tuple[str, ...]) -> BatchRecord:
+        """The record written before a batch is created (see SUBMITTING)."""
+        return cls(INTENT_PREFIX + token, input_file_id, custom_ids, SUBMITTING, request_count=len(custom_ids), client_token=token)
 
     def update(self, batch: dict[str, Any]) -> None:
         """Take the state of the provider's batch object."""

@@ -13,6 +13,20 @@ same verdicts. A batch goes `validating` -> `in_progress` -> its end state as it
 `{"id", "custom_id", "response": {"status_code", "request_id", "body"}, "error"}`; requests
 answered with HTTP >= 400 go to the error file, as OpenAI puts them there.
 
+It also serves Anthropic's Messages API and Message Batches API, by translating each Anthropic
+request to the chat-completions body it stands for (system prompt, base64 image blocks as data
+URLs, the forced tool as a forced function) and the answer back (tool calls as `tool_use`
+blocks, finish reasons as stop reasons, usage as input/output tokens):
+
+* `POST /v1/messages` (live), `POST /v1/messages/batches` (`{"requests": [{"custom_id", "params"}]}`),
+  `GET /v1/messages/batches` (newest first, `after_id` pages), `GET /v1/messages/batches/{id}`
+  (`processing_status`, `request_counts`), `GET /v1/messages/batches/{id}/results` (JSONL of
+  `{"custom_id", "result": {"type": succeeded | errored | expired, "message" | "error"}}`).
+
+The batch faults below apply to both kinds of batch (Anthropic has no failed batch: `fail`
+ends every request `errored`). `GET /v1/batches` lists OpenAI batches newest first, with
+their metadata.
+
 Faults a test can inject, besides the per-request ones:
 
 * `upload_faults`: a queue of HTTP statuses for the next uploads (e.g. 500: the upload fails);
@@ -28,6 +42,7 @@ import itertools
 import json
 import time
 from collections import deque
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -65,6 +80,9 @@ class BatchLoopbackJudge(LoopbackJudge):
         self.uploads = 0  # upload attempts, failed ones included
         self.polls = 0
         self._batch_state: dict[str, dict[str, Any]] = {}
+        self.anthropic_requests: dict[str, list[dict[str, Any]]] = {}  # batch id -> its requests
+        self.anthropic_headers: list[dict[str, str]] = []  # the headers of every Anthropic request
+        self._anthropic_output: dict[str, bytes] = {}
 
     @property
     def created_batches(self) -> list[str]:
@@ -73,7 +91,9 @@ class BatchLoopbackJudge(LoopbackJudge):
             return list(self.batches)
 
     def input_lines(self, batch_id: str) -> list[dict[str, Any]]:
-        """The decoded JSONL request lines of a batch's input file."""
+        """The decoded JSONL request lines of a batch's input file (an Anthropic batch's requests)."""
+        if batch_id in self.anthropic_requests:
+            return list(self.anthropic_requests[batch_id])
         file_id = self.batches[batch_id]["input_file_id"]
         return [json.loads(line) for line in self.files[file_id]["content"].splitlines() if line.strip()]
 
@@ -83,7 +103,13 @@ class BatchLoopbackJudge(LoopbackJudge):
             app.router.add_get(f"{prefix}/files/{{file_id}}", self._file)
             app.router.add_get(f"{prefix}/files/{{file_id}}/content", self._file_content)
             app.router.add_post(f"{prefix}/batches", self._create_batch)
+            app.router.add_get(f"{prefix}/batches", self._list_batches)
             app.router.add_get(f"{prefix}/batches/{{batch_id}}", self._retrieve_batch)
+        app.router.add_post("/v1/messages", self._anthropic_message)
+        app.router.add_post("/v1/messages/batches", self._anthropic_create)
+        app.router.add_get("/v1/messages/batches", self._anthropic_list)
+        app.router.add_get("/v1/messages/batches/{batch_id}", self._anthropic_retrieve)
+        app.router.add_get("/v1/messages/batches/{batch_id}/results", self._anthropic_results)
 
     # -- files ------------------------------------------------------------------------------
 
@@ -191,6 +217,167 @@ class BatchLoopbackJudge(LoopbackJudge):
         if errors:
             batch["error_file_id"] = self._store_file(_jsonl(errors), "batch_errors.jsonl", "batch_output")["id"]
         batch["status"] = "expired" if fault is BatchFault.expire else "completed"
+
+
+    async def _list_batches(self, request: web.Request) -> web.Response:
+        with self._lock:
+            batches = [b for b in reversed(self.batches.values()) if b.get("object") == "batch"]
+        return web.json_response({"object": "list", "data": batches, "has_more": False})
+
+    # -- Anthropic ----------------------------------------------------------------------------
+
+    def _anthropic_answer(self, params: dict[str, Any], index: int) -> tuple[int, dict[str, Any]]:
+        """(HTTP status, Anthropic message or error body) for one Messages API request."""
+        body = chat_body(params)
+        response = self._respond(body, self._next_fault(body, index))
+        payload = json.loads(response.body)
+        if response.status >= 400:
+            error = payload.get("error") or {}
+            return response.status, {"type": "error", "error": {"type": error.get("type") or "api_error", "message": error.get("message")}}
+        return response.status, anthropic_message(payload)
+
+    async def _anthropic_message(self, request: web.Request) -> web.Response:
+        params = await request.json()
+        with self._lock:
+            index = len(self._requests) + len(self.batch_lines)
+            self._requests.append(params)
+            self._headers.append(dict(request.headers))
+            self.anthropic_headers.append(dict(request.headers))
+        status, payload = self._anthropic_answer(params, index)
+        return web.json_response(payload, status=status)
+
+    async def _anthropic_create(self, request: web.Request) -> web.Response:
+        with self._lock:
+            self.anthropic_headers.append(dict(request.headers))
+        body = await request.json()
+        requests = body.get("requests") if isinstance(body, dict) else None
+        if not requests or any(not isinstance(r, dict) or "custom_id" not in r or "params" not in r for r in requests):
+            return web.json_response({"type": "error", "error": {"type": "invalid_request_error", "message": "send requests: [{custom_id, params}]"}},
+                                     status=400)
+        batch_id = _new_id("msgbatch")
+        now = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+        batch = {"id": batch_id, "type": "message_batch", "processing_status": "in_progress", "created_at": now, "ended_at": None,
+                 "request_counts": {"processing": len(requests), "succeeded": 0, "errored": 0, "canceled": 0, "expired": 0},
+                 "results_url": None}
+        fault = self.batch_faults.popleft() if self.batch_faults else None
+        with self._lock:
+            self.batches[batch_id] = batch
+            self.anthropic_requests[batch_id] = requests
+            self._batch_state[batch_id] = {"polls": 0, "fault": BatchFault(fault) if fault else None}
+        return web.json_response(batch)
+
+    async def _anthropic_list(self, request: web.Request) -> web.Response:
+        with self._lock:
+            batches = [b for b in reversed(self.batches.values()) if b.get("type") == "message_batch"]
+        after = request.query.get("after_id")
+        if after:
+            ids = [b["id"] for b in batches]
+            batches = batches[ids.index(after) + 1:] if after in ids else []
+        limit = int(request.query.get("limit", "20"))
+        page = batches[:limit]
+        return web.json_response({"data": page, "has_more": len(batches) > limit, "first_id": page[0]["id"] if page else None,
+                                  "last_id": page[-1]["id"] if page else None})
+
+    async def _anthropic_retrieve(self, request: web.Request) -> web.Response:
+        with self._lock:
+            self.anthropic_headers.append(dict(request.headers))
+        batch_id = request.match_info["batch_id"]
+        batch = self.batches.get(batch_id)
+        if batch is None or batch.get("type") != "message_batch":
+            return web.json_response({"type": "error", "error": {"type": "not_found_error", "message": "no such batch"}}, status=404)
+        self.polls += 1
+        state = self._batch_state[batch_id]
+        if batch["processing_status"] != "ended":
+            state["polls"] += 1
+            if state["polls"] > self.polls_to_finish:
+                self._anthropic_finish(batch, state["fault"])
+        return web.json_response(batch)
+
+    def _anthropic_finish(self, batch: dict[str, Any], fault: BatchFault | None) -> None:
+        requests = self.anthropic_requests[batch["id"]]
+        answered = requests[: len(requests) // 2] if fault is BatchFault.expire else requests[:-1] if fault is BatchFault.partial_output else requests
+        rows = []
+        counts = {"processing": 0, "succeeded": 0, "errored": 0, "canceled": 0, "expired": 0}
+        for item in answered:
+            with self._lock:
+                index = len(self._requests) + len(self.batch_lines)
+                self.batch_lines.append(item)
+            if fault is BatchFault.fail:
+                status, payload = 500, {"type": "error", "error": {"type": "api_error", "message": "the batch failed (injected by the loopback judge)"}}
+            else:
+                status, payload = self._anthropic_answer(item["params"], index)
+            result = {"type": "succeeded", "message": payload} if status < 400 else {"type": "errored", "error": payload}
+            counts[result["type"]] += 1
+            rows.append({"custom_id": item["custom_id"], "result": result})
+        if fault is BatchFault.expire:
+            rows += [{"custom_id": item["custom_id"], "result": {"type": "expired"}} for item in requests[len(answered):]]
+            counts["expired"] += len(requests) - len(answered)
+        self._anthropic_output[batch["id"]] = _jsonl(rows)
+        batch.update(processing_status="ended", request_counts=counts, ended_at=datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+                     results_url=f"{self.base_url.removesuffix('/v1')}/v1/messages/batches/{batch['id']}/results")
+
+    async def _anthropic_results(self, request: web.Request) -> web.Response:
+        with self._lock:
+            self.anthropic_headers.append(dict(request.headers))
+        content = self._anthropic_output.get(request.match_info["batch_id"])
+        if content is None:
+            return web.json_response({"type": "error", "error": {"type": "not_found_error", "message": "no results (yet)"}}, status=404)
+        return web.Response(body=content, content_type="application/binary")
+
+
+def chat_body(params: dict[str, Any]) -> dict[str, Any]:
+    """The chat-completions body an Anthropic Messages request stands for (for the policy)."""
+    messages: list[dict[str, Any]] = []
+    system = params.get("system")
+    if system:
+        text = system if isinstance(system, str) else "\n".join(b.get("text") or "" for b in system if isinstance(b, dict))
+        messages.append({"role": "system", "content": text})
+    for message in params.get("messages") or []:
+        content = message.get("content")
+        if isinstance(content, list):
+            parts = []
+            for block in content:
+                if block.get("type") == "image":
+                    source = block.get("source") or {}
+                    parts.append({"type": "image_url", "image_url": {"url": f"data:{source.get('media_type')};base64,{source.get('data')}"}})
+                elif block.get("type") == "text":
+                    parts.append({"type": "text", "text": block.get("text") or ""})
+                else:
+                    parts.append({"type": "text", "text": json.dumps(block)})
+            content = parts
+        messages.append({"role": message.get("role"), "content": content})
+    body: dict[str, Any] = {"model": params.get("model"), "messages": messages, "max_tokens": params.get("max_tokens")}
+    if "temperature" in params:
+        body["temperature"] = params["temperature"]
+    tools = params.get("tools") or []
+    if tools:
+        body["tools"] = [{"type": "function", "function": {"name": t.get("name"), "description": t.get("description"),
+                                                           "parameters": t.get("input_schema") or {}}} for t in tools]
+    choice = params.get("tool_choice") or {}
+    if choice.get("type") == "tool":
+        body["tool_choice"] = {"type": "function", "function": {"name": choice.get("name")}}
+    return body
+
+
+def anthropic_message(completion: dict[str, Any]) -> dict[str, Any]:
+    """A chat completion as the Anthropic message it stands for."""
+    choice = (completion.get("choices") or [{}])[0]
+    message = choice.get("message") or {}
+    content: list[dict[str, Any]] = []
+    if message.get("content"):
+        content.append({"type": "text", "text": message["content"]})
+    for call in message.get("tool_calls") or []:
+        function = call.get("function") or {}
+        try:
+            arguments = json.loads(function.get("arguments") or "{}")
+        except ValueError:
+            arguments = {}  # a malformed or truncated answer: Anthropic's tool input is always an object
+        content.append({"type": "tool_use", "id": f"toolu_{call.get('id')}", "name": function.get("name"), "input": arguments})
+    stop = {"length": "max_tokens", "tool_calls": "tool_use"}.get(choice.get("finish_reason"), "end_turn")
+    usage = completion.get("usage") or {}
+    return {"id": f"msg_{completion.get('id')}", "type": "message", "role": "assistant", "model": completion.get("model"), "content": content,
+            "stop_reason": stop, "stop_sequence": None,
+            "usage": {"input_tokens": usage.get("prompt_tokens", 0), "output_tokens": usage.get("completion_tokens", 0)}}
 
 
 def _jsonl(rows: list[dict[str, Any]]) -> bytes:
