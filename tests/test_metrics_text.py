@@ -159,7 +159,7 @@ def test_long_answers_do_not_pad_short_ones(no_network):
     options = BertScoreOptions(model=str(model_dir), num_layers=6)
     scorer = get_bertscorer(options, "cpu")
     shapes: list[tuple[int, int]] = []
-    hook = scorer._model.register_forward_pre_hook(lambda _module, args: shapes.append(tuple(args[0].shape)))
+    hook = scorer.model.register_forward_pre_hook(lambda _module, args: shapes.append(tuple(args[0].shape)))
     try:
         result = compute_bertscore(pairs, options, device="cpu")
     finally:
@@ -268,3 +268,32 @@ def test_cached_hub_id_resolves_offline(tiny_bert_dir, empty_hf_home, no_network
     via_hub = compute_bertscore(PAIRS, BertScoreOptions(model="example-org/tiny-bert", num_layers=2), "cpu")
     via_dir = compute_bertscore(PAIRS, BertScoreOptions(model=str(tiny_bert_dir), num_layers=2), "cpu")
     assert via_hub == via_dir
+
+
+def test_bertscore_loads_without_bert_scores_plotting_imports(tiny_bert_dir):
+    """bert_score's package __init__ imports matplotlib and pandas (its plots), ~2 s of a cold
+    start; scoring imports bert_score.utils alone. The package still works in full afterwards:
+    `bert_score.score` and `BERTScorer` give the values compute_bertscore stored."""
+    import json
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent(f"""
+        import json, sys
+        from rubric_judge.metrics.text import BertScoreOptions, compute_bertscore
+        result = compute_bertscore([("a", "The liver appears normal.", "Normal liver size.")],
+                                   BertScoreOptions(model={str(tiny_bert_dir)!r}, num_layers=2), device="cpu")
+        heavy = sorted(m for m in ("pandas", "matplotlib") if m in sys.modules)
+        import bert_score
+        p, r, f = bert_score.BERTScorer(model_type={str(tiny_bert_dir)!r}, num_layers=2).score(["The liver appears normal."], ["Normal liver size."])
+        _, _, f_score = bert_score.score(["The liver appears normal."], ["Normal liver size."], model_type={str(tiny_bert_dir)!r}, num_layers=2)
+        print(json.dumps({{"heavy": heavy, "ours": result[("a", "bertscore")].value, "scorer": float(f[0]), "score": float(f_score[0]),
+                          "version": bert_score.__version__}}))
+    """)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    assert seen["heavy"] == []
+    assert seen["ours"] == pytest.approx(seen["scorer"], abs=1e-6) and seen["ours"] == pytest.approx(seen["score"], abs=1e-6)
+    assert seen["version"]

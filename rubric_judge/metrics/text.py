@@ -3,8 +3,8 @@
 MedGEN-Bench scores each answer with BERTScore F1 using
 `microsoft/BiomedNLP-PubMedBERT-base-uncased-abstract`, 12 layers, no baseline rescaling, and
 counts a sample as passing at F1 >= 0.9. Its reference code calls `bert_score.score()` once per
-pair, which rebuilds the model every call. Here the `bert_score.BERTScorer` is built once per
-process (per model, layers and device) and the texts of a run are embedded in batches of similar
+pair, which rebuilds the model every call. Here bert_score's model and tokenizer are loaded once
+per process (per model, layers and device; `BertScoreModel`) and the texts of a run are embedded in batches of similar
 length (bounded padding); the numbers are those of
 `BERTScorer(model_type=..., num_layers=...).score(cands, refs)`.
 
@@ -139,7 +139,7 @@ def resolve_num_layers(options: BertScoreOptions) -> int:
         return DEFAULT_BERTSCORE_LAYERS
     if not Path(options.model).expanduser().exists() and not _looks_like_path(options.model):
         try:
-            from bert_score.utils import model2layers
+            model2layers = bert_score_utils().model2layers
         except ImportError:
             model2layers = {}
         if options.model in model2layers:
@@ -156,23 +156,77 @@ _SCORERS: dict[tuple[str, int, str], Any] = {}
 _SCORERS_LOCK = threading.Lock()
 
 
-def _import_bert_score() -> Any:
+@dataclass(frozen=True)
+class BertScoreModel:
+    """A loaded BERTScore model: what `bert_score.BERTScorer(model_type, num_layers,
+    use_fast_tokenizer=True, idf=False)` loads (bert_score's own `get_tokenizer` and
+    `get_model`, on `device`), without the scorer class, whose module imports pandas and
+    matplotlib for its plots."""
+
+    tokenizer: Any
+    model: Any
+    device: str
+    all_layers: bool = False
+
+
+_PACKAGE_LOCK = threading.Lock()
+
+
+def bert_score_utils() -> Any:
+    """`bert_score.utils`, imported without running `bert_score/__init__.py`.
+
+    The package's `__init__` imports its `score` and `scorer` modules, which import matplotlib
+    and pandas at module level for plotting (about 2 s of a cold start on 2 cores, half of
+    bert_score's import); scoring needs only `utils` (tokenizer, model, embeddings). The package
+    is registered unexecuted, with its version (which `utils` reads); the first access to any
+    other name (`bert_score.score`, `BERTScorer`, by anyone in the process) runs the real
+    `__init__` then, so the package behaves as imported normally.
+
+    Raises:
+        ImportError: bert_score (or torch, transformers) is not installed.
+    """
+    import importlib
+    import sys
+
+    with _PACKAGE_LOCK:
+        if "bert_score" not in sys.modules:
+            import importlib.metadata
+            import importlib.util
+
+            spec = importlib.util.find_spec("bert_score")
+            if spec is None or spec.loader is None:
+                raise ImportError("No module named 'bert_score'")
+            package = importlib.util.module_from_spec(spec)
+            package.__version__ = importlib.metadata.version("bert-score")
+
+            def finish(name: str) -> Any:  # PEP 562: called for names the package does not have yet
+                with _PACKAGE_LOCK:
+                    if "__getattr__" in vars(package):
+                        del package.__getattr__
+                        spec.loader.exec_module(package)
+                return getattr(package, name)
+
+            package.__getattr__ = finish
+            sys.modules["bert_score"] = package
+        return importlib.import_module("bert_score.utils")
+
+
+def _import_bert_score_utils() -> Any:
     try:
         from rubric_judge.metrics.torch_guard import ensure_torchvision_importable
 
         ensure_torchvision_importable()
-        import bert_score
+        return bert_score_utils()
     except ImportError as exc:
         raise MetricUnavailable(
             f"BERTScore needs torch, transformers and bert-score, which are not importable here ({exc}). "
             f"Install the metrics extra: pip install 'rubric-judge[metrics]'."
         ) from exc
-    return bert_score
 
 
-def get_bertscorer(options: BertScoreOptions = BertScoreOptions(), device: str = "auto") -> Any:
-    """The process-wide `bert_score.BERTScorer` for this model, layer count and device, built on
-    first use (offline) and reused afterwards. Raises MetricUnavailable when the model or the
+def get_bertscorer(options: BertScoreOptions = BertScoreOptions(), device: str = "auto") -> BertScoreModel:
+    """The process-wide BERTScore model for this model, layer count and device, loaded on first
+    use (offline) and reused afterwards. Raises MetricUnavailable when the model or the
     libraries are not available, ValueError for a missing num_layers."""
     num_layers = resolve_num_layers(options)
     model_dir = resolve_model_dir(options.model)
@@ -189,18 +243,13 @@ def get_bertscorer(options: BertScoreOptions = BertScoreOptions(), device: str =
         scorer = _SCORERS.get(key)
         if scorer is not None:
             return scorer
-        bert_score = _import_bert_score()
+        utils = _import_bert_score_utils()
         try:
             # model_type is the local directory, so transformers reads files only (no hub calls).
-            scorer = bert_score.BERTScorer(
-                model_type=str(model_dir),
-                num_layers=num_layers,
-                batch_size=options.batch_size,
-                device=resolved_device,
-                rescale_with_baseline=False,
-                use_fast_tokenizer=True,  # same WordPiece tokens, without the slow tokenizer's Python loop
-                idf=False,
-            )
+            # The fast tokenizer gives the same WordPiece tokens without the slow one's Python loop.
+            model = utils.get_model(str(model_dir), num_layers, False)
+            model.to(resolved_device)
+            scorer = BertScoreModel(utils.get_tokenizer(str(model_dir), True), model, resolved_device)
         except (OSError, ValueError, KeyError, AssertionError) as exc:
             raise MetricUnavailable(
                 f"BERTScore model {options.model!r} could not be loaded from {model_dir} "
@@ -212,13 +261,13 @@ def get_bertscorer(options: BertScoreOptions = BertScoreOptions(), device: str =
         return scorer
 
 
-def _clamp_max_length(scorer: Any) -> None:
+def _clamp_max_length(scorer: BertScoreModel) -> None:
     """Some checkpoints (PubMedBERT among them) ship no tokenizer `model_max_length`, so
     transformers leaves it at a huge sentinel and bert_score would feed a long answer past the
     position embeddings (an IndexError). Cap it at the model's `max_position_embeddings`, which
     makes long texts truncated, as bert_score does for models that declare their length."""
-    tokenizer = scorer._tokenizer
-    limit = getattr(getattr(scorer._model, "config", None), "max_position_embeddings", None)
+    tokenizer = scorer.tokenizer
+    limit = getattr(getattr(scorer.model, "config", None), "max_position_embeddings", None)
     if isinstance(limit, int) and limit > 0 and (tokenizer.model_max_length or 0) > limit:
         tokenizer.model_max_length = limit
 
@@ -319,7 +368,7 @@ _TOKENS_PER_FORWARD = 8192
 _PADDING_SLACK = 16
 
 
-def _score_by_length(scorer: Any, cands: list[str], refs: list[str], batch_size: int) -> tuple[Any, Any, Any]:
+def _score_by_length(scorer: BertScoreModel, cands: list[str], refs: list[str], batch_size: int) -> tuple[Any, Any, Any]:
     """(P, R, F1) tensors of `scorer.score(cands, refs)` for a scorer built with idf=False and no
     baseline rescaling (what get_bertscorer builds), with the texts embedded in length-sorted
     batches bounded by `batch_size` texts, _TOKENS_PER_FORWARD padded tokens and a padding share.
@@ -330,14 +379,14 @@ def _score_by_length(scorer: Any, cands: list[str], refs: list[str], batch_size:
     depend on the batch either.
     """
     import torch
-    from bert_score.utils import get_bert_embedding, sent_encode
+    utils = bert_score_utils()
     from torch.nn.utils.rnn import pad_sequence
 
-    tokenizer = scorer._tokenizer
+    tokenizer = scorer.tokenizer
     idf_dict: defaultdict[int, float] = defaultdict(lambda: 1.0)
     idf_dict[tokenizer.sep_token_id] = 0
     idf_dict[tokenizer.cls_token_id] = 0
-    length = {text: len(sent_encode(tokenizer, text)) for text in {*cands, *refs}}
+    length = {text: len(utils.sent_encode(tokenizer, text)) for text in {*cands, *refs}}
     texts = sorted(length, key=lambda text: (length[text], text))
 
     stats: dict[str, tuple[Any, Any]] = {}
@@ -352,7 +401,7 @@ def _score_by_length(scorer: Any, cands: list[str], refs: list[str], batch_size:
         ):
             stop += 1
         batch = texts[start:stop]
-        embeddings, masks, idf = get_bert_embedding(batch, scorer._model, tokenizer, idf_dict, device=scorer.device, all_layers=scorer.all_layers)
+        embeddings, masks, idf = utils.get_bert_embedding(batch, scorer.model, tokenizer, idf_dict, device=scorer.device, all_layers=scorer.all_layers)
         embeddings, masks, idf = embeddings.cpu(), masks.cpu(), idf.cpu()
         for i, text in enumerate(batch):
             size = int(masks[i].sum().item())
@@ -400,9 +449,9 @@ def _greedy_match(ref_embedding: Any, ref_mask: Any, ref_idf: Any, hyp_embedding
     return precision, recall, f1.masked_fill(torch.isnan(f1), 0.0)
 
 
-def _truncation_notes(scorer: Any, cands: list[str], refs: list[str]) -> list[str]:
+def _truncation_notes(scorer: BertScoreModel, cands: list[str], refs: list[str]) -> list[str]:
     """A detail for pairs whose text was longer than the model accepts (bert_score truncates)."""
-    tokenizer = scorer._tokenizer
+    tokenizer = scorer.tokenizer
     limit = tokenizer.model_max_length
     if not isinstance(limit, int) or limit <= 0 or limit > 100_000:
         return [""] * len(cands)
