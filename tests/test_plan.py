@@ -108,3 +108,30 @@ def test_plan_cli_shows_all_three_modes():
     assert " 18 " in lines["per_dimension (rubric's)"]
     assert " 31 " in lines["per_criterion"]
     assert " 6 " in lines["per_sample"]
+
+
+def test_image_paths_resolve_as_pathlib_does_with_symlinks_and_dot_dots(tmp_path: Path):
+    """planning.samples resolves each directory once (a 6,422-sample manifest would otherwise
+    spend seconds in Path.resolve); the result and the escape check must be pathlib's."""
+    from rubric_judge.errors import Location
+    from rubric_judge.planning.samples import _PathsUnder
+
+    root = tmp_path / "data"
+    (root / "images" / "deep").mkdir(parents=True)
+    (root / "images" / "a.png").write_bytes(b"x")
+    (tmp_path / "outside.png").write_bytes(b"x")
+    (root / "images" / "inner-link.png").symlink_to(root / "images" / "a.png")
+    (root / "images" / "escape.png").symlink_to(tmp_path / "outside.png")
+    (root / "linked-dir").symlink_to(root / "images")
+    (root / "outer-dir").symlink_to(tmp_path)
+    values = ["images/a.png", "images/deep/../a.png", "./images/a.png", "images/inner-link.png", "images/escape.png",
+              "linked-dir/a.png", "linked-dir/../images/a.png", "outer-dir/outside.png", "outer-dir/data/images/a.png",
+              "../outside.png", "images/../../outside.png", "/etc/hostname", "images/missing.png", "images/..", "images/deep/.", "."]
+    paths = _PathsUnder(root)
+    for value in values:
+        expected = (root.resolve() / value).resolve()
+        assert paths.resolve(value) == str(expected), value
+        problems: list = []
+        got = paths.inside(value, Location(None), "image", problems)
+        assert (got is not None) == expected.is_relative_to(root.resolve()), value
+        assert got is None or got == expected
