@@ -636,7 +636,8 @@ async def _run_judge(options: ScoreOptions, job: Job, emit: ProgressCallback, li
                 cache.close()
                 raise
         progress = Progress()
-        opening = _StoreOpening(options.db, info, planner.outline, options.replicates, after=progress.first_request)
+        opening = _StoreOpening(options.db, info, planner.outline, options.replicates, after=progress.first_request,
+                                checked=planner.inputs_checked, inputs_ok=lambda: not planner.input_problems and planner.input_error is None)
         try:
             await _execute(Executor(cache, settings, batches.decided if batches else None), planner, opening, metrics, emit, progress)
             store, run_id = opening.store, opening.run_id
@@ -756,12 +757,16 @@ class _Planner:
     """The run's plan, streamed: checked up front (cheap), then compiled sample by sample on a
     thread pool while the executor judges the calls already planned.
 
-    Problems that planning finds are handled in two tiers. Everything cheap is checked before
-    anything is judged or written, and stops the run with exit 2 as before: samples without a
-    rubric, and every judged image's file, format and declared size (its header only). An image
-    that passes those checks but cannot be decoded, or a template that cannot render for one
-    sample, is found while judging runs: that sample is not judged, the problem is kept in
-    `problems`, and the run ends `failed` naming it (exit 1; the calls judged are cached).
+    Problems that planning finds are handled in three tiers. Samples without a rubric stop the
+    run with exit 2 before anything is judged or written. Every judged image's file, format and
+    declared size (its header only) is checked on a thread of its own while the first calls are
+    judged, so the first request does not wait for thousands of headers: at most one wave
+    (`concurrency` calls) leaves before the check ends, and a problem there stops the run with
+    exit 2 once those calls are answered (and cached), before anything is written to the
+    database. An image that passes those checks but cannot be decoded, or a template that
+    cannot render for one sample, is found while judging runs: that sample is not judged, the
+    problem is kept in `problems`, and the run ends `failed` naming it (exit 1; the calls judged
+    are cached).
     """
 
     def __init__(self, rubrics, job: Job, target: JudgeTarget, options: ScoreOptions, link: _Link, metrics, emit: ProgressCallback, cache: VerdictCache):
@@ -773,6 +778,11 @@ class _Planner:
         self.calls = self.cached = 0
         self._hit_keys: set[str] = set()
         self._planned: list[SamplePlan] | None = None
+        # The image header check (see the class docstring): set when it has ended, either way.
+        self.inputs_checked = threading.Event()
+        self.input_problems: list[Problem] = []
+        self.input_error: BaseException | None = None
+        self._inputs_future: asyncio.Future | None = None
 
     def record(self, outcome: Outcome) -> None:
         """A progress listener: the executor looks every call up in the cache, so the plan's
@@ -782,17 +792,61 @@ class _Planner:
             self._hit_keys.add(outcome.call.cache_key)
 
     async def check(self) -> None:
+        """Match every sample to its rubric (a problem: UserError, nothing judged or written) and
+        start the image header check on a thread of its own (`inputs_ok` waits for it)."""
         pairs, problems = match_rubrics(self.rubrics, self.job.samples)
-        if self.rubrics[0].judged:
-            problems += await asyncio.to_thread(image_header_problems, pairs)
         if problems:
             # Each problem names its sample and file; nothing has been judged or written yet.
             raise UserError([*problems, Problem(Location(None), "fix the problems above before scoring (nothing was judged or written)")])
         self.pairs = pairs
         self.outline = [outline_sample(rubric, sample) for rubric, sample in pairs]
+        loop = asyncio.get_running_loop()
+        self._inputs_future = loop.create_future()
+        if not self.rubrics[0].judged:
+            self._inputs_checked(loop)
+            return
+
+        def check_headers() -> None:
+            try:
+                self.input_problems = image_header_problems(pairs)
+            except BaseException as exc:  # re-raised by inputs_ok, in the run's task
+                self.input_error = exc
+            finally:
+                self._inputs_checked(loop)
+
+        threading.Thread(target=check_headers, name="rubric-judge-headers", daemon=True).start()
+
+    def _inputs_checked(self, loop: asyncio.AbstractEventLoop) -> None:
+        # The event for the database's thread (never left waiting), the future for the run's task.
+        self.inputs_checked.set()
+        future = self._inputs_future
+
+        def resolve() -> None:
+            if future is not None and not future.done():
+                future.set_result(None)
+
+        with contextlib.suppress(RuntimeError):  # the loop has closed: nobody waits any more
+            loop.call_soon_threadsafe(resolve)
+
+    async def inputs_ok(self) -> bool:
+        """Wait for the image header check; whether it found no problem. An unexpected error in
+        the check is raised here."""
+        if self._inputs_future is not None:
+            await asyncio.shield(self._inputs_future)
+        if self.input_error is not None:
+            raise self.input_error
+        return not self.input_problems
+
+    def input_problems_error(self) -> UserError:
+        """The header check's problems, for exit 2."""
+        judged = f"; the {self.calls} call(s) judged before the check ended are in the verdict cache" if self.calls else ""
+        return UserError([*self.input_problems,
+                          Problem(Location(None), f"fix the problems above before scoring (nothing was written to the database{judged})")])
 
     async def plan_all(self) -> None:
         """Plan every sample before judging: for a cost limit, checked against the estimate."""
+        if not await self.inputs_ok():
+            raise self.input_problems_error()
         plan = await asyncio.to_thread(build_plan, self.rubrics, self.job.samples, self.target, None, self.options.replicates)
         if self.link.probe is not None:
             plan = probed_plan(plan)
@@ -874,6 +928,8 @@ class _Planner:
         producer.start()
         announced = False
         planned: list = []
+        # At most one wave of calls leaves before the image header check has ended.
+        gate = max(1, self.options.concurrency)
         try:
             while (result := await queue.get()) is not done:
                 if isinstance(result, BaseException):
@@ -885,12 +941,16 @@ class _Planner:
                     result = _probed_sample(result)
                 self.samples.append(result)
                 for call in result.calls:
+                    if self.calls == gate and not await self.inputs_ok():
+                        return  # the calls in flight are answered and cached; run_score raises
                     self.calls += 1
                     planned.append(call)
                     if not announced:
                         self.emit(self._planned_event(False))
                         announced = True
                     yield call
+            if not await self.inputs_ok():
+                return
         finally:
             stop.set()
             first_request.set()  # nothing more to wait for: no call (or none left) to send
@@ -916,19 +976,27 @@ class _StoreOpening:
     # How long opening waits for the first request to leave before it starts anyway.
     FIRST_REQUEST_WAIT_S = 2.0
 
-    def __init__(self, db: Path, info, outline, replicates: int, after: threading.Event):
+    def __init__(self, db: Path, info, outline, replicates: int, after: threading.Event, checked: threading.Event,
+                 inputs_ok: Callable[[], bool]):
+        """Start opening `db` once the first request has left (`after`, at most
+        FIRST_REQUEST_WAIT_S) and the inputs are checked (`checked`); inputs with problems
+        (`inputs_ok()` false) leave the database untouched."""
         import concurrent.futures
 
         self.store = None
         self.run_id: str | None = None
         self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="rubric-judge-store")
-        self.task = asyncio.get_running_loop().run_in_executor(self._pool, self._open, db, info, outline, replicates, after)
+        self.task = asyncio.get_running_loop().run_in_executor(self._pool, self._open, db, info, outline, replicates, after, checked, inputs_ok)
         self._pool.shutdown(wait=False)
 
-    def _open(self, db: Path, info, outline, replicates: int, after: threading.Event) -> None:
+    def _open(self, db: Path, info, outline, replicates: int, after: threading.Event, checked: threading.Event,
+              inputs_ok: Callable[[], bool]) -> None:
         # Importing DuckDB and creating a new file cost a few hundred ms of CPU, which would
         # otherwise compete with the first request for the interpreter.
         after.wait(self.FIRST_REQUEST_WAIT_S)
+        checked.wait()  # always set when the header check ends, whichever way
+        if not inputs_ok():
+            return  # bad input: exit 2 with nothing written
         from rubric_judge.store.db import ResultStore
 
         store = ResultStore(db)
@@ -943,7 +1011,7 @@ class _StoreOpening:
 
     @property
     def ready(self) -> bool:
-        return self.task.done() and not self.task.cancelled() and self.task.exception() is None
+        return self.task.done() and not self.task.cancelled() and self.task.exception() is None and self.store is not None
 
     async def wait(self) -> None:
         await asyncio.shield(self.task)
@@ -992,6 +1060,8 @@ async def _execute(executor: Executor, planner: _Planner, opening: _StoreOpening
         await asyncio.wait([judging, opening.task], return_when=asyncio.FIRST_EXCEPTION)
         await opening.wait()
         await judging
+        if not await planner.inputs_ok():
+            raise planner.input_problems_error()
     except BaseException:
         judging.cancel()
         with contextlib.suppress(BaseException):
