@@ -8,13 +8,15 @@ process killed (SIGKILL) while it polls resumes on the next run without a second
 The loopback answers with its default policy, a digest of each criterion's text (which names
 its task), so an answer given to the wrong call would change verdicts.
 
-With an anthropic/ judge (Message Batches API): the same kill-and-resume, and the `json_schema`
+With an anthropic/ judge (Message Batches API): a command stopped while it polls (cancelled in
+process, as test_batch.py's OpenAI case) resumes without a second submission, and the `json_schema`
 structured-output mode (litellm sends Anthropic's `output_format`, which needs the
 structured-outputs beta header) giving the live path's verdicts.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
@@ -27,7 +29,7 @@ from pathlib import Path
 
 import pytest
 
-from rubric_judge.run import score
+from rubric_judge.run import score, score_async
 from rubric_judge.testing.batch_loopback import BatchLoopbackJudge
 from tests.conftest import ROOT, id_policy
 from tests.test_batch import GOOD, MANIFEST, TASKS, calls, rows, verdicts
@@ -174,18 +176,32 @@ def anthropic_base(server: BatchLoopbackJudge) -> str:
 
 
 def test_anthropic_batch_killed_while_polling_resumes_without_a_second_submission(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # In-process like test_batch.py's OpenAI case (the process kill is the IlluGenBench-sized test's; the ledger is the same).
     monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test-key")
     with BatchLoopbackJudge(policy=id_policy) as server:
-        live = score(TASKS, data=MANIFEST, outputs=GOOD, model="model", judge=ANTHROPIC_JUDGE, api_base=anthropic_base(server),
-                     db=tmp_path / "live.duckdb", cache_dir=tmp_path / "live-cache")
+        common = {"data": MANIFEST, "outputs": GOOD, "model": "model", "judge": ANTHROPIC_JUDGE, "api_base": anthropic_base(server)}
+        live = score(TASKS, **common, db=tmp_path / "live.duckdb", cache_dir=tmp_path / "live-cache")
         assert live.exit_code == 0
         server.clear_requests()
+        server.polls_to_finish = 10**9  # never ends while the first command polls
+        batch = {**common, "db": tmp_path / "batch.duckdb", "cache_dir": tmp_path / "cache", "batch": True}
 
-        batch_id = kill_while_polling(server, cli_args(TASKS, MANIFEST, GOOD, ANTHROPIC_JUDGE, anthropic_base(server), tmp_path), tmp_path)
+        async def killed() -> None:
+            task = asyncio.ensure_future(score_async(TASKS, **batch))
+            while server.polls < 3:
+                await asyncio.sleep(0.01)
+                assert not task.done(), task.exception() if task.done() else None
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+
+        asyncio.run(killed())
+        [batch_id] = server.created_batches
         assert batch_id.startswith("msgbatch") and len(server.input_lines(batch_id)) == live.calls
+        assert rows(tmp_path / "batch.duckdb", "SELECT batch_id, status FROM batches") == [(batch_id, "in_progress")]
 
-        resumed = score(TASKS, data=MANIFEST, outputs=GOOD, model="model", judge=ANTHROPIC_JUDGE, api_base=anthropic_base(server),
-                        db=tmp_path / "batch.duckdb", cache_dir=tmp_path / "cache", batch=True)
+        server.polls_to_finish = 0
+        resumed = score(TASKS, **batch)
         assert (resumed.status, resumed.exit_code, resumed.failed_calls) == ("finished", 0, 0)
         assert server.created_batches == [batch_id] and server.request_count == 0
         assert verdicts(tmp_path / "batch.duckdb") == verdicts(tmp_path / "live.duckdb")
