@@ -258,11 +258,12 @@ class BatchAPI:
     async def __aexit__(self, *exc_info: object) -> None:
         await self._session.close()
 
-    async def _request(self, method: str, path: str, **kwargs: Any) -> bytes:
+    async def _request(self, method: str, path: str, extra_headers: dict[str, str] | None = None, **kwargs: Any) -> bytes:
+        """One request's raw answer (`extra_headers`: added to the client's own for this request)."""
         import aiohttp
 
         try:
-            async with self._session.request(method, self.base + path, headers=self.headers, proxy=self.proxy,
+            async with self._session.request(method, self.base + path, headers={**self.headers, **(extra_headers or {})}, proxy=self.proxy,
                                              timeout=aiohttp.ClientTimeout(total=self.timeout_s), **kwargs) as response:
                 raw = await response.read()
                 status, headers = response.status, {key.lower(): value for key, value in response.headers.items()}

@@ -23,7 +23,8 @@ litellm 1.106.2 retrieves Anthropic batches but cannot create them (its
 
 Limits (`ANTHROPIC_LIMITS`): 100,000 requests or 256 MB per batch; per request, 100 images,
 5 MB per image (counted as its base64 text) and 32 MB of request.
-Headers: `x-api-key` and `anthropic-version: 2023-06-01`.
+Headers: `x-api-key` and `anthropic-version: 2023-06-01`; on the create, `anthropic-beta` with the
+betas litellm sends live with the batch's requests (structured outputs in the `json_schema` mode).
 """
 
 from __future__ import annotations
@@ -48,6 +49,10 @@ ANTHROPIC_LIMITS = BatchLimits(max_requests=100_000, max_bytes=256 * 1024 * 1024
 # How far before its intent's record a found batch may have been created (clocks differ).
 CLOCK_SKEW = timedelta(minutes=5)
 FIND_PAGES = 10
+# litellm's own flags among the optional params, not Messages API fields: its Anthropic handler
+# (llms/anthropic/chat/handler.py) pops them before transform_request, so they are never sent
+# live; in a batch request Anthropic refuses them ("json_mode: Extra inputs are not permitted").
+LITELLM_ONLY_PARAMS = ("stream", "json_mode", "vertex_count_tokens_location")
 
 
 def anthropic_params(call: JudgeCall, messages: list[dict[str, Any]]) -> dict[str, Any]:
@@ -59,7 +64,25 @@ def anthropic_params(call: JudgeCall, messages: list[dict[str, Any]]) -> dict[st
 
     Returns:
         model, system, messages (images as base64 blocks), max_tokens, temperature, and the
-        mode's tools / tool_choice.
+        mode's tools / tool_choice (or, in the `json_schema` mode, `output_format`).
+    """
+    return anthropic_request(call, messages)[0]
+
+
+def anthropic_request(call: JudgeCall, messages: list[dict[str, Any]]) -> tuple[dict[str, Any], tuple[str, ...]]:
+    """A call's Messages API request and the `anthropic-beta` values litellm sends with it live.
+
+    The betas come from litellm's own transformation (which adds them to the headers it is
+    given): `output_format`, litellm's `json_schema` mode for models with structured outputs,
+    needs `structured-outputs-2025-11-13`, and a batch created without it has every request
+    refused.
+
+    Args:
+        call: the planned call.
+        messages: its OpenAI-style chat messages.
+
+    Returns:
+        (the request's params, its beta names in litellm's order; empty when it needs none).
     """
     from litellm.llms.anthropic.chat.transformation import AnthropicConfig
     from litellm.utils import get_optional_params
@@ -71,8 +94,13 @@ def anthropic_params(call: JudgeCall, messages: list[dict[str, Any]]) -> dict[st
     name = call.model.split("/", 1)[1] if call.model.startswith("anthropic/") else call.model
     wanted = {key: body[key] for key in ("temperature", "max_tokens", "tools", "tool_choice", "response_format") if key in body}
     optional = get_optional_params(model=name, custom_llm_provider="anthropic", **wanted)
-    return AnthropicConfig().transform_request(model=name, messages=copy.deepcopy(body["messages"]), optional_params=optional,
-                                               litellm_params={}, headers={})
+    for flag in LITELLM_ONLY_PARAMS:
+        optional.pop(flag, None)
+    headers: dict[str, str] = {}  # transform_request adds the betas the request needs
+    params = AnthropicConfig().transform_request(model=name, messages=copy.deepcopy(body["messages"]), optional_params=optional,
+                                                 litellm_params={}, headers=headers)
+    betas = next((value for key, value in headers.items() if key.lower() == "anthropic-beta"), "")
+    return params, tuple(beta.strip() for beta in betas.split(",") if beta.strip())
 
 
 def chat_completion(message: dict[str, Any]) -> dict[str, Any]:
@@ -146,9 +174,12 @@ class AnthropicBatchAPI(BatchAPI):
         self.headers.update({"anthropic-version": ANTHROPIC_VERSION, "content-type": "application/json"})
         if api_key and api_key != NO_KEY:
             self.headers["x-api-key"] = api_key
+        self.betas: dict[str, None] = {}  # the anthropic-beta values of every request encoded, in order
 
     def encode(self, call: JudgeCall, messages: list[dict[str, Any]]) -> bytes:
-        return encode_line({"custom_id": call.cache_key, "params": anthropic_params(call, messages)})
+        params, betas = anthropic_request(call, messages)
+        self.betas.update(dict.fromkeys(betas))
+        return encode_line({"custom_id": call.cache_key, "params": params})
 
     async def upload(self, content: bytes) -> str:
         return ""  # the requests travel in the create call
@@ -156,7 +187,9 @@ class AnthropicBatchAPI(BatchAPI):
     async def create(self, input_file_id: str, content: bytes = b"", token: str | None = None) -> dict[str, Any]:
         # The encoded lines joined into a JSON list as they are: the requests are encoded once.
         body = b'{"requests":[' + b",".join(line.rstrip(b"\n") for line in content.splitlines() if line.strip()) + b"]}"
-        return openai_batch(await self._json("POST", "/v1/messages/batches", data=body))
+        # One header for the whole batch: the betas its requests need live (a superset is harmless).
+        headers = {"anthropic-beta": ",".join(self.betas)} if self.betas else {}
+        return openai_batch(await self._json("POST", "/v1/messages/batches", data=body, extra_headers=headers))
 
     async def retrieve(self, batch_id: str) -> dict[str, Any]:
         return openai_batch(await self._json("GET", f"/v1/messages/batches/{batch_id}"))

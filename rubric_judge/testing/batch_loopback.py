@@ -15,8 +15,12 @@ answered with HTTP >= 400 go to the error file, as OpenAI puts them there.
 
 It also serves Anthropic's Messages API and Message Batches API, by translating each Anthropic
 request to the chat-completions body it stands for (system prompt, base64 image blocks as data
-URLs, the forced tool as a forced function) and the answer back (tool calls as `tool_use`
-blocks, finish reasons as stop reasons, usage as input/output tokens):
+URLs, the forced tool as a forced function, a structured-outputs `output_format` JSON schema as a
+`json_schema` response format) and the answer back (tool calls as `tool_use` blocks, finish
+reasons as stop reasons, usage as input/output tokens). As Anthropic does, a request with a
+field the Messages API does not take is refused (`invalid_request_error`), and so is one with
+`output_format` unless the request's `anthropic-beta` header (a batch's: its create request's)
+names the structured-outputs beta:
 
 * `POST /v1/messages` (live), `POST /v1/messages/batches` (`{"requests": [{"custom_id", "params"}]}`),
   `GET /v1/messages/batches` (newest first, `after_id` pages), `GET /v1/messages/batches/{id}`
@@ -26,6 +30,8 @@ blocks, finish reasons as stop reasons, usage as input/output tokens):
 The batch faults below apply to both kinds of batch (Anthropic has no failed batch: `fail`
 ends every request `errored`). `GET /v1/batches` lists OpenAI batches newest first, with
 their metadata.
+
+`http_requests` counts every HTTP request received, of any endpoint.
 
 Faults a test can inject, besides the per-request ones:
 
@@ -51,6 +57,11 @@ from aiohttp import web
 from rubric_judge.testing.loopback import LoopbackJudge, _error_response
 
 TERMINAL = ("completed", "failed", "expired", "cancelled")
+STRUCTURED_OUTPUTS_BETA = "structured-outputs-"  # Anthropic's beta for `output_format` (structured-outputs-2025-11-13)
+# The Messages API's request fields: Anthropic refuses any other ("x: Extra inputs are not permitted").
+ANTHROPIC_FIELDS = frozenset({"model", "messages", "max_tokens", "system", "temperature", "top_p", "top_k", "stop_sequences", "stream", "metadata",
+                              "tools", "tool_choice", "thinking", "service_tier", "container", "mcp_servers", "context_management",
+                              "output_config", "output_format"})
 
 
 class BatchFault(StrEnum):
@@ -79,6 +90,7 @@ class BatchLoopbackJudge(LoopbackJudge):
         self.batch_lines: list[dict[str, Any]] = []  # every JSONL request line answered, in order
         self.uploads = 0  # upload attempts, failed ones included
         self.polls = 0
+        self.http_requests = 0  # every HTTP request received, of any endpoint (a re-run that should ask nothing counts them)
         self._batch_state: dict[str, dict[str, Any]] = {}
         self.anthropic_requests: dict[str, list[dict[str, Any]]] = {}  # batch id -> its requests
         self.anthropic_headers: list[dict[str, str]] = []  # the headers of every Anthropic request
@@ -98,6 +110,7 @@ class BatchLoopbackJudge(LoopbackJudge):
         return [json.loads(line) for line in self.files[file_id]["content"].splitlines() if line.strip()]
 
     def _add_routes(self, app: web.Application) -> None:
+        app.middlewares.append(self._count_requests)
         for prefix in ("/v1", ""):
             app.router.add_post(f"{prefix}/files", self._upload)
             app.router.add_get(f"{prefix}/files/{{file_id}}", self._file)
@@ -110,6 +123,12 @@ class BatchLoopbackJudge(LoopbackJudge):
         app.router.add_get("/v1/messages/batches", self._anthropic_list)
         app.router.add_get("/v1/messages/batches/{batch_id}", self._anthropic_retrieve)
         app.router.add_get("/v1/messages/batches/{batch_id}/results", self._anthropic_results)
+
+    @web.middleware
+    async def _count_requests(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        with self._lock:
+            self.http_requests += 1
+        return await handler(request)
 
     # -- files ------------------------------------------------------------------------------
 
@@ -243,6 +262,9 @@ class BatchLoopbackJudge(LoopbackJudge):
             self._requests.append(params)
             self._headers.append(dict(request.headers))
             self.anthropic_headers.append(dict(request.headers))
+        refused = _params_refusal(params, request.headers)
+        if refused is not None:
+            return web.json_response(refused, status=400)
         status, payload = self._anthropic_answer(params, index)
         return web.json_response(payload, status=status)
 
@@ -263,7 +285,9 @@ class BatchLoopbackJudge(LoopbackJudge):
         with self._lock:
             self.batches[batch_id] = batch
             self.anthropic_requests[batch_id] = requests
-            self._batch_state[batch_id] = {"polls": 0, "fault": BatchFault(fault) if fault else None}
+            # Anthropic validates each request's params when the batch is processed, with the create's beta header.
+            self._batch_state[batch_id] = {"polls": 0, "fault": BatchFault(fault) if fault else None,
+                                           "headers": {key.lower(): value for key, value in request.headers.items()}}
         return web.json_response(batch)
 
     async def _anthropic_list(self, request: web.Request) -> web.Response:
@@ -302,8 +326,11 @@ class BatchLoopbackJudge(LoopbackJudge):
             with self._lock:
                 index = len(self._requests) + len(self.batch_lines)
                 self.batch_lines.append(item)
+            refused = _params_refusal(item["params"], self._batch_state[batch["id"]]["headers"])
             if fault is BatchFault.fail:
                 status, payload = 500, {"type": "error", "error": {"type": "api_error", "message": "the batch failed (injected by the loopback judge)"}}
+            elif refused is not None:
+                status, payload = 400, refused
             else:
                 status, payload = self._anthropic_answer(item["params"], index)
             result = {"type": "succeeded", "message": payload} if status < 400 else {"type": "errored", "error": payload}
@@ -356,7 +383,22 @@ def chat_body(params: dict[str, Any]) -> dict[str, Any]:
     choice = params.get("tool_choice") or {}
     if choice.get("type") == "tool":
         body["tool_choice"] = {"type": "function", "function": {"name": choice.get("name")}}
+    output_format = params.get("output_format") or {}
+    if output_format.get("type") == "json_schema":  # structured outputs: the answer is JSON text of this schema
+        body["response_format"] = {"type": "json_schema", "json_schema": {"name": "output", "schema": output_format.get("schema") or {}}}
     return body
+
+
+def _params_refusal(params: dict[str, Any], headers: Any) -> dict[str, Any] | None:
+    """Anthropic's error for a Messages request with a field the API does not take, or with
+    `output_format` without the structured-outputs beta header (headers: a mapping with
+    case-insensitive or lower-case keys); None for a request it takes."""
+    betas = [beta.strip() for beta in str(headers.get("anthropic-beta") or "").split(",")]
+    allowed = ANTHROPIC_FIELDS if any(beta.startswith(STRUCTURED_OUTPUTS_BETA) for beta in betas) else ANTHROPIC_FIELDS - {"output_format"}
+    unknown = sorted(set(params) - allowed)
+    if not unknown:
+        return None
+    return {"type": "error", "error": {"type": "invalid_request_error", "message": f"{unknown[0]}: Extra inputs are not permitted"}}
 
 
 def anthropic_message(completion: dict[str, Any]) -> dict[str, Any]:
