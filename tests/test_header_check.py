@@ -1,0 +1,71 @@
+"""The image header check runs beside the first wave of judge calls: the first request does not
+wait for thousands of headers, at most `concurrency` calls leave before the check ends, and bad
+input still ends with exit 2 and nothing written to the results database."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+import rubric_judge.run as run_module
+from rubric_judge.errors import UserError
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE = ROOT / "examples" / "illugenbench"
+
+
+@pytest.fixture
+def example(tmp_path: Path) -> Path:
+    copy = tmp_path / "illugenbench"
+    shutil.copytree(EXAMPLE, copy)
+    return copy
+
+
+def _waiting_for_requests(server, count: int, real):
+    """The real header check, started only once `count` judge requests have arrived (it fails
+    the run if they never do: the check would then have held the requests back)."""
+
+    def check(pairs, *args, **kwargs):
+        deadline = time.monotonic() + 60
+        while server.request_count < count:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no {count} judge request(s) while the header check ran: it blocks judging")
+            time.sleep(0.01)
+        return real(pairs, *args, **kwargs)
+
+    return check
+
+
+def _score(example: Path, tmp_path: Path, server, concurrency: int):
+    return run_module.score(example / "tasks", data=example / "manifest.jsonl", outputs=example / "outputs" / "good-model", model="m",
+                            judge="openai/judge", api_base=server.base_url, transport="direct", concurrency=concurrency,
+                            db=tmp_path / "runs.duckdb", cache_dir=tmp_path / "cache")
+
+
+def test_the_first_request_leaves_before_the_header_check_ends(example: Path, tmp_path: Path, judge_server, monkeypatch):
+    monkeypatch.setattr(run_module, "image_header_problems", _waiting_for_requests(judge_server, 1, run_module.image_header_problems))
+    result = _score(example, tmp_path, judge_server, concurrency=4)
+    assert result.status == "finished" and result.calls == 18 and result.failed_calls == 0
+
+
+def test_bad_input_found_by_the_header_check_stops_after_one_wave_with_nothing_written(example: Path, tmp_path: Path, judge_server, monkeypatch):
+    judge_server.latency = 0.2
+    bad = example / "outputs" / "good-model" / "lung-nodule.png"
+    original = bad.read_bytes()
+    bad.write_bytes(b"this is not an image")
+    monkeypatch.setattr(run_module, "image_header_problems", _waiting_for_requests(judge_server, 2, run_module.image_header_problems))
+    with pytest.raises(UserError) as raised:
+        _score(example, tmp_path, judge_server, concurrency=2)
+    messages = " ".join(problem.message for problem in raised.value.problems)
+    assert "lung-nodule.png" in messages and "not a recognised image" in messages
+    assert "nothing was written to the database" in messages and "2 call(s) judged before the check ended are in the verdict cache" in messages
+    assert judge_server.request_count == 2  # one wave (concurrency 2), answered, not more
+    assert not (tmp_path / "runs.duckdb").exists()
+
+    bad.write_bytes(original)
+    monkeypatch.undo()
+    again = _score(example, tmp_path, judge_server, concurrency=2)
+    assert again.status == "finished" and again.cache_hits == 2 and judge_server.request_count == 2 + 16
