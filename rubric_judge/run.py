@@ -799,7 +799,6 @@ class _Planner:
             # Each problem names its sample and file; nothing has been judged or written yet.
             raise UserError([*problems, Problem(Location(None), "fix the problems above before scoring (nothing was judged or written)")])
         self.pairs = pairs
-        self.outline = [outline_sample(rubric, sample) for rubric, sample in pairs]
         loop = asyncio.get_running_loop()
         self._inputs_future = loop.create_future()
         if not self.rubrics[0].judged:
@@ -815,6 +814,11 @@ class _Planner:
                 self._inputs_checked(loop)
 
         threading.Thread(target=check_headers, name="rubric-judge-headers", daemon=True).start()
+
+    def outline(self) -> list[SamplePlan]:
+        """Every sample's criteria, without its calls (no image read), for the database to show an
+        interrupted run's coverage; built on the database's thread, off the first request's path."""
+        return [outline_sample(rubric, sample) for rubric, sample in self.pairs]
 
     def _inputs_checked(self, loop: asyncio.AbstractEventLoop) -> None:
         # The event for the database's thread (never left waiting), the future for the run's task.
@@ -976,7 +980,7 @@ class _StoreOpening:
     # How long opening waits for the first request to leave before it starts anyway.
     FIRST_REQUEST_WAIT_S = 2.0
 
-    def __init__(self, db: Path, info, outline, replicates: int, after: threading.Event, checked: threading.Event,
+    def __init__(self, db: Path, info, outline: Callable[[], list], replicates: int, after: threading.Event, checked: threading.Event,
                  inputs_ok: Callable[[], bool]):
         """Start opening `db` once the first request has left (`after`, at most
         FIRST_REQUEST_WAIT_S) and the inputs are checked (`checked`); inputs with problems
@@ -989,7 +993,7 @@ class _StoreOpening:
         self.task = asyncio.get_running_loop().run_in_executor(self._pool, self._open, db, info, outline, replicates, after, checked, inputs_ok)
         self._pool.shutdown(wait=False)
 
-    def _open(self, db: Path, info, outline, replicates: int, after: threading.Event, checked: threading.Event,
+    def _open(self, db: Path, info, outline: Callable[[], list], replicates: int, after: threading.Event, checked: threading.Event,
               inputs_ok: Callable[[], bool]) -> None:
         # Importing DuckDB and creating a new file cost a few hundred ms of CPU, which would
         # otherwise compete with the first request for the interpreter.
@@ -1003,7 +1007,7 @@ class _StoreOpening:
         try:
             run_id = store.begin_run(info)
             self.store, self.run_id = store, run_id  # from here on, abandon() records how the run ended
-            store.write_samples(run_id, outline, replicates)
+            store.write_samples(run_id, outline(), replicates)
         except BaseException:
             if self.store is None:
                 store.close()
