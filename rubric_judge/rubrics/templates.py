@@ -302,7 +302,9 @@ def _guard_filter(name: str, func: Callable[..., Any]) -> Callable[..., Any]:
     """Wrap one of Jinja's filters with the budget: a step (per item for filters that walk a list),
     the input's size, number arguments, a size estimate for the amplifying filters, the result."""
     passes_arg = _PassArg.from_obj(func) is not None
-    signature = inspect.signature(func)
+    # Only the amplifying filters bind their arguments; inspect.signature of every filter costs
+    # tens of milliseconds of each start (builtins' signatures are parsed from text).
+    signature = inspect.signature(func) if name in _AMPLIFYING_FILTERS else None
     walks = name not in _CONSTANT_TIME_FILTERS
 
     @functools.wraps(func)
@@ -316,7 +318,7 @@ def _guard_filter(name: str, func: Callable[..., Any]) -> Callable[..., Any]:
         size = _measure(value, budget)
         _refuse_size(size, f"the input of the `{name}` filter")
         _refuse_big_numbers(itertools.chain(args[offset + 1 :], kwargs.values()), f"the `{name}` filter")
-        if name in _AMPLIFYING_FILTERS:
+        if signature is not None:
             bound = signature.bind(*args, **kwargs)
             bound.apply_defaults()
             replaced = _check_filter(name, dict(bound.arguments), value, size, budget)
