@@ -22,6 +22,7 @@ import argparse
 import asyncio
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -36,6 +37,7 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 RUBRIC = "builtin:medgen/holistic-with-gt.yaml"  # per_sample: one judge call per item
 JUDGE = "openai/bench-judge"
+SETTLE_S = 1.5  # > the serve log's batch window (serve/runlog.py BATCH_SECONDS)
 
 _SERVER_CODE = r"""
 import sys, threading
@@ -66,7 +68,7 @@ class Judge:
     """The loopback judge in a child process."""
 
     def __init__(self, latency: float, faults: str):
-        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, (str(ROOT), os.environ.get("PYTHONPATH"))))}
         self.proc = subprocess.Popen([sys.executable, "-c", _SERVER_CODE, str(latency), faults], cwd=str(ROOT), env=env,
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
         self.base_url = self.proc.stdout.readline().strip()
@@ -87,7 +89,7 @@ class Server:
     """`rubric-judge serve` in a process of its own, as a trainer meets it: the benchmark's client
     does not share the server's interpreter."""
 
-    def __init__(self, judge: Judge, workdir: Path, concurrency: int, deadline: float):
+    def __init__(self, judge: Judge, workdir: Path, concurrency: int, deadline: float, profile: Path | None = None):
         import socket
         import urllib.request
 
@@ -95,12 +97,15 @@ class Server:
             probe.bind(("127.0.0.1", 0))
             port = probe.getsockname()[1]
         cli = str(Path(sys.executable).with_name("rubric-judge"))
+        # --profile: the server under cProfile (it writes the profile when SIGTERM stops uvicorn).
+        prefix = [sys.executable, "-m", "cProfile", "-o", str(profile), cli] if profile else [cli]
         self.proc = subprocess.Popen(
-            [cli, "serve", RUBRIC, "--judge", JUDGE, "--api-base", judge.base_url, "--transport", "direct", "--concurrency", str(concurrency),
+            [*prefix, "serve", RUBRIC, "--judge", JUDGE, "--api-base", judge.base_url, "--transport", "direct", "--concurrency", str(concurrency),
              "--deadline", str(deadline), "--db", str(workdir / "serve.duckdb"), "--cache-dir", str(workdir / "cache"), "--model", "bench",
              "--port", str(port)],
-            cwd=str(ROOT), env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            cwd=str(ROOT), env={**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, (str(ROOT), os.environ.get("PYTHONPATH"))))}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         self.url = f"http://127.0.0.1:{port}"
+        self.profiled = profile is not None
         for _ in range(600):
             try:
                 with urllib.request.urlopen(self.url + "/health", timeout=1):
@@ -112,8 +117,23 @@ class Server:
         raise RuntimeError("rubric-judge serve did not answer /health within 60 s")
 
     def stop(self) -> None:
-        self.proc.terminate()
+        # uvicorn re-raises the signal it stopped on; SIGINT ends the CLI with exit code 130 (a
+        # normal exit, so cProfile writes its file), SIGTERM would kill it before it does.
+        self.proc.send_signal(signal.SIGINT if self.profiled else signal.SIGTERM)
         self.proc.wait(60)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a process (all its threads) has used so far, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def own_cpu_seconds() -> float:
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def label(index: int) -> str:
@@ -121,8 +141,10 @@ def label(index: int) -> str:
                        "inputs": {"category": "VQA", "instruction": f"Question {index}: what abnormality is visible?", "answer": "A left pleural effusion."}})
 
 
-async def get_rewards(url: str, indices: list[int], tag: str = "") -> tuple[list[float], list[float], float]:
-    """One single-item /get_reward request per index, all at once; (rewards, latencies, wall)."""
+async def get_rewards(url: str, indices: list[int], tag: str = "", rounds: int = 1) -> tuple[list[float], list[float], float]:
+    """Single-item /get_reward requests, one client per index, all at once; with `rounds` > 1
+    each client sends its next request as soon as its answer comes (a closed loop, as a trainer's
+    rollout workers do), item `index + k * len(indices)` in round k. (rewards, latencies, wall)."""
     import aiohttp
 
     async def one(session, index: int) -> tuple[float, float]:
@@ -134,10 +156,13 @@ async def get_rewards(url: str, indices: list[int], tag: str = "") -> tuple[list
         assert answer["extra_logs"]["rubric_fallback"] == [0.0], answer
         return answer["rewards"][0], time.perf_counter() - started
 
+    async def client(session, index: int) -> list[tuple[float, float]]:
+        return [await one(session, index + k * len(indices)) for k in range(rounds)]
+
     connector = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=600)) as session:
         started = time.perf_counter()
-        results = await asyncio.gather(*(one(session, i) for i in indices))
+        results = [r for rs in await asyncio.gather(*(client(session, i) for i in indices)) for r in rs]
         wall = time.perf_counter() - started
     return [r for r, _ in results], [t for _, t in results], wall
 
@@ -157,42 +182,66 @@ async def repeated(url: str, count: int) -> list[float]:
     return latencies
 
 
-def section(requests: int, latency: float, concurrency: int, faults: str, deadline: float) -> tuple[list[float], float, int]:
+def section(clients: int, latency: float, concurrency: int, faults: str, deadline: float,
+            profile: Path | None = None, rounds: int = 1) -> tuple[list[float], float, int]:
     judge = Judge(latency, faults)
     with tempfile.TemporaryDirectory() as workdir:
-        server = Server(judge, Path(workdir), concurrency, deadline)
+        server = Server(judge, Path(workdir), concurrency, deadline, profile)
         try:
             asyncio.run(get_rewards(server.url, [10_000_000]))  # warm-up: first-call imports, the database opening
             before = judge.requests()
-            rewards, latencies, wall = asyncio.run(get_rewards(server.url, list(range(requests))))
+            cpu_before = cpu_seconds(server.proc.pid), cpu_seconds(judge.proc.pid), own_cpu_seconds()
+            rewards, latencies, wall = asyncio.run(get_rewards(server.url, list(range(clients)), rounds=rounds))
+            cpu_after = cpu_seconds(server.proc.pid), cpu_seconds(judge.proc.pid), own_cpu_seconds()
             calls = judge.requests() - before
+            time.sleep(SETTLE_S)  # the server's database writes of the last items come after their answers
+            server_settled = cpu_seconds(server.proc.pid) - cpu_before[0]
         finally:
             server.stop()
             judge.stop()
-    ideal = min(requests, concurrency) / latency
-    print(f"  {requests} requests, concurrency {concurrency}, judge latency {latency:g} s, faults {faults}: wall {wall:.2f} s, "
+    requests = clients * rounds
+    ideal = min(clients, concurrency) / latency
+    server_cpu, judge_cpu, client_cpu = (after - before for after, before in zip(cpu_after, cpu_before, strict=True))
+    shape = f"{clients} clients x {rounds} rounds" if rounds > 1 else f"{requests} requests"
+    print(f"  {shape}, concurrency {concurrency}, judge latency {latency:g} s, faults {faults}: wall {wall:.2f} s, "
           f"{requests / wall:.1f} items/s = {100 * requests / wall / ideal:.0f}% of concurrency/latency ({ideal:.0f}/s); "
           f"judge requests {calls}; item latency p50 {statistics.median(latencies):.2f} s, max {max(latencies):.2f} s (deadline {deadline:g} s)")
+    # The three processes share this machine's cores: a client or judge that eats them lowers the server's figure.
+    print(f"    CPU during the run, ms per item: server {1000 * server_cpu / requests:.2f} ({1000 * server_settled / requests:.2f} with its "
+          f"database writes {SETTLE_S:g} s after), loopback judge {1000 * judge_cpu / requests:.2f}, "
+          f"bench client {1000 * client_cpu / requests:.2f} (total {server_cpu + judge_cpu + client_cpu:.2f} s of "
+          f"{wall * (os.cpu_count() or 1):.2f} core-seconds in the wall time)")
     return rewards, wall, calls
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--requests", type=int, default=256)
+    parser.add_argument("--requests", type=int, default=256, help="concurrent single-item requests (clients)")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="requests each client sends one after another in section 1 (1: one burst, the acceptance figure; "
+                             "more: sustained throughput, the burst's ramp-up spread over more items)")
     parser.add_argument("--latency", type=float, default=1.0)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[64, 256])
     parser.add_argument("--repeats", type=int, default=200)
     parser.add_argument("--deadline", type=float, default=150.0)
+    parser.add_argument("--sections", type=int, nargs="+", choices=(1, 2, 3), default=[1, 2, 3], help="which sections to run")
+    parser.add_argument("--profile", type=Path, help="run section 1's server under cProfile, writing FILE-<concurrency>.prof")
     args = parser.parse_args()
     print(f"cores: {os.cpu_count()}, load average: {', '.join(f'{x:.1f}' for x in os.getloadavg())}")
-    print("1. throughput (every item new)")
     plain = None
-    for concurrency in args.concurrency:
-        rewards, _, _ = section(args.requests, args.latency, concurrency, "none", args.deadline)
-        plain = plain or rewards
-    print("2. HTTP 429 on the first attempt of every judge request")
-    faulted, _, _ = section(args.requests, args.latency, max(args.concurrency), "429", args.deadline)
-    print(f"  same rewards as without faults: {faulted == plain} ({sum(a == b for a, b in zip(faulted, plain, strict=True))}/{len(plain)})")
+    if 1 in args.sections:
+        print("1. throughput (every item new)")
+        for concurrency in args.concurrency:
+            profile = args.profile.with_name(f"{args.profile.name}-{concurrency}.prof") if args.profile else None
+            rewards, _, _ = section(args.requests, args.latency, concurrency, "none", args.deadline, profile, args.rounds)
+            plain = plain or rewards[:args.requests]
+    if 2 in args.sections:
+        print("2. HTTP 429 on the first attempt of every judge request")
+        faulted, _, _ = section(args.requests, args.latency, max(args.concurrency), "429", args.deadline)
+        if plain is not None:
+            print(f"  same rewards as without faults: {faulted == plain} ({sum(a == b for a, b in zip(faulted, plain, strict=True))}/{len(plain)})")
+    if 3 not in args.sections:
+        return
     print("3. a repeated item, answered from the verdict cache")
     judge = Judge(args.latency, "none")
     with tempfile.TemporaryDirectory() as workdir:
