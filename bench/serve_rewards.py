@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -129,6 +130,22 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def machine_ticks() -> tuple[int, int]:
+    """(all, stolen) clock ticks of the machine so far, from /proc/stat: on a virtual machine the
+    hypervisor's "steal" is time the cores were runnable but given to another guest."""
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return sum(values[:8]), (values[7] if len(values) > 7 else 0)
+
+
+def http_stack() -> str:
+    """Which HTTP parser and event loop uvicorn's "auto" picks in the server (same interpreter)."""
+    import importlib.util
+
+    parser = "httptools" if importlib.util.find_spec("httptools") else "h11"
+    loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
+    return f"uvicorn with {parser} and {loop}"
+
+
 def own_cpu_seconds() -> float:
     import resource
 
@@ -141,58 +158,121 @@ def label(index: int) -> str:
                        "inputs": {"category": "VQA", "instruction": f"Question {index}: what abnormality is visible?", "answer": "A left pleural effusion."}})
 
 
-async def get_rewards(url: str, indices: list[int], tag: str = "", rounds: int = 1) -> tuple[list[float], list[float], float]:
+class RawConnection:
+    """A minimal HTTP/1.1 keep-alive client on asyncio streams: the bench's client shares the
+    machine's cores with the server, and aiohttp's client costs about 1 ms of CPU a request,
+    this about half of that (`--client aiohttp` measures with aiohttp's)."""
+
+    def __init__(self, url: str):
+        host, _, port = url.removeprefix("http://").partition(":")
+        self.host, self.port = host, int(port)
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def post(self, path: str, payload: dict) -> dict:
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        body = json.dumps(payload).encode()
+        self.writer.write(f"POST {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\nContent-Type: application/json\r\n"
+                          f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+        head = (await self.reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
+        headers = {name.strip().lower(): value.strip() for name, _, value in (line.partition(":") for line in head[1:] if line)}
+        answer = await self.reader.readexactly(int(headers["content-length"]))
+        if head[0].split()[1] != "200":
+            raise RuntimeError(f"{path}: {head[0]}: {answer[:500]!r}")
+        if headers.get("connection", "").lower() == "close":
+            await self.close()
+        return json.loads(answer)
+
+    async def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = self.reader = None
+
+
+class AiohttpConnection:
+    """The same requests through aiohttp's client (one shared session)."""
+
+    def __init__(self, url: str, session):
+        self.url, self.session = url, session
+
+    async def post(self, path: str, payload: dict) -> dict:
+        async with self.session.post(self.url + path, json=payload) as response:
+            response.raise_for_status()
+            return await response.json()
+
+    async def close(self) -> None:
+        pass
+
+
+@contextlib.asynccontextmanager
+async def connections(url: str, kind: str):
+    """A factory of connections of the client `kind` (raw | aiohttp) to `url`."""
+    if kind == "raw":
+        yield lambda: RawConnection(url)
+        return
+    import aiohttp
+
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0), timeout=aiohttp.ClientTimeout(total=600)) as session:
+        yield lambda: AiohttpConnection(url, session)
+
+
+def reward_request(index: int, tag: str = "") -> dict:
+    prompt = f"<user>Question {index}<assistant>"
+    return {"query": [prompt + f" Answer {index}{tag}: a left pleural effusion."], "prompts": [prompt], "labels": [label(index)]}
+
+
+async def get_rewards(url: str, indices: list[int], tag: str = "", rounds: int = 1, client: str = "raw") -> tuple[list[float], list[float], float]:
     """Single-item /get_reward requests, one client per index, all at once; with `rounds` > 1
     each client sends its next request as soon as its answer comes (a closed loop, as a trainer's
     rollout workers do), item `index + k * len(indices)` in round k. (rewards, latencies, wall)."""
-    import aiohttp
 
-    async def one(session, index: int) -> tuple[float, float]:
-        prompt = f"<user>Question {index}<assistant>"
-        body = {"query": [prompt + f" Answer {index}{tag}: a left pleural effusion."], "prompts": [prompt], "labels": [label(index)]}
+    async def one(connection, index: int) -> tuple[float, float]:
         started = time.perf_counter()
-        async with session.post(f"{url}/get_reward", json=body) as response:
-            answer = await response.json()
+        answer = await connection.post("/get_reward", reward_request(index, tag))
         assert answer["extra_logs"]["rubric_fallback"] == [0.0], answer
         return answer["rewards"][0], time.perf_counter() - started
 
-    async def client(session, index: int) -> list[tuple[float, float]]:
-        return [await one(session, index + k * len(indices)) for k in range(rounds)]
+    async def run_client(connect, index: int) -> list[tuple[float, float]]:
+        connection = connect()
+        try:
+            return [await one(connection, index + k * len(indices)) for k in range(rounds)]
+        finally:
+            await connection.close()
 
-    connector = aiohttp.TCPConnector(limit=0)
-    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=600)) as session:
+    async with connections(url, client) as connect:
         started = time.perf_counter()
-        results = [r for rs in await asyncio.gather(*(client(session, i) for i in indices)) for r in rs]
+        results = [r for rs in await asyncio.gather(*(run_client(connect, i) for i in indices)) for r in rs]
         wall = time.perf_counter() - started
     return [r for r, _ in results], [t for _, t in results], wall
 
 
-async def repeated(url: str, count: int) -> list[float]:
-    import aiohttp
-
+async def repeated(url: str, count: int, client: str = "raw") -> list[float]:
     latencies = []
-    async with aiohttp.ClientSession() as session:
+    async with connections(url, client) as connect:
+        connection = connect()
         for _ in range(count):
-            body = {"query": ["<user>Question 0<assistant> Answer 0: a left pleural effusion."], "prompts": ["<user>Question 0<assistant>"], "labels": [label(0)]}
             started = time.perf_counter()
-            async with session.post(f"{url}/get_reward", json=body) as response:
-                answer = await response.json()
+            answer = await connection.post("/get_reward", reward_request(0))
             latencies.append(time.perf_counter() - started)
             assert answer["extra_logs"]["rubric_cached"] == [1.0], answer
+        await connection.close()
     return latencies
 
 
 def section(clients: int, latency: float, concurrency: int, faults: str, deadline: float,
-            profile: Path | None = None, rounds: int = 1) -> tuple[list[float], float, int]:
+            profile: Path | None = None, rounds: int = 1, client: str = "raw") -> tuple[list[float], float, int]:
     judge = Judge(latency, faults)
     with tempfile.TemporaryDirectory() as workdir:
         server = Server(judge, Path(workdir), concurrency, deadline, profile)
         try:
-            asyncio.run(get_rewards(server.url, [10_000_000]))  # warm-up: first-call imports, the database opening
+            asyncio.run(get_rewards(server.url, [10_000_000], client=client))  # warm-up: first-call imports, the database opening
             before = judge.requests()
             cpu_before = cpu_seconds(server.proc.pid), cpu_seconds(judge.proc.pid), own_cpu_seconds()
-            rewards, latencies, wall = asyncio.run(get_rewards(server.url, list(range(clients)), rounds=rounds))
+            ticks_before = machine_ticks()
+            rewards, latencies, wall = asyncio.run(get_rewards(server.url, list(range(clients)), rounds=rounds, client=client))
             cpu_after = cpu_seconds(server.proc.pid), cpu_seconds(judge.proc.pid), own_cpu_seconds()
+            ticks_after = machine_ticks()
             calls = judge.requests() - before
             time.sleep(SETTLE_S)  # the server's database writes of the last items come after their answers
             server_settled = cpu_seconds(server.proc.pid) - cpu_before[0]
@@ -210,7 +290,8 @@ def section(clients: int, latency: float, concurrency: int, faults: str, deadlin
     print(f"    CPU during the run, ms per item: server {1000 * server_cpu / requests:.2f} ({1000 * server_settled / requests:.2f} with its "
           f"database writes {SETTLE_S:g} s after), loopback judge {1000 * judge_cpu / requests:.2f}, "
           f"bench client {1000 * client_cpu / requests:.2f} (total {server_cpu + judge_cpu + client_cpu:.2f} s of "
-          f"{wall * (os.cpu_count() or 1):.2f} core-seconds in the wall time)")
+          f"{wall * (os.cpu_count() or 1):.2f} core-seconds in the wall time; "
+          f"stolen by the hypervisor: {100 * (ticks_after[1] - ticks_before[1]) / max(1, ticks_after[0] - ticks_before[0]):.0f}%)")
     return rewards, wall, calls
 
 
@@ -224,20 +305,22 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[64, 256])
     parser.add_argument("--repeats", type=int, default=200)
     parser.add_argument("--deadline", type=float, default=150.0)
+    parser.add_argument("--client", choices=("raw", "aiohttp"), default="raw",
+                        help="the bench's HTTP client: raw asyncio streams (lean) or aiohttp's client")
     parser.add_argument("--sections", type=int, nargs="+", choices=(1, 2, 3), default=[1, 2, 3], help="which sections to run")
     parser.add_argument("--profile", type=Path, help="run section 1's server under cProfile, writing FILE-<concurrency>.prof")
     args = parser.parse_args()
-    print(f"cores: {os.cpu_count()}, load average: {', '.join(f'{x:.1f}' for x in os.getloadavg())}")
+    print(f"cores: {os.cpu_count()}, load average: {', '.join(f'{x:.1f}' for x in os.getloadavg())}; server: {http_stack()}; client: {args.client}")
     plain = None
     if 1 in args.sections:
         print("1. throughput (every item new)")
         for concurrency in args.concurrency:
             profile = args.profile.with_name(f"{args.profile.name}-{concurrency}.prof") if args.profile else None
-            rewards, _, _ = section(args.requests, args.latency, concurrency, "none", args.deadline, profile, args.rounds)
+            rewards, _, _ = section(args.requests, args.latency, concurrency, "none", args.deadline, profile, args.rounds, args.client)
             plain = plain or rewards[:args.requests]
     if 2 in args.sections:
         print("2. HTTP 429 on the first attempt of every judge request")
-        faulted, _, _ = section(args.requests, args.latency, max(args.concurrency), "429", args.deadline)
+        faulted, _, _ = section(args.requests, args.latency, max(args.concurrency), "429", args.deadline, client=args.client)
         if plain is not None:
             print(f"  same rewards as without faults: {faulted == plain} ({sum(a == b for a, b in zip(faulted, plain, strict=True))}/{len(plain)})")
     if 3 not in args.sections:
@@ -247,8 +330,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as workdir:
         server = Server(judge, Path(workdir), max(args.concurrency), args.deadline)
         try:
-            asyncio.run(get_rewards(server.url, [0]))  # judged once
-            latencies = sorted(asyncio.run(repeated(server.url, args.repeats)))
+            asyncio.run(get_rewards(server.url, [0], client=args.client))  # judged once
+            latencies = sorted(asyncio.run(repeated(server.url, args.repeats, args.client)))
         finally:
             server.stop()
             judge.stop()
