@@ -38,7 +38,6 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 RUBRIC = "builtin:medgen/holistic-with-gt.yaml"  # per_sample: one judge call per item
 JUDGE = "openai/bench-judge"
-SETTLE_S = 1.5  # > the serve log's batch window (serve/runlog.py BATCH_SECONDS)
 
 _SERVER_CODE = r"""
 import sys, threading
@@ -247,6 +246,15 @@ async def get_rewards(url: str, indices: list[int], tag: str = "", rounds: int =
     return [r for r, _ in results], [t for _, t in results], wall
 
 
+def settle_seconds() -> float:
+    """How long after a run the server may still write its log: the serve log's batch window."""
+    try:
+        from rubric_judge.serve.runlog import BATCH_SECONDS
+    except ImportError:
+        return 2.0
+    return BATCH_SECONDS + 0.5
+
+
 async def repeated(url: str, count: int, client: str = "raw") -> list[float]:
     latencies = []
     async with connections(url, client) as connect:
@@ -274,7 +282,7 @@ def section(clients: int, latency: float, concurrency: int, faults: str, deadlin
             cpu_after = cpu_seconds(server.proc.pid), cpu_seconds(judge.proc.pid), own_cpu_seconds()
             ticks_after = machine_ticks()
             calls = judge.requests() - before
-            time.sleep(SETTLE_S)  # the server's database writes of the last items come after their answers
+            time.sleep(settle_seconds())  # the server's database writes of the last items come after their answers
             server_settled = cpu_seconds(server.proc.pid) - cpu_before[0]
         finally:
             server.stop()
@@ -288,7 +296,7 @@ def section(clients: int, latency: float, concurrency: int, faults: str, deadlin
           f"judge requests {calls}; item latency p50 {statistics.median(latencies):.2f} s, max {max(latencies):.2f} s (deadline {deadline:g} s)")
     # The three processes share this machine's cores: a client or judge that eats them lowers the server's figure.
     print(f"    CPU during the run, ms per item: server {1000 * server_cpu / requests:.2f} ({1000 * server_settled / requests:.2f} with its "
-          f"database writes {SETTLE_S:g} s after), loopback judge {1000 * judge_cpu / requests:.2f}, "
+          f"database writes {settle_seconds():g} s after), loopback judge {1000 * judge_cpu / requests:.2f}, "
           f"bench client {1000 * client_cpu / requests:.2f} (total {server_cpu + judge_cpu + client_cpu:.2f} s of "
           f"{wall * (os.cpu_count() or 1):.2f} core-seconds in the wall time; "
           f"stolen by the hypervisor: {100 * (ticks_after[1] - ticks_before[1]) / max(1, ticks_after[0] - ticks_before[0]):.0f}%)")
