@@ -1,11 +1,15 @@
-"""Reward-server benchmark: `rubric-judge serve`'s app against a loopback judge with a fixed latency.
+"""Reward-server benchmark: `rubric-judge serve` against a loopback judge with a fixed latency.
 
-Sections, against one loopback judge served from a child process (so its event loop does not
-share the server's CPU time):
+Three processes: the server (`rubric-judge serve`, as a trainer meets it), the loopback judge
+(its own event loop), and this bench's client (raw asyncio HTTP/1.1 keep-alive connections,
+about half the CPU of aiohttp's client; `--client aiohttp` to compare). They share the
+machine's cores, so each section also prints every process's CPU per item, the share the
+hypervisor stole, and how long the server's threads waited for a core another program held.
 
-1. Throughput (the server is `rubric-judge serve` in its own process): N concurrent single-item POST /get_reward requests (OpenRLHF's single-turn
+1. Throughput: N concurrent single-item POST /get_reward requests (OpenRLHF's single-turn
    executor sends one sample per request), every item new; wall time, items/s, and the share
-   of the ideal concurrency / latency reached.
+   of the ideal concurrency / latency reached. `--rounds R` makes each of the N clients send R
+   requests one after another (sustained load; the one-burst ramp-up is spread over R rounds).
 2. The same N items again on a fresh cache with HTTP 429 on the first attempt of every judge
    request (Retry-After 0.1 s): all answered before the deadline, with the same rewards.
 3. A repeated item (sequential requests): answered from the verdict cache, p50/p90 latency.
@@ -14,6 +18,8 @@ Figures are printed, never asserted; they depend on the machine (cores and load)
 
     .venv/bin/python bench/serve_rewards.py                      # 256 requests, 1 s latency
     .venv/bin/python bench/serve_rewards.py --requests 256 --latency 1.0 --repeats 200
+    .venv/bin/python bench/serve_rewards.py --sections 1 --concurrency 256 --rounds 8
+    .venv/bin/python bench/serve_rewards.py --sections 1 --profile /tmp/serve   # server under cProfile
 """
 
 from __future__ import annotations
@@ -127,6 +133,19 @@ def cpu_seconds(pid: int) -> float:
     """User + system CPU seconds a process (all its threads) has used so far, from /proc."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def waiting_seconds(pid: int) -> float:
+    """Seconds the process's threads have spent runnable but waiting for a core (the kernel's
+    run-queue delay, /proc/PID/task/*/schedstat): on a shared machine, the time other programs
+    held the cores while the server had work to do."""
+    total = 0
+    for stat in Path(f"/proc/{pid}/task").glob("*/schedstat"):
+        try:
+            total += int(stat.read_text().split()[1])
+        except (OSError, IndexError, ValueError):  # a thread that ended meanwhile
+            continue
+    return total / 1e9
 
 
 def machine_ticks() -> tuple[int, int]:
@@ -277,10 +296,10 @@ def section(clients: int, latency: float, concurrency: int, faults: str, deadlin
             asyncio.run(get_rewards(server.url, [10_000_000], client=client))  # warm-up: first-call imports, the database opening
             before = judge.requests()
             cpu_before = cpu_seconds(server.proc.pid), cpu_seconds(judge.proc.pid), own_cpu_seconds()
-            ticks_before = machine_ticks()
+            ticks_before, waited_before = machine_ticks(), waiting_seconds(server.proc.pid)
             rewards, latencies, wall = asyncio.run(get_rewards(server.url, list(range(clients)), rounds=rounds, client=client))
             cpu_after = cpu_seconds(server.proc.pid), cpu_seconds(judge.proc.pid), own_cpu_seconds()
-            ticks_after = machine_ticks()
+            ticks_after, server_waited = machine_ticks(), waiting_seconds(server.proc.pid) - waited_before
             calls = judge.requests() - before
             time.sleep(settle_seconds())  # the server's database writes of the last items come after their answers
             server_settled = cpu_seconds(server.proc.pid) - cpu_before[0]
@@ -300,6 +319,8 @@ def section(clients: int, latency: float, concurrency: int, faults: str, deadlin
           f"bench client {1000 * client_cpu / requests:.2f} (total {server_cpu + judge_cpu + client_cpu:.2f} s of "
           f"{wall * (os.cpu_count() or 1):.2f} core-seconds in the wall time; "
           f"stolen by the hypervisor: {100 * (ticks_after[1] - ticks_before[1]) / max(1, ticks_after[0] - ticks_before[0]):.0f}%)")
+    print(f"    the server's threads waited {server_waited:.2f} s in all for a core held by another program "
+          f"(load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")
     return rewards, wall, calls
 
 
