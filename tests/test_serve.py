@@ -143,6 +143,23 @@ def test_one_batch_of_two_rubrics_logs_each_item_to_its_own_run(tmp_path: Path, 
     assert verdicts == sum(len(r["criteria"]) for r in results)
 
 
+def test_a_database_that_cannot_be_written_never_stops_the_rewards(tmp_path: Path, judge_server):
+    """The log opens the database when the server starts; when it cannot (here its folder is a
+    file), items are still scored and every failed write is counted, never raised."""
+    (tmp_path / "not-a-dir").write_text("a file")
+    service = make_service(tmp_path, judge_server)
+    service.db = tmp_path / "not-a-dir" / "serve.duckdb"
+
+    async def score():
+        async with service:
+            results = await service.score([{"id": "p1", **vqa_label(), "response": "A left pleural effusion."}])
+            return results, service._log
+
+    results, log = asyncio.run(score())
+    assert [r.status for r in results] == ["ok"]
+    assert log.errors >= 1 and log.written == 0
+
+
 def test_metrics_and_health(tmp_path: Path, judge_server):
     with TestClient(create_app(make_service(tmp_path, judge_server))) as client:
         for _ in range(2):
