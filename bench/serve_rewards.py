@@ -4,7 +4,7 @@ Three processes: the server (`rubric-judge serve`, as a trainer meets it), the l
 (its own event loop), and this bench's client (raw asyncio HTTP/1.1 keep-alive connections,
 about half the CPU of aiohttp's client; `--client aiohttp` to compare). They share the
 machine's cores, so each section also prints every process's CPU per item, the share the
-hypervisor stole, and how long the server's threads waited for a core another program held.
+hypervisor stole, and how long the server's threads waited for a core.
 
 1. Throughput: N concurrent single-item POST /get_reward requests (OpenRLHF's single-turn
    executor sends one sample per request), every item new; wall time, items/s, and the share
@@ -137,8 +137,9 @@ def cpu_seconds(pid: int) -> float:
 
 def waiting_seconds(pid: int) -> float:
     """Seconds the process's threads have spent runnable but waiting for a core (the kernel's
-    run-queue delay, /proc/PID/task/*/schedstat): on a shared machine, the time other programs
-    held the cores while the server had work to do."""
+    run-queue delay, /proc/PID/task/*/schedstat), summed over its threads: time the server had
+    work to do while the cores ran something else (other programs, the judge, the client, or
+    the server's own other threads)."""
     total = 0
     for stat in Path(f"/proc/{pid}/task").glob("*/schedstat"):
         try:
@@ -319,8 +320,8 @@ def section(clients: int, latency: float, concurrency: int, faults: str, deadlin
           f"bench client {1000 * client_cpu / requests:.2f} (total {server_cpu + judge_cpu + client_cpu:.2f} s of "
           f"{wall * (os.cpu_count() or 1):.2f} core-seconds in the wall time; "
           f"stolen by the hypervisor: {100 * (ticks_after[1] - ticks_before[1]) / max(1, ticks_after[0] - ticks_before[0]):.0f}%)")
-    print(f"    the server's threads waited {server_waited:.2f} s in all for a core held by another program "
-          f"(load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")
+    print(f"    the server's threads waited {server_waited:.2f} s in all for a core (run-queue delay: behind other programs, the judge, "
+          f"the client or each other; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")
     return rewards, wall, calls
 
 
