@@ -1,11 +1,15 @@
-"""Reward-server benchmark: `rubric-judge serve`'s app against a loopback judge with a fixed latency.
+"""Reward-server benchmark: `rubric-judge serve` against a loopback judge with a fixed latency.
 
-Sections, against one loopback judge served from a child process (so its event loop does not
-share the server's CPU time):
+Three processes: the server (`rubric-judge serve`, as a trainer meets it), the loopback judge
+(its own event loop), and this bench's client (raw asyncio HTTP/1.1 keep-alive connections,
+about half the CPU of aiohttp's client; `--client aiohttp` to compare). They share the
+machine's cores, so each section also prints every process's CPU per item, the share the
+hypervisor stole, and how long the server's threads waited for a core.
 
-1. Throughput (the server is `rubric-judge serve` in its own process): N concurrent single-item POST /get_reward requests (OpenRLHF's single-turn
+1. Throughput: N concurrent single-item POST /get_reward requests (OpenRLHF's single-turn
    executor sends one sample per request), every item new; wall time, items/s, and the share
-   of the ideal concurrency / latency reached.
+   of the ideal concurrency / latency reached. `--rounds R` makes each of the N clients send R
+   requests one after another (sustained load; the one-burst ramp-up is spread over R rounds).
 2. The same N items again on a fresh cache with HTTP 429 on the first attempt of every judge
    request (Retry-After 0.1 s): all answered before the deadline, with the same rewards.
 3. A repeated item (sequential requests): answered from the verdict cache, p50/p90 latency.
@@ -14,14 +18,18 @@ Figures are printed, never asserted; they depend on the machine (cores and load)
 
     .venv/bin/python bench/serve_rewards.py                      # 256 requests, 1 s latency
     .venv/bin/python bench/serve_rewards.py --requests 256 --latency 1.0 --repeats 200
+    .venv/bin/python bench/serve_rewards.py --sections 1 --concurrency 256 --rounds 8
+    .venv/bin/python bench/serve_rewards.py --sections 1 --profile /tmp/serve   # server under cProfile
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -66,7 +74,7 @@ class Judge:
     """The loopback judge in a child process."""
 
     def __init__(self, latency: float, faults: str):
-        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, (str(ROOT), os.environ.get("PYTHONPATH"))))}
         self.proc = subprocess.Popen([sys.executable, "-c", _SERVER_CODE, str(latency), faults], cwd=str(ROOT), env=env,
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
         self.base_url = self.proc.stdout.readline().strip()
@@ -87,7 +95,7 @@ class Server:
     """`rubric-judge serve` in a process of its own, as a trainer meets it: the benchmark's client
     does not share the server's interpreter."""
 
-    def __init__(self, judge: Judge, workdir: Path, concurrency: int, deadline: float):
+    def __init__(self, judge: Judge, workdir: Path, concurrency: int, deadline: float, profile: Path | None = None):
         import socket
         import urllib.request
 
@@ -95,12 +103,15 @@ class Server:
             probe.bind(("127.0.0.1", 0))
             port = probe.getsockname()[1]
         cli = str(Path(sys.executable).with_name("rubric-judge"))
+        # --profile: the server under cProfile (it writes the profile when SIGTERM stops uvicorn).
+        prefix = [sys.executable, "-m", "cProfile", "-o", str(profile), cli] if profile else [cli]
         self.proc = subprocess.Popen(
-            [cli, "serve", RUBRIC, "--judge", JUDGE, "--api-base", judge.base_url, "--transport", "direct", "--concurrency", str(concurrency),
+            [*prefix, "serve", RUBRIC, "--judge", JUDGE, "--api-base", judge.base_url, "--transport", "direct", "--concurrency", str(concurrency),
              "--deadline", str(deadline), "--db", str(workdir / "serve.duckdb"), "--cache-dir", str(workdir / "cache"), "--model", "bench",
              "--port", str(port)],
-            cwd=str(ROOT), env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            cwd=str(ROOT), env={**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, (str(ROOT), os.environ.get("PYTHONPATH"))))}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         self.url = f"http://127.0.0.1:{port}"
+        self.profiled = profile is not None
         for _ in range(600):
             try:
                 with urllib.request.urlopen(self.url + "/health", timeout=1):
@@ -112,8 +123,53 @@ class Server:
         raise RuntimeError("rubric-judge serve did not answer /health within 60 s")
 
     def stop(self) -> None:
-        self.proc.terminate()
+        # uvicorn re-raises the signal it stopped on; SIGINT ends the CLI with exit code 130 (a
+        # normal exit, so cProfile writes its file), SIGTERM would kill it before it does.
+        self.proc.send_signal(signal.SIGINT if self.profiled else signal.SIGTERM)
         self.proc.wait(60)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a process (all its threads) has used so far, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def waiting_seconds(pid: int) -> float:
+    """Seconds the process's threads have spent runnable but waiting for a core (the kernel's
+    run-queue delay, /proc/PID/task/*/schedstat), summed over its threads: time the server had
+    work to do while the cores ran something else (other programs, the judge, the client, or
+    the server's own other threads)."""
+    total = 0
+    for stat in Path(f"/proc/{pid}/task").glob("*/schedstat"):
+        try:
+            total += int(stat.read_text().split()[1])
+        except (OSError, IndexError, ValueError):  # a thread that ended meanwhile
+            continue
+    return total / 1e9
+
+
+def machine_ticks() -> tuple[int, int]:
+    """(all, stolen) clock ticks of the machine so far, from /proc/stat: on a virtual machine the
+    hypervisor's "steal" is time the cores were runnable but given to another guest."""
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return sum(values[:8]), (values[7] if len(values) > 7 else 0)
+
+
+def http_stack() -> str:
+    """Which HTTP parser and event loop uvicorn's "auto" picks in the server (same interpreter)."""
+    import importlib.util
+
+    parser = "httptools" if importlib.util.find_spec("httptools") else "h11"
+    loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
+    return f"uvicorn with {parser} and {loop}"
+
+
+def own_cpu_seconds() -> float:
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def label(index: int) -> str:
@@ -121,85 +177,191 @@ def label(index: int) -> str:
                        "inputs": {"category": "VQA", "instruction": f"Question {index}: what abnormality is visible?", "answer": "A left pleural effusion."}})
 
 
-async def get_rewards(url: str, indices: list[int], tag: str = "") -> tuple[list[float], list[float], float]:
-    """One single-item /get_reward request per index, all at once; (rewards, latencies, wall)."""
+class RawConnection:
+    """A minimal HTTP/1.1 keep-alive client on asyncio streams: the bench's client shares the
+    machine's cores with the server, and aiohttp's client costs about 1 ms of CPU a request,
+    this about half of that (`--client aiohttp` measures with aiohttp's)."""
+
+    def __init__(self, url: str):
+        host, _, port = url.removeprefix("http://").partition(":")
+        self.host, self.port = host, int(port)
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def post(self, path: str, payload: dict) -> dict:
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        body = json.dumps(payload).encode()
+        self.writer.write(f"POST {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\nContent-Type: application/json\r\n"
+                          f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+        head = (await self.reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
+        headers = {name.strip().lower(): value.strip() for name, _, value in (line.partition(":") for line in head[1:] if line)}
+        answer = await self.reader.readexactly(int(headers["content-length"]))
+        if head[0].split()[1] != "200":
+            raise RuntimeError(f"{path}: {head[0]}: {answer[:500]!r}")
+        if headers.get("connection", "").lower() == "close":
+            await self.close()
+        return json.loads(answer)
+
+    async def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = self.reader = None
+
+
+class AiohttpConnection:
+    """The same requests through aiohttp's client (one shared session)."""
+
+    def __init__(self, url: str, session):
+        self.url, self.session = url, session
+
+    async def post(self, path: str, payload: dict) -> dict:
+        async with self.session.post(self.url + path, json=payload) as response:
+            response.raise_for_status()
+            return await response.json()
+
+    async def close(self) -> None:
+        pass
+
+
+@contextlib.asynccontextmanager
+async def connections(url: str, kind: str):
+    """A factory of connections of the client `kind` (raw | aiohttp) to `url`."""
+    if kind == "raw":
+        yield lambda: RawConnection(url)
+        return
     import aiohttp
 
-    async def one(session, index: int) -> tuple[float, float]:
-        prompt = f"<user>Question {index}<assistant>"
-        body = {"query": [prompt + f" Answer {index}{tag}: a left pleural effusion."], "prompts": [prompt], "labels": [label(index)]}
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0), timeout=aiohttp.ClientTimeout(total=600)) as session:
+        yield lambda: AiohttpConnection(url, session)
+
+
+def reward_request(index: int, tag: str = "") -> dict:
+    prompt = f"<user>Question {index}<assistant>"
+    return {"query": [prompt + f" Answer {index}{tag}: a left pleural effusion."], "prompts": [prompt], "labels": [label(index)]}
+
+
+async def get_rewards(url: str, indices: list[int], tag: str = "", rounds: int = 1, client: str = "raw") -> tuple[list[float], list[float], float]:
+    """Single-item /get_reward requests, one client per index, all at once; with `rounds` > 1
+    each client sends its next request as soon as its answer comes (a closed loop, as a trainer's
+    rollout workers do), item `index + k * len(indices)` in round k. (rewards, latencies, wall)."""
+
+    async def one(connection, index: int) -> tuple[float, float]:
         started = time.perf_counter()
-        async with session.post(f"{url}/get_reward", json=body) as response:
-            answer = await response.json()
+        answer = await connection.post("/get_reward", reward_request(index, tag))
         assert answer["extra_logs"]["rubric_fallback"] == [0.0], answer
         return answer["rewards"][0], time.perf_counter() - started
 
-    connector = aiohttp.TCPConnector(limit=0)
-    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=600)) as session:
+    async def run_client(connect, index: int) -> list[tuple[float, float]]:
+        connection = connect()
+        try:
+            return [await one(connection, index + k * len(indices)) for k in range(rounds)]
+        finally:
+            await connection.close()
+
+    async with connections(url, client) as connect:
         started = time.perf_counter()
-        results = await asyncio.gather(*(one(session, i) for i in indices))
+        results = [r for rs in await asyncio.gather(*(run_client(connect, i) for i in indices)) for r in rs]
         wall = time.perf_counter() - started
     return [r for r, _ in results], [t for _, t in results], wall
 
 
-async def repeated(url: str, count: int) -> list[float]:
-    import aiohttp
+def settle_seconds() -> float:
+    """How long after a run the server may still write its log: the serve log's batch window."""
+    try:
+        from rubric_judge.serve.runlog import BATCH_SECONDS
+    except ImportError:
+        return 2.0
+    return BATCH_SECONDS + 0.5
 
+
+async def repeated(url: str, count: int, client: str = "raw") -> list[float]:
     latencies = []
-    async with aiohttp.ClientSession() as session:
+    async with connections(url, client) as connect:
+        connection = connect()
         for _ in range(count):
-            body = {"query": ["<user>Question 0<assistant> Answer 0: a left pleural effusion."], "prompts": ["<user>Question 0<assistant>"], "labels": [label(0)]}
             started = time.perf_counter()
-            async with session.post(f"{url}/get_reward", json=body) as response:
-                answer = await response.json()
+            answer = await connection.post("/get_reward", reward_request(0))
             latencies.append(time.perf_counter() - started)
             assert answer["extra_logs"]["rubric_cached"] == [1.0], answer
+        await connection.close()
     return latencies
 
 
-def section(requests: int, latency: float, concurrency: int, faults: str, deadline: float) -> tuple[list[float], float, int]:
+def section(clients: int, latency: float, concurrency: int, faults: str, deadline: float,
+            profile: Path | None = None, rounds: int = 1, client: str = "raw") -> tuple[list[float], float, int]:
     judge = Judge(latency, faults)
     with tempfile.TemporaryDirectory() as workdir:
-        server = Server(judge, Path(workdir), concurrency, deadline)
+        server = Server(judge, Path(workdir), concurrency, deadline, profile)
         try:
-            asyncio.run(get_rewards(server.url, [10_000_000]))  # warm-up: first-call imports, the database opening
+            asyncio.run(get_rewards(server.url, [10_000_000], client=client))  # warm-up: first-call imports, the database opening
             before = judge.requests()
-            rewards, latencies, wall = asyncio.run(get_rewards(server.url, list(range(requests))))
+            cpu_before = cpu_seconds(server.proc.pid), cpu_seconds(judge.proc.pid), own_cpu_seconds()
+            ticks_before, waited_before = machine_ticks(), waiting_seconds(server.proc.pid)
+            rewards, latencies, wall = asyncio.run(get_rewards(server.url, list(range(clients)), rounds=rounds, client=client))
+            cpu_after = cpu_seconds(server.proc.pid), cpu_seconds(judge.proc.pid), own_cpu_seconds()
+            ticks_after, server_waited = machine_ticks(), waiting_seconds(server.proc.pid) - waited_before
             calls = judge.requests() - before
+            time.sleep(settle_seconds())  # the server's database writes of the last items come after their answers
+            server_settled = cpu_seconds(server.proc.pid) - cpu_before[0]
         finally:
             server.stop()
             judge.stop()
-    ideal = min(requests, concurrency) / latency
-    print(f"  {requests} requests, concurrency {concurrency}, judge latency {latency:g} s, faults {faults}: wall {wall:.2f} s, "
+    requests = clients * rounds
+    ideal = min(clients, concurrency) / latency
+    server_cpu, judge_cpu, client_cpu = (after - before for after, before in zip(cpu_after, cpu_before, strict=True))
+    shape = f"{clients} clients x {rounds} rounds" if rounds > 1 else f"{requests} requests"
+    print(f"  {shape}, concurrency {concurrency}, judge latency {latency:g} s, faults {faults}: wall {wall:.2f} s, "
           f"{requests / wall:.1f} items/s = {100 * requests / wall / ideal:.0f}% of concurrency/latency ({ideal:.0f}/s); "
           f"judge requests {calls}; item latency p50 {statistics.median(latencies):.2f} s, max {max(latencies):.2f} s (deadline {deadline:g} s)")
+    # The three processes share this machine's cores: a client or judge that eats them lowers the server's figure.
+    print(f"    CPU during the run, ms per item: server {1000 * server_cpu / requests:.2f} ({1000 * server_settled / requests:.2f} with its "
+          f"database writes {settle_seconds():g} s after), loopback judge {1000 * judge_cpu / requests:.2f}, "
+          f"bench client {1000 * client_cpu / requests:.2f} (total {server_cpu + judge_cpu + client_cpu:.2f} s of "
+          f"{wall * (os.cpu_count() or 1):.2f} core-seconds in the wall time; "
+          f"stolen by the hypervisor: {100 * (ticks_after[1] - ticks_before[1]) / max(1, ticks_after[0] - ticks_before[0]):.0f}%)")
+    print(f"    the server's threads waited {server_waited:.2f} s in all for a core (run-queue delay: behind other programs, the judge, "
+          f"the client or each other; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")
     return rewards, wall, calls
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--requests", type=int, default=256)
+    parser.add_argument("--requests", type=int, default=256, help="concurrent single-item requests (clients)")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="requests each client sends one after another in section 1 (1: one burst, the acceptance figure; "
+                             "more: sustained throughput, the burst's ramp-up spread over more items)")
     parser.add_argument("--latency", type=float, default=1.0)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[64, 256])
     parser.add_argument("--repeats", type=int, default=200)
     parser.add_argument("--deadline", type=float, default=150.0)
+    parser.add_argument("--client", choices=("raw", "aiohttp"), default="raw",
+                        help="the bench's HTTP client: raw asyncio streams (lean) or aiohttp's client")
+    parser.add_argument("--sections", type=int, nargs="+", choices=(1, 2, 3), default=[1, 2, 3], help="which sections to run")
+    parser.add_argument("--profile", type=Path, help="run section 1's server under cProfile, writing FILE-<concurrency>.prof")
     args = parser.parse_args()
-    print(f"cores: {os.cpu_count()}, load average: {', '.join(f'{x:.1f}' for x in os.getloadavg())}")
-    print("1. throughput (every item new)")
+    print(f"cores: {os.cpu_count()}, load average: {', '.join(f'{x:.1f}' for x in os.getloadavg())}; server: {http_stack()}; client: {args.client}")
     plain = None
-    for concurrency in args.concurrency:
-        rewards, _, _ = section(args.requests, args.latency, concurrency, "none", args.deadline)
-        plain = plain or rewards
-    print("2. HTTP 429 on the first attempt of every judge request")
-    faulted, _, _ = section(args.requests, args.latency, max(args.concurrency), "429", args.deadline)
-    print(f"  same rewards as without faults: {faulted == plain} ({sum(a == b for a, b in zip(faulted, plain, strict=True))}/{len(plain)})")
+    if 1 in args.sections:
+        print("1. throughput (every item new)")
+        for concurrency in args.concurrency:
+            profile = args.profile.with_name(f"{args.profile.name}-{concurrency}.prof") if args.profile else None
+            rewards, _, _ = section(args.requests, args.latency, concurrency, "none", args.deadline, profile, args.rounds, args.client)
+            plain = plain or rewards[:args.requests]
+    if 2 in args.sections:
+        print("2. HTTP 429 on the first attempt of every judge request")
+        faulted, _, _ = section(args.requests, args.latency, max(args.concurrency), "429", args.deadline, client=args.client)
+        if plain is not None:
+            print(f"  same rewards as without faults: {faulted == plain} ({sum(a == b for a, b in zip(faulted, plain, strict=True))}/{len(plain)})")
+    if 3 not in args.sections:
+        return
     print("3. a repeated item, answered from the verdict cache")
     judge = Judge(args.latency, "none")
     with tempfile.TemporaryDirectory() as workdir:
         server = Server(judge, Path(workdir), max(args.concurrency), args.deadline)
         try:
-            asyncio.run(get_rewards(server.url, [0]))  # judged once
-            latencies = sorted(asyncio.run(repeated(server.url, args.repeats)))
+            asyncio.run(get_rewards(server.url, [0], client=args.client))  # judged once
+            latencies = sorted(asyncio.run(repeated(server.url, args.repeats, args.client)))
         finally:
             server.stop()
             judge.stop()

@@ -122,6 +122,44 @@ def test_scored_items_are_logged_as_a_serve_run(tmp_path: Path, judge_server):
     assert samples == 2  # the same item id twice (two rollouts) is two samples
 
 
+def test_one_batch_of_two_rubrics_logs_each_item_to_its_own_run(tmp_path: Path, judge_server):
+    """The log writes a whole batch at once (one write per run, not per item): items of two
+    rubrics in one batch each land in their rubric's run, with their own verdicts and the
+    task score their reward was."""
+    items = [{"id": f"v{i}", **vqa_label(f"Question {i}: what abnormality is visible?"), "response": f"answer {i}"} for i in range(6)]
+    items += [illugen_item(f"g{i}", "references/lung-nodule.png", "outputs/good-model/lung-nodule.png") for i in range(2)]
+    with TestClient(create_app(make_service(tmp_path, judge_server))) as client:
+        results = client.post("/v1/score", json={"items": items}).json()["results"]
+    assert [r["status"] for r in results] == ["ok"] * 8
+    con = duckdb.connect(str(tmp_path / "serve.duckdb"), read_only=True)
+    try:
+        runs = dict(con.execute("SELECT rubric_id, count(*) FROM samples JOIN runs USING (run_id) GROUP BY rubric_id").fetchall())
+        scores = dict(con.execute("SELECT split_part(sample_id, '#', 1), score FROM task_scores").fetchall())
+        verdicts = con.execute("SELECT count(*) FROM verdicts").fetchone()[0]
+    finally:
+        con.close()
+    assert runs == {MEDGEN: 6, "illugenbench": 2}
+    assert scores == {r["id"]: pytest.approx(r["reward"]) for r in results}
+    assert verdicts == sum(len(r["criteria"]) for r in results)
+
+
+def test_a_database_that_cannot_be_written_never_stops_the_rewards(tmp_path: Path, judge_server):
+    """The log opens the database when the server starts; when it cannot (here its folder is a
+    file), items are still scored and every failed write is counted, never raised."""
+    (tmp_path / "not-a-dir").write_text("a file")
+    service = make_service(tmp_path, judge_server)
+    service.db = tmp_path / "not-a-dir" / "serve.duckdb"
+
+    async def score():
+        async with service:
+            results = await service.score([{"id": "p1", **vqa_label(), "response": "A left pleural effusion."}])
+            return results, service._log
+
+    results, log = asyncio.run(score())
+    assert [r.status for r in results] == ["ok"]
+    assert log.errors >= 1 and log.written == 0
+
+
 def test_metrics_and_health(tmp_path: Path, judge_server):
     with TestClient(create_app(make_service(tmp_path, judge_server))) as client:
         for _ in range(2):

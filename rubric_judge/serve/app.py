@@ -75,7 +75,7 @@ def create_app(service: RewardService, token: str | None = None, max_body_bytes:
 
     def guarded(endpoint):
         async def handler(request: Request) -> Response:
-            service.stats.request(request.url.path)
+            service.stats.request(request.scope["path"])  # not request.url: it parses the whole URL
             if not authorized(request):
                 return JSONResponse({"error": "missing or wrong bearer token"}, status_code=401, headers={"WWW-Authenticate": "Bearer"})
             try:
@@ -118,7 +118,7 @@ def create_app(service: RewardService, token: str | None = None, max_body_bytes:
         })
 
     async def health(request: Request) -> Response:
-        service.stats.request(request.url.path)
+        service.stats.request(request.scope["path"])
         return JSONResponse({"status": "ok", "rubrics": sorted(service.rubrics), "judge": service.judge_model})
 
     async def metrics(request: Request) -> Response:
