@@ -3,7 +3,8 @@
 The schema is the sum of the files in `migrations/`, applied in order: `0001_initial.sql` is
 the first release's schema verbatim, and each later file alters what exists (new columns, new
 tables). The number of the last migration applied is kept in `_migrations`, so any file
-written by any version opens in this one: the missing steps run once, in one transaction each.
+written by any version opens in this one: the missing steps run once, in one transaction each
+(a new file: all of them in one).
 Files written before migrations were recorded (they have `runs` but no `_migrations`) are
 brought up by replaying every step after the first; each step is idempotent (`IF NOT EXISTS`)
 for exactly that reason.
@@ -77,13 +78,21 @@ def migrate(con, path: Path) -> int:
     version = schema_version(con)
     check_version(path, version)
     assert version is not None
-    con.execute("CREATE TABLE IF NOT EXISTS _migrations (number INTEGER PRIMARY KEY, name VARCHAR NOT NULL, applied_at TIMESTAMP NOT NULL)")
     pending = migrations()[version:]
-    for migration in pending:
+    # A new file has nothing to resume: every step in one transaction (one commit instead of
+    # one per step, a tenth of a second of a first run), and an interrupted creation leaves the
+    # file empty, to be created again on the next open.
+    steps = [pending] if version == 0 else [[migration] for migration in pending]
+    if version != 0:
+        con.execute("CREATE TABLE IF NOT EXISTS _migrations (number INTEGER PRIMARY KEY, name VARCHAR NOT NULL, applied_at TIMESTAMP NOT NULL)")
+    for step in steps:
         con.execute("BEGIN TRANSACTION")
         try:
-            con.execute(migration.sql)
-            con.execute("INSERT OR REPLACE INTO _migrations VALUES (?, ?, current_timestamp::TIMESTAMP)", [migration.number, migration.name])
+            if version == 0:
+                con.execute("CREATE TABLE _migrations (number INTEGER PRIMARY KEY, name VARCHAR NOT NULL, applied_at TIMESTAMP NOT NULL)")
+            for migration in step:
+                con.execute(migration.sql)
+                con.execute("INSERT OR REPLACE INTO _migrations VALUES (?, ?, current_timestamp::TIMESTAMP)", [migration.number, migration.name])
         except BaseException:
             con.execute("ROLLBACK")
             raise
