@@ -129,19 +129,25 @@ def test_failed_upload_stores_errors_and_records_no_batch(batch_server, tmp_path
     assert score(**options(batch_server, tmp_path)).exit_code == 0  # the re-run submits them
 
 
-def test_killed_while_polling_resumes_without_a_second_submission(batch_server, tmp_path: Path) -> None:
-    batch_server.polls_to_finish = 10**9  # never ends while the first command polls
+def stopped_while_polling(server, polls: int = 3, **arguments) -> None:
+    """`score_async(**arguments)`, stopped (cancelled, as Ctrl-C stops it) once the batch server
+    was polled `polls` times; it must still be running then."""
 
-    async def killed() -> None:
-        task = asyncio.ensure_future(score_async(**options(batch_server, tmp_path)))
-        while batch_server.polls < 3:
+    async def stopped() -> None:
+        task = asyncio.ensure_future(score_async(**arguments))
+        while server.polls < polls:
             await asyncio.sleep(0.01)
             assert not task.done(), task.exception() if task.done() else None
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
 
-    asyncio.run(killed())
+    asyncio.run(stopped())
+
+
+def test_killed_while_polling_resumes_without_a_second_submission(batch_server, tmp_path: Path) -> None:
+    batch_server.polls_to_finish = 10**9  # never ends while the first command polls
+    stopped_while_polling(batch_server, **options(batch_server, tmp_path))
     [batch_id] = batch_server.created_batches
     assert rows(tmp_path / "batch.duckdb", "SELECT batch_id, status FROM batches") == [(batch_id, "in_progress")]
 

@@ -16,7 +16,6 @@ structured-outputs beta header) giving the live path's verdicts.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import shutil
@@ -29,10 +28,10 @@ from pathlib import Path
 
 import pytest
 
-from rubric_judge.run import score, score_async
+from rubric_judge.run import score
 from rubric_judge.testing.batch_loopback import BatchLoopbackJudge
 from tests.conftest import ROOT, id_policy
-from tests.test_batch import GOOD, MANIFEST, TASKS, calls, rows, verdicts
+from tests.test_batch import GOOD, MANIFEST, TASKS, calls, rows, stopped_while_polling, verdicts
 
 CLI = [sys.executable, "-c", "from rubric_judge.cli.app import main; main()"]
 JUDGE = "openai/gpt-4o-mini"
@@ -186,16 +185,7 @@ def test_anthropic_batch_killed_while_polling_resumes_without_a_second_submissio
         server.polls_to_finish = 10**9  # never ends while the first command polls
         batch = {**common, "db": tmp_path / "batch.duckdb", "cache_dir": tmp_path / "cache", "batch": True}
 
-        async def killed() -> None:
-            task = asyncio.ensure_future(score_async(TASKS, **batch))
-            while server.polls < 3:
-                await asyncio.sleep(0.01)
-                assert not task.done(), task.exception() if task.done() else None
-            task.cancel()
-            with pytest.raises(asyncio.CancelledError):
-                await task
-
-        asyncio.run(killed())
+        stopped_while_polling(server, rubric=TASKS, **batch)
         [batch_id] = server.created_batches
         assert batch_id.startswith("msgbatch") and len(server.input_lines(batch_id)) == live.calls
         assert rows(tmp_path / "batch.duckdb", "SELECT batch_id, status FROM batches") == [(batch_id, "in_progress")]
