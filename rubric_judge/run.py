@@ -635,7 +635,7 @@ async def _run_judge(options: ScoreOptions, job: Job, emit: ProgressCallback, li
             except BaseException:
                 cache.close()
                 raise
-        progress = Progress()
+        progress = Progress(first_request=planner.first_request)
         opening = _StoreOpening(options.db, info, planner.outline, options.replicates, after=progress.first_request,
                                 checked=planner.inputs_checked, inputs_ok=lambda: not planner.input_problems and planner.input_error is None)
         try:
@@ -778,6 +778,9 @@ class _Planner:
         self.calls = self.cached = 0
         self._hit_keys: set[str] = set()
         self._planned: list[SamplePlan] | None = None
+        # Set when the first request has left (the executor's Progress shares it): the header
+        # check and the database wait for it, so the first request does not queue behind them.
+        self.first_request = threading.Event()
         # The image header check (see the class docstring): set when it has ended, either way.
         self.inputs_checked = threading.Event()
         self.input_problems: list[Problem] = []
@@ -807,6 +810,7 @@ class _Planner:
 
         def check_headers() -> None:
             try:
+                self.first_request.wait(_StoreOpening.FIRST_REQUEST_WAIT_S)
                 self.input_problems = image_header_problems(pairs)
             except BaseException as exc:  # re-raised by inputs_ok, in the run's task
                 self.input_error = exc
@@ -849,6 +853,7 @@ class _Planner:
 
     async def plan_all(self) -> None:
         """Plan every sample before judging: for a cost limit, checked against the estimate."""
+        self.first_request.set()  # no request leaves before the whole plan: nothing to wait for
         if not await self.inputs_ok():
             raise self.input_problems_error()
         plan = await asyncio.to_thread(build_plan, self.rubrics, self.job.samples, self.target, None, self.options.replicates)
