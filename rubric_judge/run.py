@@ -636,7 +636,7 @@ async def _run_judge(options: ScoreOptions, job: Job, emit: ProgressCallback, li
                 cache.close()
                 raise
         progress = Progress(first_request=planner.first_request)
-        opening = _StoreOpening(options.db, info, planner.outline, options.replicates, after=progress.first_request,
+        opening = _StoreOpening(options.db, info, planner.outline, options.replicates, after=planner.first_request,
                                 checked=planner.inputs_checked, inputs_ok=lambda: not planner.input_problems and planner.input_error is None)
         try:
             await _execute(Executor(cache, settings, batches.decided if batches else None), planner, opening, metrics, emit, progress)
@@ -897,14 +897,14 @@ class _Planner:
         return Planned(self.calls, self.cached, len(self.samples) if complete else len(self.job.samples), estimate,
                        metrics.groups if metrics else 0, metrics.done if metrics else 0, complete, self.options.batch)
 
-    async def stream(self, first_request: threading.Event):
+    async def stream(self):
         """The calls, sample by sample as they are planned (cache lookups are the executor's).
 
-        Args:
-            first_request: set when the first request has left (or the first call was a cache
-                hit); planning the samples after the first waits for it, for at most
-                `FIRST_REQUEST_WAIT_S`, so that the first request does not wait for the CPU.
+        Planning the samples after the first waits for `first_request` (set when the first
+        request has left, or the first call was a cache hit), for at most `FIRST_REQUEST_WAIT_S`,
+        so that the first request does not wait for the CPU.
         """
+        first_request = self.first_request
         if self._planned is not None:
             sample_plans = self._planned
             self.samples = list(sample_plans)
@@ -1063,7 +1063,7 @@ async def _execute(executor: Executor, planner: _Planner, opening: _StoreOpening
                            progress.cost_usd, progress.cost_unknown))
 
     progress.listeners.extend([planner.record, on_outcome])
-    judging = asyncio.ensure_future(executor.run_async(planner.stream(progress.first_request), progress))
+    judging = asyncio.ensure_future(executor.run_async(planner.stream(), progress))
     try:
         # A database that cannot be opened stops judging at once, not after the last call.
         await asyncio.wait([judging, opening.task], return_when=asyncio.FIRST_EXCEPTION)
@@ -1077,7 +1077,7 @@ async def _execute(executor: Executor, planner: _Planner, opening: _StoreOpening
             await judging
         raise
     finally:
-        progress.first_request.set()  # a run without calls: the database opens now
+        planner.first_request.set()  # a run without calls: the database opens now
         if opening.ready:
             flush()
     if metrics is not None:
