@@ -150,6 +150,7 @@ class Executor:
         outcomes: list[Outcome] = []
         queue: asyncio.Queue[JudgeCall | None] = asyncio.Queue()
         judging: asyncio.Task | None = None
+        client_import = _import_client_early(self.settings.transport, self.cache)
         try:
             async for call in _aiter(calls):
                 known = self.decided.get(call.cache_key)
@@ -162,7 +163,7 @@ class Executor:
                 if hit is None:
                     queue.put_nowait(call)
                     if judging is None:
-                        judging = asyncio.create_task(self._run_pending(queue, call.structured_output, progress, outcomes))
+                        judging = asyncio.create_task(self._run_pending(queue, call.structured_output, progress, outcomes, client_import))
                     elif judging.done():
                         break  # it failed (its error is raised below)
                     continue
@@ -181,7 +182,8 @@ class Executor:
             await judging
         return outcomes
 
-    async def _run_pending(self, queue: asyncio.Queue[JudgeCall | None], structured_output: str, progress: Progress, outcomes: list[Outcome]) -> None:
+    async def _run_pending(self, queue: asyncio.Queue[JudgeCall | None], structured_output: str, progress: Progress, outcomes: list[Outcome],
+                           client_import: threading.Thread | None = None) -> None:
         from rubric_judge.judge.messages import build_messages
         from rubric_judge.judge.transport import judge_client
 
@@ -212,6 +214,8 @@ class Executor:
                 progress.record(outcome)
 
         settings = self.settings
+        if client_import is not None:  # never import a package on two threads at once
+            await asyncio.to_thread(client_import.join)
         async with judge_client(settings.transport, settings.api_base, settings.api_key, settings.concurrency, structured_output) as client:
             if settings.transport != "direct":
                 from rubric_judge.planning.response import prepare_response_models
@@ -282,3 +286,21 @@ async def _aiter(calls: Sequence[JudgeCall] | AsyncIterable[JudgeCall]):
     else:
         for call in calls:
             yield call
+
+
+def _import_client_early(transport: str, cache: VerdictCache) -> threading.Thread | None:
+    """Start importing the direct transport's HTTP client (aiohttp, about 0.2 s) on a thread of
+    its own when the verdict cache can answer no call (off, refresh, or empty): the first call
+    will miss, and the import then overlaps the planning of the first sample instead of
+    following it. A cache that may answer imports nothing until a call misses, so a fully
+    cached re-run never loads the judge stack. Returns the thread, for `_run_pending` to join
+    before it opens the client (a package is never imported on two threads at once)."""
+    if transport != "direct" or not cache.answers_nothing():
+        return None
+    def load() -> None:
+        with contextlib.suppress(Exception):  # a failing import is reported where the client opens
+            import aiohttp  # noqa: F401
+
+    thread = threading.Thread(target=load, name="rubric-judge-client-import", daemon=True)
+    thread.start()
+    return thread
