@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from rubric_judge.testing.loopback import CriterionQuestion, LoopbackJudge
+from rubric_judge.testing.loopback import CriterionQuestion, LoopbackJudge, criterion_digest
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "illugenbench"
@@ -24,6 +24,15 @@ def id_policy(question: CriterionQuestion) -> dict[str, Any]:
     `scientific_accuracy-2` (so negative weights enter the scores); everything else is not."""
     met = question.criterion_id.endswith("-1") or question.criterion_id == "scientific_accuracy-2"
     return {"reasoning": f"policy answer for {question.criterion_id}", "satisfied": met, "confidence": 0.9}
+
+
+def mixed_policy(question: CriterionQuestion) -> dict[str, Any]:
+    """`id_policy` for binary criteria; a scale score that depends on what was sent (so
+    different responses get different rewards) for scale criteria."""
+    if question.kind == "binary":
+        return id_policy(question)
+    low, high = question.minimum or 1, question.maximum or 10
+    return {"reasoning": "policy score", "score": low + criterion_digest(question.prompt_text + question.criterion_id)[0] % (high - low + 1)}
 
 
 class RecordingJudge(LoopbackJudge):

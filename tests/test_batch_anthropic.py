@@ -13,16 +13,11 @@ import pytest
 from rubric_judge.run import score
 from rubric_judge.testing.batch_loopback import BatchFault, BatchLoopbackJudge
 from tests.conftest import id_policy
-from tests.test_batch import GOOD, MANIFEST, TASKS, calls, rows, verdicts
+from tests.test_batch import GOOD, MANIFEST, TASKS, _fast_polls, calls, rows, verdicts  # noqa: F401  (_fast_polls: an autouse fixture)
 
 ANTHROPIC_JUDGE = "anthropic/claude-haiku-4-5"  # batch prices in litellm's map: half the live ones
 OPENAI_JUDGE = "openai/gpt-4o-mini"
 SECRET = "sk-ant-test-secret-key-0123456789"
-
-
-@pytest.fixture(autouse=True)
-def _fast_polls(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("RUBRIC_JUDGE_BATCH_POLL_S", "0.01")
 
 
 @pytest.fixture

@@ -9,24 +9,16 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from conftest import id_policy
+from conftest import mixed_policy
 
 from rubric_judge.rubrics.loader import load_rubric_set
 from rubric_judge.rubrics.schema import MissingOutputPolicy
 from rubric_judge.run import score
 from rubric_judge.serve.scoring import Verdict, sample_score
-from rubric_judge.testing.loopback import CriterionQuestion, criterion_digest
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def mixed_policy(question: CriterionQuestion) -> dict:
-    """conftest's id_policy for binary criteria; a scale score that depends on what was sent
-    (so different responses get different rewards) for scale criteria."""
-    if question.kind == "binary":
-        return id_policy(question)
-    low, high = question.minimum or 1, question.maximum or 10
-    return {"reasoning": "policy score", "score": low + criterion_digest(question.prompt_text + question.criterion_id)[0] % (high - low + 1)}
 ILLUGEN = ROOT / "examples" / "illugenbench"
 MEDGEN = ROOT / "examples" / "medgen"
 
