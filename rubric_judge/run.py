@@ -635,8 +635,8 @@ async def _run_judge(options: ScoreOptions, job: Job, emit: ProgressCallback, li
             except BaseException:
                 cache.close()
                 raise
-        progress = Progress(first_request=planner.first_request)
-        opening = _StoreOpening(options.db, info, planner.outline, options.replicates, after=planner.first_request,
+        progress = Progress(first_request=planner.first_request, wave_sent=planner.wave_sent)
+        opening = _StoreOpening(options.db, info, planner.outline, options.replicates, after=planner.wave_sent,
                                 checked=planner.inputs_checked, inputs_ok=lambda: not planner.input_problems and planner.input_error is None)
         try:
             await _execute(Executor(cache, settings, batches.decided if batches else None), planner, opening, metrics, emit, progress)
@@ -778,9 +778,10 @@ class _Planner:
         self.calls = self.cached = 0
         self._hit_keys: set[str] = set()
         self._planned: list[SamplePlan] | None = None
-        # Set when the first request has left (the executor's Progress shares it): the header
-        # check and the database wait for it, so the first request does not queue behind them.
+        # Shared with the executor's Progress (see there): later samples are planned once the
+        # first request has left; the header check and the database wait for the first wave.
         self.first_request = threading.Event()
+        self.wave_sent = threading.Event()
         # The image header check (see the class docstring): set when it has ended, either way.
         self.inputs_checked = threading.Event()
         self.input_problems: list[Problem] = []
@@ -810,7 +811,7 @@ class _Planner:
 
         def check_headers() -> None:
             try:
-                self.first_request.wait(_StoreOpening.FIRST_REQUEST_WAIT_S)
+                self.wave_sent.wait(_StoreOpening.FIRST_REQUEST_WAIT_S)
                 self.input_problems = image_header_problems(pairs)
             except BaseException as exc:  # re-raised by inputs_ok, in the run's task
                 self.input_error = exc
@@ -836,6 +837,11 @@ class _Planner:
         with contextlib.suppress(RuntimeError):  # the loop has closed: nobody waits any more
             loop.call_soon_threadsafe(resolve)
 
+    def release(self) -> None:
+        """Let the work that waits for the first request or the first wave start now."""
+        self.first_request.set()
+        self.wave_sent.set()
+
     async def inputs_ok(self) -> bool:
         """Wait for the image header check; whether it found no problem. An unexpected error in
         the check is raised here."""
@@ -853,7 +859,7 @@ class _Planner:
 
     async def plan_all(self) -> None:
         """Plan every sample before judging: for a cost limit, checked against the estimate."""
-        self.first_request.set()  # no request leaves before the whole plan: nothing to wait for
+        self.release()  # no request leaves before the whole plan: nothing to wait for
         if not await self.inputs_ok():
             raise self.input_problems_error()
         plan = await asyncio.to_thread(build_plan, self.rubrics, self.job.samples, self.target, None, self.options.replicates)
@@ -962,7 +968,7 @@ class _Planner:
                 return
         finally:
             stop.set()
-            first_request.set()  # nothing more to wait for: no call (or none left) to send
+            self.release()  # nothing more to wait for: no call (or none left) to send
         # The executor has looked up every call yielded (it does before asking for the next one).
         uncached = [call for call in planned if call.cache_key not in self._hit_keys]
         estimate = self._estimate(uncached) if uncached else None
@@ -982,12 +988,13 @@ class _StoreOpening:
     run shows its coverage). Not on asyncio's default executor, whose threads the Pacer counts
     as judging CPU."""
 
-    # How long opening waits for the first request to leave before it starts anyway.
+    # How long opening (and the header check, and later planning) waits for the first request
+    # or wave to leave before it starts anyway.
     FIRST_REQUEST_WAIT_S = 2.0
 
     def __init__(self, db: Path, info, outline: Callable[[], list], replicates: int, after: threading.Event, checked: threading.Event,
                  inputs_ok: Callable[[], bool]):
-        """Start opening `db` once the first request has left (`after`, at most
+        """Start opening `db` once the first wave of requests has left (`after`, at most
         FIRST_REQUEST_WAIT_S) and the inputs are checked (`checked`); inputs with problems
         (`inputs_ok()` false) leave the database untouched."""
         import concurrent.futures
@@ -1001,7 +1008,7 @@ class _StoreOpening:
     def _open(self, db: Path, info, outline: Callable[[], list], replicates: int, after: threading.Event, checked: threading.Event,
               inputs_ok: Callable[[], bool]) -> None:
         # Importing DuckDB and creating a new file cost a few hundred ms of CPU, which would
-        # otherwise compete with the first request for the interpreter.
+        # otherwise compete with the first wave of requests for the interpreter.
         after.wait(self.FIRST_REQUEST_WAIT_S)
         checked.wait()  # always set when the header check ends, whichever way
         if not inputs_ok():
@@ -1077,7 +1084,7 @@ async def _execute(executor: Executor, planner: _Planner, opening: _StoreOpening
             await judging
         raise
     finally:
-        planner.first_request.set()  # a run without calls: the database opens now
+        planner.release()  # a run without calls: the database opens now
         if opening.ready:
             flush()
     if metrics is not None:

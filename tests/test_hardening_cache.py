@@ -325,27 +325,3 @@ def test_unwritable_cache_folder(judge_server, tmp_path: Path) -> None:
     assert judge_server.request_count == 0
     assert f"cannot write the verdict cache ({root / 'cache' / 'verdicts'}" in one_line(run.stderr)
     assert snapshot(root) == before
-
-
-def test_a_cache_answers_nothing_when_off_refreshing_or_empty(tmp_path: Path) -> None:
-    """The executor imports the HTTP client before the first call only when no lookup can hit
-    (judge/executor.py `_import_client_early`): a cache with one entry, in any reading mode,
-    read-only included (the read-only reader is a separate SQLite path), may answer."""
-    from rubric_judge.judge.executor import _import_client_early
-
-    folder = tmp_path / "cache"
-    assert VerdictCache(folder, CacheMode.off).answers_nothing()
-    with VerdictCache(folder) as cache:
-        assert cache.answers_nothing()
-        thread = _import_client_early("direct", cache)
-        assert thread is not None
-        thread.join()
-        assert _import_client_early("litellm", cache) is None  # only the direct transport's client
-        cache.put("key", CachedAnswer({"a": {"satisfied": True}}, 1, 1, 0.0, "m"))
-        assert not cache.answers_nothing() and _import_client_early("direct", cache) is None
-    with VerdictCache(folder, CacheMode.refresh) as cache:
-        assert cache.answers_nothing()  # refresh reads nothing
-    with VerdictCache(folder, CacheMode.read_only) as cache:
-        assert not cache.answers_nothing()
-    with VerdictCache(tmp_path / "never-written", CacheMode.read_only) as cache:
-        assert cache.answers_nothing()

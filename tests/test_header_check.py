@@ -69,3 +69,24 @@ def test_bad_input_found_by_the_header_check_stops_after_one_wave_with_nothing_w
     monkeypatch.undo()
     again = _score(example, tmp_path, judge_server, concurrency=2)
     assert again.status == "finished" and again.cache_hits == 2 and judge_server.request_count == 2 + 16
+
+
+def test_the_database_opens_once_the_first_wave_has_left(example: Path, tmp_path: Path, judge_server, monkeypatch):
+    """Opening the database (DuckDB's import, a new file's tables: a few hundred ms of CPU) waits
+    until the executor has sent all it can, and then runs while the judge answers. When the
+    opening starts, the wave of four is out (its last request may still be on its way to the
+    server); the first answer, 0.2 s later, lets no fifth one leave before."""
+    from rubric_judge.store import db as db_module
+
+    judge_server.latency = 0.2
+    requests_at_opening: list[int] = []
+    real_init = db_module.ResultStore.__init__
+
+    def opening(self, path):
+        requests_at_opening.append(judge_server.request_count)
+        real_init(self, path)
+
+    monkeypatch.setattr(db_module.ResultStore, "__init__", opening)
+    result = _score(example, tmp_path, judge_server, concurrency=4)
+    assert result.status == "finished" and result.calls == 18 and result.failed_calls == 0
+    assert 3 <= requests_at_opening[0] <= 4

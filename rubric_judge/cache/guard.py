@@ -372,18 +372,6 @@ class DiskStore(GuardedFolder):
                 self._unreadable_entry(exc)
             return []
 
-    def empty(self) -> bool:
-        """Whether the store holds no entry (also when it is missing or failed)."""
-        with self._lock:
-            try:
-                if self._cache is not None:
-                    return len(self._cache) == 0
-                if self._reader is not None:
-                    return not self._reader.any()
-            except store_errors() as exc:
-                self._failed(exc, writing=False)
-            return True
-
     def items(self) -> Iterator[tuple[Any, Any]]:
         """(key, value) for every readable entry."""
         for key in self.keys():
@@ -452,9 +440,6 @@ class _ReadOnlyDiskcache:
 
     def keys(self) -> list[Any]:
         return [self._disk.get(key, raw) for key, raw in self._con.execute("SELECT key, raw FROM Cache ORDER BY rowid")]
-
-    def any(self) -> bool:
-        return self._con.execute("SELECT 1 FROM Cache LIMIT 1").fetchone() is not None
 
     def close(self) -> None:
         self._con.close()

@@ -82,10 +82,6 @@ class VerdictCache:
             return None
         return _answer(self._store.get(key))
 
-    def answers_nothing(self) -> bool:
-        """Whether no lookup can hit: the cache is off, not read (`refresh`), or empty."""
-        return self._store is None or not self.mode.reads or self._store.empty()
-
     def put(self, key: str, entry: CachedAnswer) -> None:
         if self._store is None or not self.mode.writes:
             return

@@ -108,12 +108,17 @@ class Progress:
     judge_unreachable: str | None = None  # why the run stopped early: the judge could not be reached
     listeners: list[Callable[[Outcome], None]] = field(default_factory=list)
     # Set when the first request to the judge leaves (or its first outcome arrives, a cache hit):
-    # background work that would compete for the CPU (more planning, opening the database) waits
-    # for it, so the first request is not slowed by it.
+    # the planning of later samples waits for it, so the first request is not slowed by it.
     first_request: threading.Event = field(default_factory=threading.Event)
+    # Set when the executor has sent every request it can for now (`concurrency` calls in flight,
+    # or every call planned and sent), or at the first outcome: work that no request needs
+    # (opening the database, checking image headers) waits for it, and then runs while the
+    # judge answers instead of delaying the first wave of requests.
+    wave_sent: threading.Event = field(default_factory=threading.Event)
 
     def record(self, outcome: Outcome) -> None:
         self.first_request.set()
+        self.wave_sent.set()
         self.done += 1
         self.cache_hits += outcome.cache_hit
         self.errors += outcome.status in ("error", "unscored")
@@ -150,7 +155,6 @@ class Executor:
         outcomes: list[Outcome] = []
         queue: asyncio.Queue[JudgeCall | None] = asyncio.Queue()
         judging: asyncio.Task | None = None
-        client_import = _import_client_early(self.settings.transport, self.cache)
         try:
             async for call in _aiter(calls):
                 known = self.decided.get(call.cache_key)
@@ -163,7 +167,7 @@ class Executor:
                 if hit is None:
                     queue.put_nowait(call)
                     if judging is None:
-                        judging = asyncio.create_task(self._run_pending(queue, call.structured_output, progress, outcomes, client_import))
+                        judging = asyncio.create_task(self._run_pending(queue, call.structured_output, progress, outcomes))
                     elif judging.done():
                         break  # it failed (its error is raised below)
                     continue
@@ -177,21 +181,22 @@ class Executor:
                 with contextlib.suppress(BaseException):
                     await judging
             raise
+        progress.wave_sent.set()  # every call is planned: nothing more can join the first wave
         if judging is not None:
             queue.put_nowait(None)  # planning is done: workers stop once the queue is empty
             await judging
         return outcomes
 
-    async def _run_pending(self, queue: asyncio.Queue[JudgeCall | None], structured_output: str, progress: Progress, outcomes: list[Outcome],
-                           client_import: threading.Thread | None = None) -> None:
+    async def _run_pending(self, queue: asyncio.Queue[JudgeCall | None], structured_output: str, progress: Progress, outcomes: list[Outcome]) -> None:
         from rubric_judge.judge.messages import build_messages
         from rubric_judge.judge.transport import judge_client
 
         reachability = Reachability(self.settings.max_unreachable, progress)
         finished = False
+        in_flight = 0
 
         async def worker(client: Any) -> None:
-            nonlocal finished
+            nonlocal finished, in_flight
             while True:
                 if finished:
                     return
@@ -207,15 +212,19 @@ class Executor:
                     progress.budget_reached = True
                     outcome = Outcome(call, "skipped", error=f"not run: the cost budget of ${budget} was reached")
                 else:
-                    outcome = await self._judge(client, call, pacer, reachability, build_messages)
+                    in_flight += 1
+                    if in_flight >= self.settings.concurrency:
+                        progress.wave_sent.set()
+                    try:
+                        outcome = await self._judge(client, call, pacer, reachability, build_messages)
+                    finally:
+                        in_flight -= 1
                     if outcome.status == "ok" and outcome.answer is not None:
                         self.cache.put(call.cache_key, CachedAnswer(outcome.answer, outcome.prompt_tokens, outcome.completion_tokens, outcome.cost_usd, call.model))
                 outcomes.append(outcome)
                 progress.record(outcome)
 
         settings = self.settings
-        if client_import is not None:  # never import a package on two threads at once
-            await asyncio.to_thread(client_import.join)
         async with judge_client(settings.transport, settings.api_base, settings.api_key, settings.concurrency, structured_output) as client:
             if settings.transport != "direct":
                 from rubric_judge.planning.response import prepare_response_models
@@ -286,21 +295,3 @@ async def _aiter(calls: Sequence[JudgeCall] | AsyncIterable[JudgeCall]):
     else:
         for call in calls:
             yield call
-
-
-def _import_client_early(transport: str, cache: VerdictCache) -> threading.Thread | None:
-    """Start importing the direct transport's HTTP client (aiohttp, about 0.2 s) on a thread of
-    its own when the verdict cache can answer no call (off, refresh, or empty): the first call
-    will miss, and the import then overlaps the planning of the first sample instead of
-    following it. A cache that may answer imports nothing until a call misses, so a fully
-    cached re-run never loads the judge stack. Returns the thread, for `_run_pending` to join
-    before it opens the client (a package is never imported on two threads at once)."""
-    if transport != "direct" or not cache.answers_nothing():
-        return None
-    def load() -> None:
-        with contextlib.suppress(Exception):  # a failing import is reported where the client opens
-            import aiohttp  # noqa: F401
-
-    thread = threading.Thread(target=load, name="rubric-judge-client-import", daemon=True)
-    thread.start()
-    return thread

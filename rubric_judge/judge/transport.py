@@ -9,17 +9,19 @@ requests and in the HTTP layer.
   call (the OpenAI SDK's request transform, litellm's dispatch, response and cost bookkeeping),
   which caps one process near 60-90 calls/s.
 * `direct` posts the chat-completions body itself to a server you name with `--api-base` that
-  speaks the OpenAI API (vLLM, SGLang, llama.cpp, Ollama, the loopback judge): one aiohttp
-  session, one JSON encode, ~1 ms a call, and neither litellm nor instructor's OpenAI SDK
-  imported (seconds of start-up). It sends the body instructor and litellm would send to such a
-  server (a test compares the decoded bodies, re-asks included, in every structured-output
-  mode), so the cache key does not depend on it.
+  speaks the OpenAI API (vLLM, SGLang, llama.cpp, Ollama, the loopback judge): pooled keep-alive
+  connections of rubric-judge's lean HTTP client (judge/httpclient.py; aiohttp when a proxy is
+  configured), one JSON encode, a fraction of a millisecond a call, and neither litellm nor
+  instructor's OpenAI SDK imported (seconds of start-up). It sends the body instructor and
+  litellm would send to such a server (a test compares the decoded bodies, re-asks included, in
+  every structured-output mode), so the cache key does not depend on it.
 
 Credentials in the base URL (`http://user:password@host/v1`, for a server behind a proxy with
 basic auth) work the same on both: they are taken out of the URL and sent as an
 `Authorization: Basic` header, in place of the API key's `Bearer` header. That is what httpx,
-under the OpenAI SDK, does with such a URL on its own; aiohttp, the HTTP client of `direct` and
-of litellm's async calls, refuses a URL with credentials next to an Authorization header.
+under the OpenAI SDK, does with such a URL on its own; aiohttp, the HTTP client of litellm's
+async calls (and of `direct` through a proxy), refuses a URL with credentials next to an
+Authorization header.
 
 `auto` picks `direct` exactly when there is an `--api-base` and the model string names an
 OpenAI-compatible provider, and litellm otherwise (`score` takes its built-in offline judge
@@ -150,7 +152,9 @@ def split_credentials(api_base: str | None) -> tuple[str | None, str | None]:
 
 
 class DirectClient:
-    """POST /chat/completions on one OpenAI-compatible server, over one pooled aiohttp session."""
+    """POST /chat/completions on one OpenAI-compatible server, over pooled keep-alive connections:
+    rubric-judge's lean client (judge/httpclient.py), or aiohttp when a proxy is configured for
+    the URL (aiohttp speaks proxies: CONNECT tunnels and proxy credentials)."""
 
     def __init__(self, api_base: str, api_key: str | None, concurrency: int, authorization: str | None = None):
         """`authorization`, when given, is sent instead of `Bearer <api_key>` (see split_credentials);
@@ -161,9 +165,15 @@ class DirectClient:
             self.headers["Authorization"] = authorization or f"Bearer {api_key}"
         self.concurrency = concurrency
         self.proxy = _proxy_for(self.url)
+        self._pool: Any = None
         self._session: Any = None
 
     async def __aenter__(self) -> DirectClient:
+        if self.proxy is None:
+            from rubric_judge.judge.httpclient import ConnectionPool
+
+            self._pool = ConnectionPool(self.url, self.concurrency)
+            return self
         import aiohttp
 
         connector = aiohttp.TCPConnector(limit=self.concurrency, ttl_dns_cache=300)
@@ -171,7 +181,10 @@ class DirectClient:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
-        await self._session.close()
+        if self._pool is not None:
+            await self._pool.close()
+        if self._session is not None:
+            await self._session.close()
 
     async def post(self, model: str, body: dict[str, Any], timeout: float) -> dict[str, Any]:
         """One chat completion: `body` (with `model`) posted, the decoded answer returned.
@@ -181,18 +194,17 @@ class DirectClient:
             JudgeConnectionError: no connection, or an answer that is not a JSON object with `choices`.
             TimeoutError: no answer within `timeout` seconds.
         """
-        import aiohttp
+        payload = json.dumps({"model": _served_name(model), **body}, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        if self._pool is not None:
+            from rubric_judge.judge.httpclient import HTTPClientError
 
-        payload = json.dumps({"model": _served_name(model), **body}, ensure_ascii=False, separators=(",", ":"))
-        try:
-            async with self._session.post(self.url, data=payload.encode("utf-8"), headers=self.headers, proxy=self.proxy,
-                                          timeout=aiohttp.ClientTimeout(total=timeout)) as response:
-                raw = await response.read()
-                status, headers = response.status, {key.lower(): value for key, value in response.headers.items()}
-        except TimeoutError:
-            raise  # aiohttp's socket timeouts are ClientErrors too; the executor reports these as timeouts
-        except aiohttp.ClientError as exc:
-            raise JudgeConnectionError(f"{type(exc).__name__}: {exc}") from exc
+            try:
+                response = await self._pool.post(self.url, self.headers, payload, timeout)
+            except HTTPClientError as exc:
+                raise JudgeConnectionError(str(exc)) from exc
+            status, headers, raw = response.status, response.headers, response.body
+        else:
+            status, headers, raw = await self._post_through_proxy(payload, timeout)
         if status >= 400:
             raise JudgeHTTPError(status, _error_message(raw), headers)
         try:
@@ -202,6 +214,18 @@ class DirectClient:
         if not isinstance(data, dict) or not isinstance(data.get("choices"), list):
             raise JudgeConnectionError(f"the server's answer has no `choices` list: {_excerpt(raw)}")
         return data
+
+    async def _post_through_proxy(self, payload: bytes, timeout: float) -> tuple[int, dict[str, str], bytes]:
+        import aiohttp
+
+        try:
+            async with self._session.post(self.url, data=payload, headers=self.headers, proxy=self.proxy,
+                                          timeout=aiohttp.ClientTimeout(total=timeout)) as response:
+                return response.status, {key.lower(): value for key, value in response.headers.items()}, await response.read()
+        except TimeoutError:
+            raise  # aiohttp's socket timeouts are ClientErrors too; the executor reports these as timeouts
+        except aiohttp.ClientError as exc:
+            raise JudgeConnectionError(f"{type(exc).__name__}: {exc}") from exc
 
 
 def _proxy_for(url: str) -> str | None:
