@@ -635,8 +635,8 @@ async def _run_judge(options: ScoreOptions, job: Job, emit: ProgressCallback, li
             except BaseException:
                 cache.close()
                 raise
-        progress = Progress(first_request=planner.first_request, wave_sent=planner.wave_sent)
-        opening = _StoreOpening(options.db, info, planner.outline, options.replicates, after=planner.wave_sent,
+        progress = Progress(first_request=planner.first_request, wave_sent=planner.wave_sent, first_outcome=planner.first_outcome)
+        opening = _StoreOpening(options.db, info, planner.outline, options.replicates, after=planner.first_outcome,
                                 checked=planner.inputs_checked, inputs_ok=lambda: not planner.input_problems and planner.input_error is None)
         try:
             await _execute(Executor(cache, settings, batches.decided if batches else None), planner, opening, metrics, emit, progress)
@@ -779,9 +779,11 @@ class _Planner:
         self._hit_keys: set[str] = set()
         self._planned: list[SamplePlan] | None = None
         # Shared with the executor's Progress (see there): later samples are planned once the
-        # first request has left; the header check and the database wait for the first wave.
+        # first request has left, the header check waits for the first wave, and the database
+        # for the first outcome.
         self.first_request = threading.Event()
         self.wave_sent = threading.Event()
+        self.first_outcome = threading.Event()
         # The image header check (see the class docstring): set when it has ended, either way.
         self.inputs_checked = threading.Event()
         self.input_problems: list[Problem] = []
@@ -838,9 +840,10 @@ class _Planner:
             loop.call_soon_threadsafe(resolve)
 
     def release(self) -> None:
-        """Let the work that waits for the first request or the first wave start now."""
+        """Let the work that waits for the first request, wave or outcome start now."""
         self.first_request.set()
         self.wave_sent.set()
+        self.first_outcome.set()
 
     async def inputs_ok(self) -> bool:
         """Wait for the image header check; whether it found no problem. An unexpected error in
@@ -988,14 +991,14 @@ class _StoreOpening:
     run shows its coverage). Not on asyncio's default executor, whose threads the Pacer counts
     as judging CPU."""
 
-    # How long opening (and the header check, and later planning) waits for the first request
-    # or wave to leave before it starts anyway.
+    # How long opening (and the header check, and later planning) waits for the first outcome,
+    # wave or request before it starts anyway.
     FIRST_REQUEST_WAIT_S = 2.0
 
     def __init__(self, db: Path, info, outline: Callable[[], list], replicates: int, after: threading.Event, checked: threading.Event,
                  inputs_ok: Callable[[], bool]):
-        """Start opening `db` once the first wave of requests has left (`after`, at most
-        FIRST_REQUEST_WAIT_S) and the inputs are checked (`checked`); inputs with problems
+        """Start opening `db` once the first outcome has arrived (`after`, at most
+        FIRST_REQUEST_WAIT_S: the first wave of requests has left by then) and the inputs are checked (`checked`); inputs with problems
         (`inputs_ok()` false) leave the database untouched."""
         import concurrent.futures
 
@@ -1008,7 +1011,8 @@ class _StoreOpening:
     def _open(self, db: Path, info, outline: Callable[[], list], replicates: int, after: threading.Event, checked: threading.Event,
               inputs_ok: Callable[[], bool]) -> None:
         # Importing DuckDB and creating a new file cost a few hundred ms of CPU, which would
-        # otherwise compete with the first wave of requests for the interpreter.
+        # otherwise compete with the first wave of requests for the interpreter; outcomes wait
+        # in memory until it is open.
         after.wait(self.FIRST_REQUEST_WAIT_S)
         checked.wait()  # always set when the header check ends, whichever way
         if not inputs_ok():

@@ -107,18 +107,30 @@ class Progress:
     budget_reached: bool = False
     judge_unreachable: str | None = None  # why the run stopped early: the judge could not be reached
     listeners: list[Callable[[Outcome], None]] = field(default_factory=list)
-    # Set when the first request to the judge leaves (or its first outcome arrives, a cache hit):
-    # the planning of later samples waits for it, so the first request is not slowed by it.
+    # Work that no request needs waits for one of these events, so that it does not compete
+    # with the first requests for the interpreter, and then runs while the judge answers:
+    # - first_request: the first request leaves (or the first outcome arrives, a cache hit); the
+    #   planning of later samples waits for it.
+    # - wave_sent: `concurrency` calls have started their first attempt, or every call is planned
+    #   and handed over, or the first outcome arrives; the image header check waits for it.
+    # - first_outcome: the first answer, error or cache hit; opening the database waits for it.
     first_request: threading.Event = field(default_factory=threading.Event)
-    # Set when the executor has sent every request it can for now (`concurrency` calls in flight,
-    # or every call planned and sent), or at the first outcome: work that no request needs
-    # (opening the database, checking image headers) waits for it, and then runs while the
-    # judge answers instead of delaying the first wave of requests.
     wave_sent: threading.Event = field(default_factory=threading.Event)
+    first_outcome: threading.Event = field(default_factory=threading.Event)
+    calls_started: int = 0  # calls whose first attempt has started
+
+    def attempt_starting(self, concurrency: int, first: bool) -> None:
+        """An attempt is about to be sent (`first`: its call's first)."""
+        self.first_request.set()
+        if first:
+            self.calls_started += 1
+            if self.calls_started >= concurrency:
+                self.wave_sent.set()
 
     def record(self, outcome: Outcome) -> None:
         self.first_request.set()
         self.wave_sent.set()
+        self.first_outcome.set()
         self.done += 1
         self.cache_hits += outcome.cache_hit
         self.errors += outcome.status in ("error", "unscored")
@@ -193,10 +205,9 @@ class Executor:
 
         reachability = Reachability(self.settings.max_unreachable, progress)
         finished = False
-        in_flight = 0
 
         async def worker(client: Any) -> None:
-            nonlocal finished, in_flight
+            nonlocal finished
             while True:
                 if finished:
                     return
@@ -212,13 +223,7 @@ class Executor:
                     progress.budget_reached = True
                     outcome = Outcome(call, "skipped", error=f"not run: the cost budget of ${budget} was reached")
                 else:
-                    in_flight += 1
-                    if in_flight >= self.settings.concurrency:
-                        progress.wave_sent.set()
-                    try:
-                        outcome = await self._judge(client, call, pacer, reachability, build_messages)
-                    finally:
-                        in_flight -= 1
+                    outcome = await self._judge(client, call, pacer, reachability, build_messages)
                     if outcome.status == "ok" and outcome.answer is not None:
                         self.cache.put(call.cache_key, CachedAnswer(outcome.answer, outcome.prompt_tokens, outcome.completion_tokens, outcome.cost_usd, call.model))
                 outcomes.append(outcome)
@@ -253,7 +258,7 @@ class Executor:
             if attempt > 1 and reachability.progress.judge_unreachable:  # tripped while this call waited to retry
                 return Outcome(call, "error", error=f"{last_error} ({reachability.progress.judge_unreachable})", attempts=attempt - 1, latency_ms=_ms(started))
             await pacer.wait()
-            reachability.progress.first_request.set()
+            reachability.progress.attempt_starting(settings.concurrency, first=attempt == 1)
             try:
                 answer, usage = await asyncio.wait_for(
                     client.ask(call, messages, validation_retries=settings.validation_retries, timeout=settings.timeout_s),
