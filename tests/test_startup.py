@@ -158,3 +158,35 @@ def test_the_command_list_is_the_same_without_importing_the_commands():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert "Judge model outputs against a rubric" in done.stdout
     assert done.stderr.strip().splitlines()[-1] == "[]"
+
+
+@pytest.mark.parametrize("code, status, stderr", [(None, 0, ""), (3, 3, ""), ("bad input", 1, "bad input\n")])
+def test_the_executable_ends_at_once_after_its_exit_handlers_and_with_its_output_whole(code, status: int, stderr: str):
+    """`end_process` skips the interpreter's teardown, but not what must happen on the way out:
+    atexit handlers run, buffered output is flushed, and the status is the one SystemExit gives."""
+    program = textwrap.dedent(f"""
+        import atexit, sys
+        from rubric_judge.cli.app import end_process
+        atexit.register(lambda: print("handler ran"))
+        sys.stdout.write("buffered " * 1000)  # not yet flushed when the process ends
+        end_process({code!r})
+        print("never reached")
+    """)
+    run = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=60)
+    assert run.returncode == status
+    assert run.stdout == "buffered " * 1000 + "handler ran\n"
+    assert run.stderr == stderr
+
+
+def test_the_executable_exits_the_ordinary_way_while_another_thread_still_works():
+    program = textwrap.dedent("""
+        import threading, time
+        from rubric_judge.cli.app import end_process
+        def work():
+            time.sleep(0.3)
+            print("the thread finished", flush=True)
+        threading.Thread(target=work).start()
+        end_process(4)
+    """)
+    run = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=60)
+    assert (run.returncode, run.stdout) == (4, "the thread finished\n")

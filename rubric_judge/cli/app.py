@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib
 import logging
 import sys
-from typing import NamedTuple
+from typing import NamedTuple, NoReturn
 
 import typer
 
@@ -170,6 +170,52 @@ def main() -> None:
         exc.show()
         sys.exit(exc.exit_code)
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def console_script() -> NoReturn:
+    """The `rubric-judge` executable: `main`, then the process ends at once (`end_process`)."""
+    try:
+        main()
+        code: object = 0
+    except SystemExit as exc:
+        code = exc.code
+    end_process(code)
+
+
+def end_process(code: object) -> NoReturn:
+    """End the process with `code` (as `SystemExit` reads it) once its work is done, skipping the
+    interpreter's teardown when nothing else runs.
+
+    The teardown frees every object of every module one by one (pydantic's schemas, DuckDB,
+    Jinja, the rubrics): 0.1-0.25 s, a sixth of a cached re-run, with nothing left to write.
+    Here the exit handlers run (logging's flush, any `atexit` function), the standard streams
+    are flushed, and the process ends. When another thread is still alive the exit is the
+    ordinary one, so that thread is waited for as usual.
+
+    Args:
+        code: None or an int (the exit status), or anything else (printed to stderr, status 1).
+    """
+    import threading
+
+    if threading.active_count() > 1:
+        sys.exit(code)
+    import atexit
+    import contextlib
+    import os
+
+    if code is None:
+        status = 0
+    elif isinstance(code, int):
+        status = code
+    else:
+        with contextlib.suppress(Exception):
+            print(code, file=sys.stderr)
+        status = 1
+    atexit._run_exitfuncs()  # what the interpreter runs first on its way out (CPython's own function)
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):  # a closed pipe: nothing more can reach it anyway
+            stream.flush()
+    os._exit(status)
 
 
 def _click_exceptions() -> tuple[type[Exception], ...]:
