@@ -31,7 +31,11 @@ holistic-with-gt's ssim/psnr/lpips specs and bertscore pointed at the job's mode
 `compute_run_metrics(specs, samples, device="cpu", cache=<MetricCache in a fresh folder>)`, LPIPS
 weights found under $TORCH_HOME as `score` finds them. Its stages are timed by wrapping the
 functions it calls (load_lpips_model, _lpips_for_chunk, compute_image_metrics, get_bertscorer,
-compute_bertscore). The side also records its CPU time (user + system, all threads).
+compute_bertscore). The side also records its CPU time (user + system, all threads), and ends
+as the `rubric-judge` executable ends (`cli.app.end_process`: exit handlers, a flush, no
+interpreter teardown, which with torch and transformers loaded takes 1.5-2.5 s); the official
+side ends as `python eval.py` does. `--ordinary-exit` in bench/metrics_throughput.py ends both
+sides the ordinary way.
 """
 
 from __future__ import annotations
@@ -208,6 +212,10 @@ def main() -> None:
     stage.seconds["total in process"] = time.perf_counter() - T_START
     result = {"stages": stage.seconds, "values": values, "cpu": time.process_time()}
     (job_dir / f"{side}.json").write_text(json.dumps(result), encoding="utf-8")
+    if side == "ours" and os.environ.get("RJ_BENCH_ORDINARY_EXIT") != "1":
+        from rubric_judge.cli.app import end_process
+
+        end_process(0)
 
 
 if __name__ == "__main__":

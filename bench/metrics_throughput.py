@@ -251,13 +251,14 @@ def write_uniform_set(root: Path, count: int, size: int) -> list[dict]:
             for i, (sample_id, out, ref) in enumerate(write_image_pairs(root, size, count))]
 
 
-def _run_side(side: str, job_dir: Path) -> dict:
+def _run_side(side: str, job_dir: Path, ordinary_exit: bool = False) -> dict:
     import json
     import subprocess
 
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "RJ_BENCH_ORDINARY_EXIT": "1" if ordinary_exit else "0"}
     t0 = time.perf_counter()
     done = subprocess.run([sys.executable, str(ROOT / "bench" / "metrics_sides.py"), side, str(job_dir)],
-                          capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+                          capture_output=True, text=True, env=env)
     wall = time.perf_counter() - t0
     if done.returncode != 0:
         raise SystemExit(f"{side} side failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
@@ -284,7 +285,7 @@ def bench_cold(args, tmp: Path, trunk: Path, model_dir: Path) -> list[dict]:
         runs: dict[str, list[dict]] = {"official": [], "ours": []}
         for _ in range(args.cold_repeat):
             for side in ("official", "ours"):
-                runs[side].append(_run_side(side, job_dir))
+                runs[side].append(_run_side(side, job_dir, args.ordinary_exit))
         best = {side: min(results, key=lambda r: r["wall"]) for side, results in runs.items()}
         official, ours = best["official"], best["ours"]
         diff: dict[str, float] = {}
@@ -639,6 +640,8 @@ def main() -> None:
     parser.add_argument("--uniform-size", type=int, default=512, help="image size of the uniform set (default 512)")
     parser.add_argument("--cold-repeat", type=int, default=2, help="cold runs per side and set, alternating (default 2)")
     parser.add_argument("--skip-cold", action="store_true", help="skip section 0")
+    parser.add_argument("--ordinary-exit", action="store_true",
+                        help="section 0: rubric-judge's side ends with the interpreter's teardown too (not as its executable ends)")
     parser.add_argument("--skip-images", action="store_true", help="skip section 1")
     parser.add_argument("--skip-text", action="store_true", help="skip section 2")
     parser.add_argument("--skip-combined", action="store_true", help="skip section 3")

@@ -89,7 +89,7 @@ def compute_run_metrics(
     Image metrics over the same output/reference pair and preset form one group, so each image
     is decoded once for SSIM, PSNR and LPIPS together.
     """
-    rows: list[MetricRow] = []
+    pending: list[tuple[list[MetricSpec], list, list[str], dict, dict, list]] = []
     for group in metric_groups(specs):
         first = group[0]
         pairs = [(s.id, s.fields.get(first.output), s.fields.get(first.reference)) for s in samples if first.applies_to(s.fields)]
@@ -109,6 +109,10 @@ def compute_run_metrics(
                 values.update({(sample_id, name): v for name, v in cached.items()})
             else:
                 todo.append((sample_id, output, reference))
+        pending.append((group, pairs, names, keys, values, todo))
+    _load_text_models_meanwhile([(group, todo) for group, _, _, _, _, todo in pending], device)
+    rows: list[MetricRow] = []
+    for group, pairs, names, keys, values, todo in pending:
         if todo:
             computed = _compute(group, todo, device)
             values.update(computed)
@@ -125,6 +129,33 @@ def compute_run_metrics(
         if on_progress:
             on_progress(len(pairs))
     return rows
+
+
+def _load_text_models_meanwhile(groups: Sequence[tuple[list[MetricSpec], list]], device: str) -> None:
+    """Start loading the BERTScore model of each text group with work to do, on a thread of its
+    own, when another group's work comes first: importing transformers and reading the weights
+    (4-6 s of mostly single-threaded CPU) then overlaps the image metrics, whose torch kernels
+    leave a core idle much of the time, instead of following them. `get_bertscorer` keeps the
+    loaded model; the text group's own call then finds it, or waits for the load to end. A load
+    that fails here fails again there, where its error becomes the rows' `unavailable` status."""
+    import contextlib
+    import threading
+
+    work_before = False
+    for group, todo in groups:
+        if not todo:
+            continue
+        if group[0].metric not in IMAGE_METRICS and work_before:
+            from rubric_judge.metrics.text import BertScoreOptions, get_bertscorer
+
+            options = BertScoreOptions(**({"model": group[0].model} if group[0].model else {}), num_layers=group[0].num_layers)
+
+            def load(options: BertScoreOptions = options) -> None:
+                with contextlib.suppress(Exception):  # reported by the group's own call (see above)
+                    get_bertscorer(options, device)
+
+            threading.Thread(target=load, name="rubric-judge-bertscore-load", daemon=True).start()
+        work_before = True
 
 
 def metric_groups(specs: Sequence[MetricSpec]) -> list[list[MetricSpec]]:
