@@ -111,3 +111,42 @@ def test_busy_machine_pipelines_lpips_with_one_thread_and_same_values(
     for key, value in idle.items():
         assert value.status == busy_values[key].status == "ok", key
         assert busy_values[key].value == pytest.approx(value.value, abs=1e-6), key
+
+
+def test_the_bertscore_model_loads_while_the_image_metrics_run(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """compute_run_metrics starts the text group's model load on a thread of its own before the
+    image group runs, and a load that fails there is reported by the text group as usual."""
+    import threading
+
+    import rubric_judge.metrics as metrics
+    from rubric_judge.metrics import text as text_module
+    from rubric_judge.metrics.types import MetricValue
+    from rubric_judge.planning.samples import Sample
+    from rubric_judge.rubrics.schema import IMAGE_METRICS, MetricSpec
+
+    loads: list[str] = []
+    loading = threading.Event()
+
+    def get_bertscorer(options, device="auto"):
+        loads.append(threading.current_thread().name)
+        loading.set()
+        raise text_module.MetricUnavailable("no model in this test")
+
+    real_compute = metrics._compute
+
+    def compute(group, pairs, device):
+        if group[0].metric in IMAGE_METRICS:
+            assert loading.wait(30), "the text model was not loading while the image metrics ran"
+            return {(sample_id, spec.metric.value): MetricValue(0.5, "ok") for sample_id, _, _ in pairs for spec in group}
+        return real_compute(group, pairs, device)
+
+    monkeypatch.setattr(text_module, "get_bertscorer", get_bertscorer)
+    monkeypatch.setattr(metrics, "_compute", compute)
+    specs = [MetricSpec(metric="ssim", output="out", reference="ref", preset="medgen"),
+             MetricSpec(metric="bertscore", output="response", reference="answer", model=str(tmp_path), num_layers=6)]
+    samples = [Sample(f"s{i}", {"out": tmp_path / f"o{i}.png", "ref": tmp_path / f"r{i}.png", "response": "a cat", "answer": "a dog"})
+               for i in range(3)]
+    rows = metrics.compute_run_metrics(specs, samples, device="cpu")
+    assert loads[0] == "rubric-judge-bertscore-load" and len(loads) == 2  # then the text group's own call
+    assert {row.status for row in rows if row.metric.startswith("bertscore")} == {"unavailable"}
+    assert {row.value for row in rows if row.metric == "ssim"} == {0.5}
