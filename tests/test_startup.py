@@ -190,3 +190,11 @@ def test_the_executable_exits_the_ordinary_way_while_another_thread_still_works(
     """)
     run = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=60)
     assert (run.returncode, run.stdout) == (4, "the thread finished\n")
+
+
+def test_a_profiled_executable_exits_the_ordinary_way_so_the_profile_is_written(tmp_path: Path):
+    profile = tmp_path / "help.prof"
+    script = Path(sys.executable).with_name("rubric-judge")
+    run = subprocess.run([sys.executable, "-m", "cProfile", "-o", str(profile), str(script), "--help"], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0 and "Usage" in run.stdout
+    assert profile.stat().st_size > 0
