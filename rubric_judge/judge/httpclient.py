@@ -36,6 +36,8 @@ class HTTPClientError(Exception):
 
 @dataclass(frozen=True)
 class Response:
+    """A whole answer, whatever its status."""
+
     status: int
     headers: dict[str, str]  # names lower-cased; a repeated header's values joined with ", "
     body: bytes
