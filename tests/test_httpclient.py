@@ -4,6 +4,7 @@ answer in each framing HTTP/1.1 allows, close kept-alive connections, stall, or 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
 
@@ -186,3 +187,55 @@ def test_a_header_with_a_line_break_is_refused_before_anything_is_sent() -> None
     pool = ConnectionPool("http://127.0.0.1:9/v1", 1)
     with pytest.raises(ValueError, match="line break"):
         asyncio.run(pool.post("http://127.0.0.1:9/v1/chat/completions", {"Authorization": "Bearer k\r\nX-Injected: 1"}, b"{}", 1))
+
+
+def test_https_verifies_the_server_against_the_trusted_certificates(tmp_path, monkeypatch) -> None:
+    """An https judge: TLS with the system's trust store (here SSL_CERT_FILE names a self-signed
+    certificate for 127.0.0.1), and a refusal, not an answer, from a server it does not trust."""
+    pytest.importorskip("cryptography")
+    import datetime
+    import ipaddress
+    import ssl
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "loopback judge")])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+                   .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
+                   .not_valid_after(now + datetime.timedelta(hours=1))
+                   .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+                   .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+                   .sign(key, hashes.SHA256()))
+    cert_file, key_file = tmp_path / "judge.pem", tmp_path / "judge.key"
+    cert_file.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    server_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_context.load_cert_chain(cert_file, key_file)
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError, ssl.SSLError):
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = int(next(line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")))
+            await reader.readexactly(length)
+            writer.write(_json_answer(0))
+            await writer.drain()
+        writer.close()
+
+    async def main(trusted: bool):
+        server = await asyncio.start_server(serve, "127.0.0.1", 0, ssl=server_context)
+        url = f"https://127.0.0.1:{server.sockets[0].getsockname()[1]}/v1/chat/completions"
+        monkeypatch.setenv("SSL_CERT_FILE", str(cert_file if trusted else tmp_path / "nothing-trusted.pem"))
+        try:
+            return await ConnectionPool(url, 1).post(url, {}, b"{}", 5)
+        finally:
+            server.close()
+
+    assert asyncio.run(main(trusted=True)).status == 200
+    with pytest.raises(HTTPClientError, match="cannot connect") as raised:
+        asyncio.run(main(trusted=False))
+    assert isinstance(raised.value.__cause__, ssl.SSLCertVerificationError)
