@@ -253,3 +253,30 @@ def test_a_server_slower_than_the_timeout_is_reported_as_timed_out(tmp_path: Pat
 
     outcome, requests = direct_outcome(tmp_path, stall, timeout_s=0.3, max_attempts=2)
     assert (outcome.status, outcome.attempts, requests, outcome.error) == ("error", 2, 2, "timed out")
+
+
+def test_request_bodies_are_byte_for_byte_what_json_dumps_writes(tmp_path: Path) -> None:
+    """encode_json copies the images' data URLs in instead of having json.dumps scan them; the
+    bytes are the same as json.dumps(ensure_ascii=False, compact) in UTF-8, for the bodies the
+    direct transport builds and for text that json must escape, and when a string of the input
+    holds the stand-in the plain encoding is used."""
+    from rubric_judge.judge.messages import build_messages
+    from rubric_judge.judge.transport import _MARKER, encode_json
+    from rubric_judge.planning.images import JSONVerbatim
+
+    def reference(value) -> bytes:
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+    calls = example_calls("tools")
+    for call in calls:
+        messages = build_messages(call)
+        urls = [part["image_url"]["url"] for message in messages if isinstance(message["content"], list)
+                for part in message["content"] if part.get("type") == "image_url"]
+        assert urls and all(isinstance(url, JSONVerbatim) for url in urls)  # the fast path is the one taken
+        body = {"model": "m", "messages": messages, "temperature": 0.0, "tools": [{"type": "function"}], "seed": None, "n": True}
+        assert encode_json(body) == reference(body)
+    url = JSONVerbatim("data:image/png;base64," + "QUJD" * 5000)
+    awkward = {"text": 'é "quoted" \\ back\tslash \x00 ☃', "parts": [url, {"url": url}, ["nested", url]], "n": 1.5}
+    assert encode_json(awkward) == reference(awkward)
+    collision = {"a": _MARKER, "b": url}
+    assert encode_json(collision) == reference(collision)

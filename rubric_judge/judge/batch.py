@@ -201,7 +201,9 @@ def poll_interval_s() -> float:
 
 def encode_line(line: dict[str, Any]) -> bytes:
     # The live transport's encoding (transport.DirectClient.post), so the bodies are byte-equal.
-    return json.dumps(line, ensure_ascii=False, separators=(",", ":")).encode("utf-8") + b"\n"
+    from rubric_judge.judge.transport import encode_json
+
+    return encode_json(line) + b"\n"
 
 
 def split_lines(lines: Sequence[tuple[str, bytes]], limits: BatchLimits) -> tuple[list[list[tuple[str, bytes]]], list[str]]:

@@ -194,7 +194,7 @@ class DirectClient:
             JudgeConnectionError: no connection, or an answer that is not a JSON object with `choices`.
             TimeoutError: no answer within `timeout` seconds.
         """
-        payload = json.dumps({"model": _served_name(model), **body}, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        payload = encode_json({"model": _served_name(model), **body})
         if self._pool is not None:
             from rubric_judge.judge.httpclient import HTTPClientError
 
@@ -226,6 +226,53 @@ class DirectClient:
             raise  # aiohttp's socket timeouts are ClientErrors too; the executor reports these as timeouts
         except aiohttp.ClientError as exc:
             raise JudgeConnectionError(f"{type(exc).__name__}: {exc}") from exc
+
+
+# What stands in for a verbatim string while the rest is encoded; it encodes as "\u0000rj\u0000".
+_MARKER = "\x00rj\x00"
+_MARKER_JSON = json.dumps(_MARKER)
+
+
+def encode_json(value: Any) -> bytes:
+    """`json.dumps(value, ensure_ascii=False, separators=(",", ":"))` in UTF-8, byte for byte, with
+    the images' data URLs (`planning.images.JSONVerbatim`) copied in instead of scanned.
+
+    json.dumps scans every string character by character, about 5 ms a megabyte: 5-6 ms of the
+    event loop's CPU for a call with two 300 KB images, 30 ms for two of IlluGenBench's 1024-px
+    illustrations. A data URL is its own JSON text, so it is swapped for a marker, the rest is
+    encoded, and the URLs are put back where the markers are. When a marker appears more often
+    than it was put in (a string of the input holds it), the plain encoding is used.
+
+    Args:
+        value: the request body (dicts, lists, strings, numbers, booleans, None).
+
+    Returns:
+        The body's JSON, UTF-8 encoded.
+    """
+    from rubric_judge.planning.images import JSONVerbatim
+
+    verbatim: list[str] = []
+
+    def swap(node: Any) -> Any:
+        if isinstance(node, JSONVerbatim):
+            verbatim.append(node)
+            return _MARKER
+        if isinstance(node, dict):
+            return {key: swap(item) for key, item in node.items()}
+        if isinstance(node, list):
+            return [swap(item) for item in node]
+        return node
+
+    skeleton = json.dumps(swap(value), ensure_ascii=False, separators=(",", ":"))
+    if not verbatim:
+        return skeleton.encode("utf-8")
+    pieces = skeleton.split(_MARKER_JSON)
+    if len(pieces) != len(verbatim) + 1:
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    parts = [pieces[0].encode("utf-8")]
+    for text, piece in zip(verbatim, pieces[1:], strict=True):
+        parts.extend((b'"', text.encode("ascii"), b'"', piece.encode("utf-8")))
+    return b"".join(parts)
 
 
 def _proxy_for(url: str) -> str | None:
