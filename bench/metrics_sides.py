@@ -33,7 +33,7 @@ weights found under $TORCH_HOME as `score` finds them. Its stages are timed by w
 functions it calls (load_lpips_model, _lpips_for_chunk, compute_image_metrics, get_bertscorer,
 compute_bertscore). The side also records its CPU time (user + system, all threads), and ends
 as the `rubric-judge` executable ends (`cli.app.end_process`: exit handlers, a flush, no
-interpreter teardown, which with torch and transformers loaded takes 1.5-2.5 s); the official
+interpreter teardown, which with torch and transformers loaded takes 2-3 s); the official
 side ends as `python eval.py` does. `--ordinary-exit` in bench/metrics_throughput.py ends both
 sides the ordinary way.
 """
