@@ -280,3 +280,15 @@ def test_request_bodies_are_byte_for_byte_what_json_dumps_writes(tmp_path: Path)
     assert encode_json(awkward) == reference(awkward)
     collision = {"a": _MARKER, "b": url}
     assert encode_json(collision) == reference(collision)
+
+
+def test_a_proxied_judge_url_goes_through_the_proxy(judge_server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With HTTP_PROXY set for the judge's URL, the direct transport sends through the proxy (over
+    aiohttp, which speaks proxies; the lean client does not). The loopback judge stands in for the
+    proxy: it receives the absolute-form requests for a host that does not resolve, and answers."""
+    for name in ("http_proxy", "HTTP_PROXY", "no_proxy", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", judge_server.base_url.rsplit("/v1", 1)[0])
+    outcomes = judge(example_calls("tools"), "http://judge.invalid/v1", "direct", tmp_path)
+    assert [o.status for o in outcomes] == ["ok", "ok"], [o.error for o in outcomes]
+    assert judge_server.request_count == 2
