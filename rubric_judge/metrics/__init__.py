@@ -38,6 +38,18 @@ class MetricRow:
     detail: str = ""
 
 
+@dataclass(frozen=True)
+class _GroupWork:
+    """One metric group's samples after the cache look-up: what is known, and what to compute."""
+
+    group: list[MetricSpec]
+    pairs: list[tuple[str, Any, Any]]  # (sample id, output, reference) of every sample it applies to
+    names: list[str]  # the metric names the group produces
+    keys: dict[str, str | None]  # metric cache key per sample id (None: not cacheable)
+    values: dict[tuple[str, str], MetricValue]  # (sample id, name) -> value, from the cache so far
+    todo: list[tuple[str, Any, Any]]  # the pairs to compute
+
+
 def passes(condition: str | None, value: float | None) -> bool | None:
     if condition is None or value is None:
         return None
@@ -89,7 +101,7 @@ def compute_run_metrics(
     Image metrics over the same output/reference pair and preset form one group, so each image
     is decoded once for SSIM, PSNR and LPIPS together.
     """
-    pending: list[tuple[list[MetricSpec], list, list[str], dict, dict, list]] = []
+    pending: list[_GroupWork] = []
     for group in metric_groups(specs):
         first = group[0]
         pairs = [(s.id, s.fields.get(first.output), s.fields.get(first.reference)) for s in samples if first.applies_to(s.fields)]
@@ -109,10 +121,11 @@ def compute_run_metrics(
                 values.update({(sample_id, name): v for name, v in cached.items()})
             else:
                 todo.append((sample_id, output, reference))
-        pending.append((group, pairs, names, keys, values, todo))
-    _load_text_models_meanwhile([(group, todo) for group, _, _, _, _, todo in pending], device)
+        pending.append(_GroupWork(group, pairs, names, keys, values, todo))
+    _load_text_models_meanwhile(pending, device)
     rows: list[MetricRow] = []
-    for group, pairs, names, keys, values, todo in pending:
+    for work in pending:
+        group, pairs, names, keys, values, todo = work.group, work.pairs, work.names, work.keys, work.values, work.todo
         if todo:
             computed = _compute(group, todo, device)
             values.update(computed)
@@ -131,7 +144,7 @@ def compute_run_metrics(
     return rows
 
 
-def _load_text_models_meanwhile(groups: Sequence[tuple[list[MetricSpec], list]], device: str) -> None:
+def _load_text_models_meanwhile(pending: Sequence[_GroupWork], device: str) -> None:
     """Start loading the BERTScore model of each text group with work to do, on a thread of its
     own, when another group's work comes first: importing transformers and reading the weights
     (4-6 s of mostly single-threaded CPU) then overlaps the image metrics, whose torch kernels
@@ -142,9 +155,10 @@ def _load_text_models_meanwhile(groups: Sequence[tuple[list[MetricSpec], list]],
     import threading
 
     work_before = False
-    for group, todo in groups:
-        if not todo:
+    for work in pending:
+        if not work.todo:
             continue
+        group = work.group
         if group[0].metric not in IMAGE_METRICS and work_before:
             from rubric_judge.metrics.text import BertScoreOptions, get_bertscorer
 
