@@ -285,6 +285,8 @@ def test_bertscore_loads_without_bert_scores_plotting_imports(tiny_bert_dir):
         result = compute_bertscore([("a", "The liver appears normal.", "Normal liver size.")],
                                    BertScoreOptions(model={str(tiny_bert_dir)!r}, num_layers=2), device="cpu")
         heavy = sorted(m for m in ("pandas", "matplotlib") if m in sys.modules)
+        from rubric_judge.metrics.torch_guard import ensure_torchvision_importable
+        ensure_torchvision_importable()  # as bert_score needs on this machine (a BERT checkpoint never imports torchvision)
         import bert_score
         p, r, f = bert_score.BERTScorer(model_type={str(tiny_bert_dir)!r}, num_layers=2).score(["The liver appears normal."], ["Normal liver size."])
         _, _, f_score = bert_score.score(["The liver appears normal."], ["Normal liver size."], model_type={str(tiny_bert_dir)!r}, num_layers=2)

@@ -146,9 +146,10 @@ def compute_run_metrics(
 
 def _load_text_models_meanwhile(pending: Sequence[_GroupWork], device: str) -> None:
     """Start loading the BERTScore model of each text group with work to do, on a thread of its
-    own, when another group's work comes first: importing transformers and reading the weights
-    (4-6 s of mostly single-threaded CPU) then overlaps the image metrics, whose torch kernels
-    leave a core idle much of the time, instead of following them. `get_bertscorer` keeps the
+    own, when another group's work comes first: reading the weights (0.3-0.9 s for a BERT
+    checkpoint; 4-6 s of mostly single-threaded CPU for one that needs transformers' imports)
+    then overlaps the image metrics, whose torch kernels leave a core idle much of the time,
+    instead of following them. `get_bertscorer` keeps the
     loaded model; the text group's own call then finds it, or waits for the load to end. A load
     that fails here fails again there, where its error becomes the rows' `unavailable` status."""
     import contextlib

@@ -3,9 +3,11 @@
 MedGEN-Bench scores each answer with BERTScore F1 using
 `microsoft/BiomedNLP-PubMedBERT-base-uncased-abstract`, 12 layers, no baseline rescaling, and
 counts a sample as passing at F1 >= 0.9. Its reference code calls `bert_score.score()` once per
-pair, which rebuilds the model every call. Here bert_score's model and tokenizer are loaded once
-per process (per model, layers and device; `BertScoreModel`) and the texts of a run are embedded in batches of similar
-length (bounded padding); the numbers are those of
+pair, which rebuilds the model every call. Here the model and tokenizer are loaded once per
+process (per model, layers and device; `BertScoreModel`): a BERT checkpoint (PubMedBERT, the
+packaged MiniLM) by metrics/bert_encoder.py without transformers' seconds of imports, any other
+by bert_score's own loaders. The texts of a run are embedded in batches of similar length
+(bounded padding); the numbers are those of
 `BERTScorer(model_type=..., num_layers=...).score(cands, refs)`.
 
 Nothing here touches the network: a hub id is resolved from the local Hugging Face cache only
@@ -13,7 +15,8 @@ Nothing here touches the network: a hub id is resolved from the local Hugging Fa
 not available offline makes every value "unavailable" with a message that says where it was looked
 for and how to provide it; no other model is ever substituted.
 
-The heavy imports (torch, transformers, bert_score) happen on first use, not at import time.
+The heavy imports (torch; transformers and bert_score for other checkpoints) happen on first use,
+not at import time.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from __future__ import annotations
 import os
 import threading
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -159,14 +162,22 @@ _SCORERS_LOCK = threading.Lock()
 @dataclass(frozen=True)
 class BertScoreModel:
     """A loaded BERTScore model: what `bert_score.BERTScorer(model_type, num_layers,
-    use_fast_tokenizer=True, idf=False)` loads (bert_score's own `get_tokenizer` and
-    `get_model`, on `device`), without the scorer class, whose module imports pandas and
-    matplotlib for its plots."""
+    use_fast_tokenizer=True, idf=False)` loads, without the scorer class, whose module imports
+    pandas and matplotlib for its plots. A BERT checkpoint is loaded by metrics/bert_encoder.py
+    without transformers (`own_encoder`); any other by bert_score's `get_tokenizer` and
+    `get_model`."""
 
     tokenizer: Any
     model: Any
     device: str
-    all_layers: bool = False
+    own_encoder: bool = False
+
+    def encode(self, text: str) -> list[int]:
+        """The token ids bert_score's `sent_encode` gives `text` (special tokens added, cut to
+        the model's length)."""
+        if self.own_encoder:
+            return self.tokenizer.encode(text.strip())
+        return bert_score_utils().sent_encode(self.tokenizer, text)
 
 
 _PACKAGE_LOCK = threading.Lock()
@@ -243,14 +254,21 @@ def get_bertscorer(options: BertScoreOptions = BertScoreOptions(), device: str =
         scorer = _SCORERS.get(key)
         if scorer is not None:
             return scorer
-        utils = _import_bert_score_utils()
+        from rubric_judge.metrics import bert_encoder
+
         try:
-            # model_type is the local directory, so transformers reads files only (no hub calls).
-            # The fast tokenizer gives the same WordPiece tokens without the slow one's Python loop.
-            model = utils.get_model(str(model_dir), num_layers, False)
-            model.to(resolved_device)
-            scorer = BertScoreModel(utils.get_tokenizer(str(model_dir), True), model, resolved_device)
-        except (OSError, ValueError, KeyError, AssertionError) as exc:
+            if bert_encoder.supported(model_dir):
+                # A BERT encoder: seconds of transformers imports saved (bert_encoder.py).
+                scorer = BertScoreModel(bert_encoder.BertTokenizer(model_dir), bert_encoder.load_bert(model_dir, num_layers, resolved_device),
+                                        resolved_device, own_encoder=True)
+            else:
+                utils = _import_bert_score_utils()
+                # model_type is the local directory, so transformers reads files only (no hub calls).
+                # The fast tokenizer gives the same WordPiece tokens without the slow one's Python loop.
+                model = utils.get_model(str(model_dir), num_layers, False)
+                model.to(resolved_device)
+                scorer = BertScoreModel(utils.get_tokenizer(str(model_dir), True), model, resolved_device)
+        except (OSError, ValueError, KeyError, AssertionError, RuntimeError) as exc:
             raise MetricUnavailable(
                 f"BERTScore model {options.model!r} could not be loaded from {model_dir} "
                 f"({type(exc).__name__}: {exc}). The directory must hold a complete model "
@@ -379,14 +397,14 @@ def _score_by_length(scorer: BertScoreModel, cands: list[str], refs: list[str], 
     depend on the batch either.
     """
     import torch
-    utils = bert_score_utils()
     from torch.nn.utils.rnn import pad_sequence
 
     tokenizer = scorer.tokenizer
     idf_dict: defaultdict[int, float] = defaultdict(lambda: 1.0)
     idf_dict[tokenizer.sep_token_id] = 0
     idf_dict[tokenizer.cls_token_id] = 0
-    length = {text: len(utils.sent_encode(tokenizer, text)) for text in {*cands, *refs}}
+    encoded = {text: scorer.encode(text) for text in {*cands, *refs}}
+    length = {text: len(ids) for text, ids in encoded.items()}
     texts = sorted(length, key=lambda text: (length[text], text))
 
     stats: dict[str, tuple[Any, Any]] = {}
@@ -401,7 +419,7 @@ def _score_by_length(scorer: BertScoreModel, cands: list[str], refs: list[str], 
         ):
             stop += 1
         batch = texts[start:stop]
-        embeddings, masks, idf = utils.get_bert_embedding(batch, scorer.model, tokenizer, idf_dict, device=scorer.device, all_layers=scorer.all_layers)
+        embeddings, masks, idf = _embed(scorer, [encoded[text] for text in batch], idf_dict)
         embeddings, masks, idf = embeddings.cpu(), masks.cpu(), idf.cpu()
         for i, text in enumerate(batch):
             size = int(masks[i].sum().item())
@@ -423,6 +441,25 @@ def _score_by_length(scorer: BertScoreModel, cands: list[str], refs: list[str], 
             p, r, f = _greedy_match(*padded([refs[i] for i in part]), *padded([cands[i] for i in part]))
             scores[part] = torch.stack((p, r, f), dim=-1).cpu()
     return scores[:, 0], scores[:, 1], scores[:, 2]
+
+
+def _embed(scorer: BertScoreModel, encoded: list[list[int]], idf_dict: Mapping[int, float]) -> tuple[Any, Any, Any]:
+    """Last-layer embeddings, attention mask and idf weights of already encoded texts, one
+    forward over them padded: bert_score's `get_bert_embedding(..., batch_size=-1,
+    all_layers=False)` (its `collate_idf` padding with the pad token), for either loader."""
+    import torch
+
+    width = max(len(ids) for ids in encoded)
+    padded = torch.full((len(encoded), width), scorer.tokenizer.pad_token_id, dtype=torch.long)
+    mask = torch.zeros((len(encoded), width), dtype=torch.long)
+    idf = torch.zeros((len(encoded), width), dtype=torch.float)
+    for row, ids in enumerate(encoded):
+        padded[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
+        mask[row, : len(ids)] = 1
+        idf[row, : len(ids)] = torch.tensor([idf_dict[token] for token in ids], dtype=torch.float)
+    with torch.no_grad():
+        embeddings = scorer.model(padded.to(scorer.device), attention_mask=mask.to(scorer.device))[0]
+    return embeddings, mask, idf
 
 
 def _greedy_match(ref_embedding: Any, ref_mask: Any, ref_idf: Any, hyp_embedding: Any, hyp_mask: Any, hyp_idf: Any) -> tuple[Any, Any, Any]:
