@@ -30,7 +30,7 @@ def _cores() -> int:
 def busy(monkeypatch: pytest.MonkeyPatch) -> None:
     """Every core kept busy by other processes; torch starts with 2 threads; no OMP_NUM_THREADS."""
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
-    monkeypatch.setattr(device_module.os, "getloadavg", lambda: (float(_cores() + 1), 0.0, 0.0))
+    monkeypatch.setattr(device_module, "_busy_elsewhere", lambda cpus: float(len(cpus) + 1))
     before = torch.get_num_threads()
     torch.set_num_threads(2)
     yield
@@ -52,12 +52,41 @@ def test_explicit_omp_threads_and_gpu_are_left_alone(busy: None, monkeypatch: py
         assert threads == torch.get_num_threads() == 2
 
 
-def test_idle_cores_subtracts_the_load(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(device_module.os, "sched_getaffinity", lambda _: set(range(8)), raising=False)
-    monkeypatch.setattr(device_module.os, "getloadavg", lambda: (2.6, 0.0, 0.0))
+def test_idle_cores_subtracts_what_others_use(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(device_module, "_affinity", lambda: set(range(8)))
+    monkeypatch.setattr(device_module, "_busy_elsewhere", lambda cpus: 2.6)
     assert device_module._idle_cores() == 5
-    monkeypatch.setattr(device_module.os, "getloadavg", lambda: (30.0, 0.0, 0.0))
+    monkeypatch.setattr(device_module, "_busy_elsewhere", lambda cpus: 30.0)
     assert device_module._idle_cores() == 1
+
+
+def test_what_others_use_is_the_cores_busy_time_less_this_process_s(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Over the sample, the cores were busy 0.18 s and this process used 0.08 s of it (its own
+    threads, e.g. a model loading meanwhile): others used 1 core. The load average is not read."""
+    busy, own, clock = iter([100.0, 100.18]), iter([5.0, 5.08]), iter([10.0, 10.1])
+    monkeypatch.setattr(device_module, "_busy_seconds", lambda cpus: next(busy))
+    monkeypatch.setattr(device_module.time, "process_time", lambda: next(own))
+    monkeypatch.setattr(device_module.time, "monotonic", lambda: next(clock))
+    monkeypatch.setattr(device_module.time, "sleep", lambda seconds: None)
+    monkeypatch.setattr(device_module.os, "getloadavg", lambda: pytest.fail("the load average was read"))
+    assert device_module._busy_elsewhere({0, 1}) == pytest.approx(1.0)
+
+
+def test_without_proc_stat_the_load_average_stands_in(monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_proc_stat(cpus):
+        raise FileNotFoundError("/proc/stat")
+
+    monkeypatch.setattr(device_module, "_busy_seconds", no_proc_stat)
+    monkeypatch.setattr(device_module.os, "getloadavg", lambda: (1.5, 0.0, 0.0))
+    assert device_module._busy_elsewhere({0, 1}) == 1.5
+
+
+@pytest.mark.skipif(not Path("/proc/stat").is_file(), reason="Linux only")
+def test_busy_seconds_reads_the_cores_it_is_given() -> None:
+    cpus = device_module._affinity()
+    first = device_module._busy_seconds(cpus)
+    assert 0 < first <= device_module._busy_seconds(cpus)
+    assert device_module._busy_seconds(set()) == 0
 
 
 @pytest.fixture(scope="module")
