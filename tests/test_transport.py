@@ -78,6 +78,10 @@ def test_proxies_come_from_the_environment_once(monkeypatch: pytest.MonkeyPatch)
     assert _proxy_for("http://gpu-box:8000/v1/chat/completions") == "http://proxy.example:3128"
     monkeypatch.setenv("NO_PROXY", "gpu-box")
     assert _proxy_for("http://gpu-box:8000/v1/chat/completions") is None
+    monkeypatch.delenv("HTTP_PROXY")
+    monkeypatch.delenv("NO_PROXY")
+    monkeypatch.setenv("http_proxy", "http://proxy.example:3128")  # the lower-case name counts too
+    assert _proxy_for("http://gpu-box:8000/v1/chat/completions") == "http://proxy.example:3128"
 
 
 def example_calls(structured_output: str) -> list:

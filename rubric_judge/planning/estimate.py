@@ -119,25 +119,46 @@ def _rates(model: str, litellm_loaded: bool) -> tuple[float, float] | None:
 
 
 @lru_cache(maxsize=1)
-def _bundled_price_map() -> dict[str, Any]:
-    """litellm's bundled model price map (the file `litellm_module()` pins), read as JSON."""
+def _bundled_price_text() -> str:
+    """litellm's bundled model price map (the file `litellm_module()` pins), as text; "" when
+    litellm or the file is not there."""
     import importlib.util
     from pathlib import Path
 
     spec = importlib.util.find_spec("litellm")
     if spec is None or spec.origin is None:
-        return {}
+        return ""
     try:
-        return json.loads((Path(spec.origin).parent / "model_prices_and_context_window_backup.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        return (Path(spec.origin).parent / "model_prices_and_context_window_backup.json").read_text(encoding="utf-8")
+    except OSError:
+        return ""
+
+
+@lru_cache(maxsize=1)
+def _bundled_price_map() -> dict[str, Any]:
+    """litellm's bundled model price map, parsed (3 MB of JSON: about 50 ms)."""
+    try:
+        value = json.loads(_bundled_price_text() or "{}")
+    except ValueError:
         return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _bundled_prices_for(*keys: str) -> dict[str, Any]:
+    """The bundled map, or {} when none of `keys` occurs in it as a JSON string: a self-hosted
+    judge's name ("openai/Qwen/X" on a vLLM server) is then known to be unpriced without parsing
+    the whole map during the run's first answers."""
+    text = _bundled_price_text()
+    if not any(json.dumps(key) in text for key in keys):
+        return {}
+    return _bundled_price_map()
 
 
 def _bundled_rates(model: str) -> tuple[float, float] | None:
     """The base rates of `model` (or of its name without the provider prefix, as litellm looks
     it up) in the bundled map; None when it has none."""
-    prices = _bundled_price_map()
     provider, _, name = model.partition("/")
+    prices = _bundled_prices_for(model, name)
     for key in (model, name) if name else (model,):
         entry = prices.get(key)
         if not isinstance(entry, dict) or (key == name and entry.get("litellm_provider") not in (provider, None)):
@@ -161,8 +182,8 @@ def batch_rates(model: str) -> tuple[tuple[float, float] | None, bool]:
         ((prompt rate, completion rate) or None when the live price is unknown too, assumed).
     """
     if model not in _REGISTERED:
-        prices = _bundled_price_map()
         provider, _, name = model.partition("/")
+        prices = _bundled_prices_for(model, name)
         for key in (model, name) if name else (model,):
             entry = prices.get(key)
             if isinstance(entry, dict) and (key == model or entry.get("litellm_provider") in (provider, None)):
