@@ -135,3 +135,55 @@ def test_image_paths_resolve_as_pathlib_does_with_symlinks_and_dot_dots(tmp_path
         got = paths.inside(value, Location(None), "image", problems)
         assert (got is not None) == expected.is_relative_to(root.resolve()), value
         assert got is None or got == expected
+
+
+def test_the_first_samples_images_are_encoded_side_by_side(monkeypatch: pytest.MonkeyPatch):
+    """The first request waits for the first sample's images only: they are encoded on two
+    threads at once (PNG encoding releases the GIL), and the plans are those of build_plan.
+    It fails when the first sample's images are encoded one after the other."""
+    import threading
+    import time
+
+    from rubric_judge.planning import compile as compile_module
+    from rubric_judge.planning import images as images_module
+    from rubric_judge.planning.compile import match_rubrics, plan_samples
+
+    medgen = EXAMPLE.parent / "medgen"
+    job = load_job(medgen / "rubric.yaml", medgen / "manifest.jsonl", medgen / "outputs" / "demo-model" / "outputs.jsonl")
+    pairs, problems = match_rubrics(job.rubrics, job.samples)
+    pairs = [pair for pair in pairs if len(compile_module._images_of(*pair, TARGET)) >= 2]  # samples with two images first
+    assert not problems and pairs
+    images_module._ENCODED.clear()
+    spans: list[tuple[str, float, float]] = []
+    encode = images_module.encode_for_judge
+
+    def slow_encode(*args, **kwargs):
+        start = time.perf_counter()
+        time.sleep(0.3)
+        result = encode(*args, **kwargs)
+        spans.append((threading.current_thread().name, start, time.perf_counter()))
+        return result
+
+    monkeypatch.setattr(images_module, "encode_for_judge", slow_encode)
+    first = next(iter(plan_samples(pairs, TARGET, workers=2)))
+    (name_a, start_a, end_a), (name_b, start_b, end_b) = spans[:2]
+    assert name_a != name_b and max(start_a, start_b) < min(end_a, end_b)  # they overlapped
+    assert len(spans) == 2  # compiling the sample found both in the encoded-image cache
+    images_module._ENCODED.clear()
+    monkeypatch.setattr(images_module, "encode_for_judge", encode)
+    assert [c.cache_key for c in first.calls] == [c.cache_key for c in build_plan(job.rubrics, [pairs[0][1]], TARGET).calls]
+
+
+def test_a_broken_first_image_is_reported_as_the_samples_problem(tmp_path: Path):
+    from rubric_judge.errors import Problem
+    from rubric_judge.planning.compile import _images_of, match_rubrics, plan_samples
+
+    medgen = tmp_path / "medgen"
+    shutil.copytree(EXAMPLE.parent / "medgen", medgen)
+    job = load_job(medgen / "rubric.yaml", medgen / "manifest.jsonl", medgen / "outputs" / "demo-model" / "outputs.jsonl")
+    pairs, _ = match_rubrics(job.rubrics, job.samples)
+    pairs = [pair for pair in pairs if len(_images_of(*pair, TARGET)) >= 2]
+    Path(_images_of(*pairs[0], TARGET)[1][0]).write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
+    results = list(plan_samples(pairs, TARGET, workers=2))
+    assert isinstance(results[0], Problem) and "image" in results[0].message.lower(), results[0]
+    assert all(not isinstance(r, Problem) for r in results[1:])

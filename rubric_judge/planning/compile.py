@@ -8,6 +8,7 @@ output gets no call: it is reported as missing, and scored by the rubric's expli
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -17,7 +18,7 @@ from pathlib import Path
 from rubric_judge.cache.key import cache_key
 from rubric_judge.errors import Location, Problem
 from rubric_judge.imageio import ImageError, open_image, sniff_media_type
-from rubric_judge.planning.images import ImageInfo, image_info
+from rubric_judge.planning.images import ImageInfo, encoded_image, image_info
 from rubric_judge.planning.response import response_model, response_schema
 from rubric_judge.planning.samples import Sample
 from rubric_judge.rubrics import templates
@@ -211,6 +212,19 @@ def _image_parts(rubric: Rubric, sample: Sample, target: JudgeTarget) -> list[Im
     return parts
 
 
+def _images_of(rubric: Rubric, sample: Sample, target: JudgeTarget) -> list[tuple[Path, str | None, bool, int | None]]:
+    """The `encoded_image` arguments of each image the sample's calls carry (as `_image_parts`)."""
+    return [(sample.fields[slot.field], slot.label, slot.strip, target.max_image_side)
+            for slot in rubric.images if sample.fields.get(slot.field) is not None]
+
+
+def _encode_quietly(image: tuple[Path, str | None, bool, int | None]) -> None:
+    """Encode ahead into the encoded-image cache; a failure is raised again, and reported, when
+    the sample is compiled."""
+    with contextlib.suppress(ImageError):
+        encoded_image(*image)
+
+
 def _call(
     rubric: Rubric,
     sample: Sample,
@@ -325,8 +339,12 @@ def plan_samples(
         return
     with ThreadPoolExecutor(count, thread_name_prefix="rubric-judge-plan") as pool:
         # The first pair alone, so it is ready soonest and a consumer that sends its first request
-        # before asking for more has the cores to itself; then in windows, not all at once: a
-        # consumer that stops early leaves little work behind.
+        # before asking for more has the cores to itself: its images encoded side by side first
+        # (PIL's PNG encoder releases the GIL: two 512-px MedGEN images with label strips take
+        # 0.1 s instead of 0.2 s), then compiled from the encoded-image cache. Then the pairs in
+        # windows, not all at once: a consumer that stops early leaves little work behind.
+        for warming in [pool.submit(_encode_quietly, image) for image in _images_of(*pairs[0], target)]:
+            warming.result()
         window = count * 4
         futures = [pool.submit(one, pairs[0])]
         submitted = 1
