@@ -141,12 +141,26 @@ def test_other_architectures_go_through_transformers(tmp_path):
 
 @pytest.mark.parametrize(
     "change",
-    [{"model_type": "roberta"}, {"position_embedding_type": "relative_key"}, {"hidden_act": "gelu_new"}, {"is_decoder": True}],
+    [{"model_type": "roberta"}, {"position_embedding_type": "relative_key"}, {"hidden_act": "gelu_new"}, {"is_decoder": True},
+     {"dtype": "float16"}, {"torch_dtype": "bfloat16"}],
 )
 def test_configs_it_does_not_run_exactly_are_left_to_transformers(tmp_path, change):
     model_dir = _save(tmp_path)
     config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
-    (model_dir / "config.json").write_text(json.dumps({**config, **change}), encoding="utf-8")
+    (model_dir / "config.json").write_text(json.dumps({**config, "dtype": None, **change}), encoding="utf-8")
+    assert not bert_encoder.supported(model_dir)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"additional_special_tokens": ["[FINDING]"]},
+     {"added_tokens_decoder": {"46": {"content": "[FINDING]", "special": True, "normalized": False}}}],
+)
+def test_tokenizers_with_extra_special_tokens_are_left_to_transformers(tmp_path, change):
+    model_dir = _save(tmp_path)
+    assert bert_encoder.supported(model_dir)
+    settings = json.loads((model_dir / "tokenizer_config.json").read_text(encoding="utf-8"))
+    (model_dir / "tokenizer_config.json").write_text(json.dumps({**settings, **change}), encoding="utf-8")
     assert not bert_encoder.supported(model_dir)
 
 

@@ -44,18 +44,25 @@ def _weights_file(model_dir: Path) -> Path | None:
 
 
 def supported(model_dir: Path) -> bool:
-    """Whether the checkpoint in `model_dir` is a BERT encoder this module loads: a BERT config
-    with absolute positions and exact GELU, a weights file, and a WordPiece vocabulary."""
+    """Whether the checkpoint in `model_dir` is a BERT encoder this module runs as transformers
+    does: a BERT config with absolute positions, exact GELU and float32 weights, a weights file,
+    and a WordPiece vocabulary with no special tokens beyond BERT's five."""
     try:
         config = _read_json(model_dir / "config.json")
+        tokenizer = {**_read_json(model_dir / "special_tokens_map.json"), **_read_json(model_dir / "tokenizer_config.json")}
     except (OSError, ValueError):
         return False
+    added = tokenizer.get("added_tokens_decoder") or {}
     return (
         config.get("model_type") == "bert"
         and config.get("position_embedding_type", "absolute") == "absolute"
         and config.get("hidden_act", "gelu") == "gelu"
+        and (config.get("dtype") or config.get("torch_dtype")) in (None, "float32")  # a float16 checkpoint may load as such
         and not config.get("is_decoder", False)
         and not config.get("add_cross_attention", False)
+        and not tokenizer.get("additional_special_tokens")
+        and isinstance(added, dict)
+        and all(_token_text(token) in _SPECIAL_DEFAULTS.values() for token in added.values())
         and _weights_file(model_dir) is not None
         and _vocabulary(model_dir) is not None
     )
