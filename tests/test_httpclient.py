@@ -239,3 +239,6 @@ def test_https_verifies_the_server_against_the_trusted_certificates(tmp_path, mo
     with pytest.raises(HTTPClientError, match="cannot connect") as raised:
         asyncio.run(main(trusted=False))
     assert isinstance(raised.value.__cause__, ssl.SSLCertVerificationError)
+    # Every attempt fails the same way: it counts toward --max-unreachable, which stops the run
+    # with this message instead of retrying every call.
+    assert is_unreachable(raised.value) and "CERTIFICATE_VERIFY_FAILED" in str(raised.value)

@@ -38,8 +38,10 @@ class Reachability:
 
 
 # Exceptions (by class name, across httpx, aiohttp, openai and litellm) that mean no connection
-# could be opened at all, as opposed to a server that answered badly or slowly.
-_CONNECT_FAILURES = {"ConnectError", "ClientConnectorError", "ClientConnectorDNSError", "ConnectionRefusedError", "gaierror"}
+# could be opened at all, as opposed to a server that answered badly or slowly. A certificate
+# the client does not trust fails every attempt the same way (ssl's and aiohttp's names).
+_CONNECT_FAILURES = {"ConnectError", "ClientConnectorError", "ClientConnectorDNSError", "ConnectionRefusedError", "gaierror",
+                     "SSLCertVerificationError", "ClientConnectorCertificateError"}
 
 
 # What the OpenAI SDK says, through litellm, for every transport failure that is not a timeout;
