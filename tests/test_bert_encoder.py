@@ -188,3 +188,16 @@ def test_scoring_a_bert_checkpoint_imports_no_transformers(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     seen = json.loads(done.stdout.strip().splitlines()[-1])
     assert seen == {"status": "ok", "imported": []}
+
+
+def test_a_checkpoint_missing_weights_is_unavailable_with_the_reason(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    from rubric_judge.metrics.types import MetricUnavailable
+
+    model_dir = _save(tmp_path)
+    weights = load_file(str(model_dir / "model.safetensors"))
+    save_file({name: tensor for name, tensor in weights.items() if "layer.1.output.dense" not in name}, str(model_dir / "model.safetensors"))
+    with pytest.raises(MetricUnavailable, match=r"do not make a BERT encoder \(missing \['layers.1.output.bias'"):
+        get_bertscorer(BertScoreOptions(model=str(model_dir), num_layers=2), "cpu")
+    assert get_bertscorer(BertScoreOptions(model=str(model_dir), num_layers=1), "cpu").own_encoder  # the first layer is whole

@@ -159,7 +159,11 @@ def load_bert(model_dir: Path, num_layers: int, device: str) -> Any:
     """The first `num_layers` encoder layers of the BERT checkpoint in `model_dir` (check
     `supported` first), on `device`, in eval mode: called as ``model(ids, attention_mask=mask)``
     it returns ``(last_hidden_state,)``, as `BertModel` with its encoder cut to `num_layers`
-    (what bert_score's `get_model` builds) does."""
+    (what bert_score's `get_model` builds) does.
+
+    The checkpoint's tensors are the module's buffers, used through torch.nn.functional (the
+    functions nn.Linear, nn.LayerNorm and nn.Embedding call): building nn.Linear layers would
+    first fill PubMedBERT's 110M parameters at random, about a second, only to overwrite them."""
     import torch
     from torch import nn
 
@@ -173,59 +177,57 @@ def load_bert(model_dir: Path, num_layers: int, device: str) -> Any:
         vocab_size=int(raw["vocab_size"]), max_position_embeddings=int(raw.get("max_position_embeddings", 512)),
         type_vocab_size=int(raw.get("type_vocab_size", 2)), num_layers=num_layers,
     )
-
-    class Layer(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            size = config.hidden_size
-            self.query, self.key, self.value = nn.Linear(size, size), nn.Linear(size, size), nn.Linear(size, size)
-            self.attention_dense = nn.Linear(size, size)
-            self.attention_norm = nn.LayerNorm(size, eps=config.layer_norm_eps)
-            self.intermediate = nn.Linear(size, config.intermediate_size)
-            self.output = nn.Linear(config.intermediate_size, size)
-            self.output_norm = nn.LayerNorm(size, eps=config.layer_norm_eps)
-            self.head_size = size // config.num_attention_heads
-
-        def forward(self, hidden: Any, mask: Any) -> Any:
-            shape = (*hidden.shape[:-1], -1, self.head_size)
-            query = self.query(hidden).view(shape).transpose(1, 2)
-            key = self.key(hidden).view(shape).transpose(1, 2)
-            value = self.value(hidden).view(shape).transpose(1, 2)
-            context = nn.functional.scaled_dot_product_attention(
-                query, key, value, attn_mask=mask, dropout_p=0.0, scale=self.head_size**-0.5, is_causal=False
-            )
-            context = context.transpose(1, 2).contiguous().reshape(*hidden.shape[:-1], -1).contiguous()
-            attended = self.attention_norm(self.attention_dense(context) + hidden)
-            return self.output_norm(self.output(nn.functional.gelu(self.intermediate(attended))) + attended)
+    weights = _renamed(_read_weights(_weights_file(model_dir)), num_layers)
+    expected = set(_EMBEDDINGS.values()) | {f"layers.{index}.{module}.{parameter}" for index in range(num_layers)
+                                            for module in _LAYER.values() for parameter in ("weight", "bias")}
+    if set(weights) != expected:
+        missing, unexpected = sorted(expected - set(weights)), sorted(set(weights) - expected)
+        raise ValueError(f"the checkpoint's weights do not make a BERT encoder (missing {missing[:3]}, unexpected {unexpected[:3]})")
+    functional = nn.functional
+    size, heads, eps = config.hidden_size, config.num_attention_heads, config.layer_norm_eps
+    head_size = size // heads
 
     class Bert(nn.Module):
         def __init__(self) -> None:
             super().__init__()
-            size = config.hidden_size
-            self.word_embeddings = nn.Embedding(config.vocab_size, size)
-            self.position_embeddings = nn.Embedding(config.max_position_embeddings, size)
-            self.token_type_embeddings = nn.Embedding(config.type_vocab_size, size)
-            self.embedding_norm = nn.LayerNorm(size, eps=config.layer_norm_eps)
-            self.layers = nn.ModuleList(Layer() for _ in range(config.num_layers))
+            for name, tensor in weights.items():
+                self.register_buffer(name.replace(".", "__"), tensor.float(), persistent=False)
             self.config = config
+
+        def tensor(self, name: str) -> Any:
+            return getattr(self, name.replace(".", "__"))
+
+        def linear(self, x: Any, name: str) -> Any:
+            return functional.linear(x, self.tensor(f"{name}.weight"), self.tensor(f"{name}.bias"))
+
+        def norm(self, x: Any, name: str) -> Any:
+            return functional.layer_norm(x, (size,), self.tensor(f"{name}.weight"), self.tensor(f"{name}.bias"), eps)
 
         def forward(self, input_ids: Any, attention_mask: Any = None, **_: Any) -> tuple[Any]:
             length = input_ids.shape[1]
             positions = torch.arange(length, device=input_ids.device).unsqueeze(0)
-            token_types = torch.zeros_like(positions)
-            hidden = self.word_embeddings(input_ids) + self.token_type_embeddings(token_types)
-            hidden = self.embedding_norm(hidden + self.position_embeddings(positions))
+            hidden = functional.embedding(input_ids, self.tensor("word_embeddings.weight"))
+            hidden = hidden + functional.embedding(torch.zeros_like(positions), self.tensor("token_type_embeddings.weight"))
+            hidden = self.norm(hidden + functional.embedding(positions, self.tensor("position_embeddings.weight")), "embedding_norm")
             mask = None
             if attention_mask is not None and not bool(attention_mask.all()):
                 # transformers' bidirectional mask for sdpa: key j visible to every query where it is a token.
                 mask = attention_mask.bool()[:, None, None, :].expand(-1, 1, length, length)
-            for layer in self.layers:
-                hidden = layer(hidden, mask)
+            shape = (*hidden.shape[:-1], -1, head_size)
+            for index in range(num_layers):
+                layer = f"layers.{index}"
+                query = self.linear(hidden, f"{layer}.query").view(shape).transpose(1, 2)
+                key = self.linear(hidden, f"{layer}.key").view(shape).transpose(1, 2)
+                value = self.linear(hidden, f"{layer}.value").view(shape).transpose(1, 2)
+                context = functional.scaled_dot_product_attention(query, key, value, attn_mask=mask, dropout_p=0.0,
+                                                                  scale=head_size**-0.5, is_causal=False)
+                context = context.transpose(1, 2).contiguous().reshape(*hidden.shape[:-1], -1).contiguous()
+                attended = self.norm(self.linear(context, f"{layer}.attention_dense") + hidden, f"{layer}.attention_norm")
+                expanded = functional.gelu(self.linear(attended, f"{layer}.intermediate"))
+                hidden = self.norm(self.linear(expanded, f"{layer}.output") + attended, f"{layer}.output_norm")
             return (hidden,)
 
-    model = Bert()
-    model.load_state_dict(_renamed(_read_weights(_weights_file(model_dir)), config.num_layers), strict=True)
-    return model.to(device).eval()
+    return Bert().to(device).eval()
 
 
 def _read_weights(path: Path | None) -> dict[str, Any]:
