@@ -33,7 +33,7 @@ weights found under $TORCH_HOME as `score` finds them. Its stages are timed by w
 functions it calls (load_lpips_model, _lpips_for_chunk, compute_image_metrics, get_bertscorer,
 compute_bertscore). The side also records its CPU time (user + system, all threads), and ends
 as the `rubric-judge` executable ends (`cli.app.end_process`: exit handlers, a flush, no
-interpreter teardown, which with torch and transformers loaded takes 2-3 s); the official
+interpreter teardown, about 0.8 s with torch loaded, 2-3 s with transformers too); the official
 side ends as `python eval.py` does. `--ordinary-exit` in bench/metrics_throughput.py ends both
 sides the ordinary way.
 """
