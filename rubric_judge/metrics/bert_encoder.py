@@ -2,7 +2,7 @@
 
 Building a model through transformers costs 4-6 s of a cold start on 2 cores, nearly all of it
 imports (its modeling code pulls in torch._dynamo, scipy.optimize and torchvision), while a BERT
-encoder is a dozen torch modules. PubMedBERT, the model MedGEN-Bench scores with, and the
+encoder is a few dozen tensor operations. PubMedBERT, the model MedGEN-Bench scores with, and the
 packaged MiniLM are plain BERT encoders, so BERTScore loads a checkpoint here when its
 `config.json` says so (`model_type` "bert", absolute positions, GELU, an encoder) and its
 weights and vocabulary are files this module reads; any other checkpoint goes through
@@ -10,8 +10,8 @@ transformers (metrics/text.py).
 
 What runs is what transformers' `BertModel` computes with its default ("sdpa") attention, in the
 same order of operations, and the tokenizer is the one transformers builds for a BERT vocabulary
-(`BertTokenizer`: the `tokenizers` library's WordPiece with BERT's normalizer, pre-tokenizer and
-[CLS]/[SEP] template, the special tokens never split). tests/test_bert_encoder.py checks the
+(`BertTokenizer`: the `tokenizers` library's WordPiece with BERT's normalizer and pre-tokenizer,
+[CLS] and [SEP] around each text, the special tokens never split). tests/test_bert_encoder.py checks the
 token ids and the embeddings against transformers and the scores against `bert_score.score`.
 """
 
@@ -145,13 +145,13 @@ def _token_text(value: Any) -> str | None:
 
 @dataclass(frozen=True)
 class BertConfig:
+    """What the forward pass needs of config.json (`max_position_embeddings` caps the tokenizer's
+    length: text.py's _clamp_max_length)."""
+
     hidden_size: int
     num_attention_heads: int
-    intermediate_size: int
     layer_norm_eps: float
-    vocab_size: int
     max_position_embeddings: int
-    type_vocab_size: int
     num_layers: int
 
 
@@ -173,9 +173,8 @@ def load_bert(model_dir: Path, num_layers: int, device: str) -> Any:
         raise ValueError(f"num_layers {num_layers} is not between 0 and the model's {available} layers")
     config = BertConfig(
         hidden_size=int(raw["hidden_size"]), num_attention_heads=int(raw["num_attention_heads"]),
-        intermediate_size=int(raw["intermediate_size"]), layer_norm_eps=float(raw.get("layer_norm_eps", 1e-12)),
-        vocab_size=int(raw["vocab_size"]), max_position_embeddings=int(raw.get("max_position_embeddings", 512)),
-        type_vocab_size=int(raw.get("type_vocab_size", 2)), num_layers=num_layers,
+        layer_norm_eps=float(raw.get("layer_norm_eps", 1e-12)), max_position_embeddings=int(raw.get("max_position_embeddings", 512)),
+        num_layers=num_layers,
     )
     weights = _renamed(_read_weights(_weights_file(model_dir)), num_layers)
     expected = set(_EMBEDDINGS.values()) | {f"layers.{index}.{module}.{parameter}" for index in range(num_layers)
@@ -184,8 +183,8 @@ def load_bert(model_dir: Path, num_layers: int, device: str) -> Any:
         missing, unexpected = sorted(expected - set(weights)), sorted(set(weights) - expected)
         raise ValueError(f"the checkpoint's weights do not make a BERT encoder (missing {missing[:3]}, unexpected {unexpected[:3]})")
     functional = nn.functional
-    size, heads, eps = config.hidden_size, config.num_attention_heads, config.layer_norm_eps
-    head_size = size // heads
+    size, eps = config.hidden_size, config.layer_norm_eps
+    head_size = size // config.num_attention_heads
 
     class Bert(nn.Module):
         def __init__(self) -> None:
