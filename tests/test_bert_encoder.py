@@ -44,8 +44,10 @@ TEXTS = [
 
 
 def _save(root: Path, *, lower: bool = True, strip_accents: bool | None = None, chinese: bool = True, legacy_bin: bool = False,
-          architecture: str = "bert") -> Path:
-    """A random 2-layer, hidden-32 checkpoint with a WordPiece tokenizer, saved by transformers."""
+          vocab_only: bool = False, architecture: str = "bert") -> Path:
+    """A random 2-layer, hidden-32 checkpoint with a WordPiece tokenizer, saved by transformers.
+    `vocab_only`: the tokenizer is a vocab.txt alone, as PubMedBERT's hub repository has it (no
+    tokenizer.json or tokenizer_config.json: lower-cased, and no declared length)."""
     ensure_torchvision_importable()
     from transformers import BertConfig, BertForPreTraining, BertModel, BertTokenizer, DistilBertConfig, DistilBertModel
 
@@ -71,15 +73,21 @@ def _save(root: Path, *, lower: bool = True, strip_accents: bool | None = None, 
         config.save_pretrained(str(model_dir))
     else:
         model.save_pretrained(str(model_dir))
+    if vocab_only:
+        for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+            (model_dir / name).unlink(missing_ok=True)
+        (model_dir / "vocab.txt").write_text("\n".join(VOCAB) + "\n", encoding="utf-8")
     return model_dir
 
 
 def _transformers_embeddings(model_dir: Path, texts: list[str], num_layers: int) -> tuple[list[list[int]], torch.Tensor]:
     """Token ids (bert_score's sent_encode) and last-layer embeddings as bert_score computes them
     with transformers' tokenizer and BertModel."""
+    ensure_torchvision_importable()  # transformers imports torchvision (see metrics/torch_guard.py)
     utils = bert_score_utils()
     tokenizer = utils.get_tokenizer(str(model_dir), True)
     model = utils.get_model(str(model_dir), num_layers, False)
+    tokenizer.model_max_length = min(tokenizer.model_max_length, model.config.max_position_embeddings)  # as get_bertscorer caps it
     ids = [utils.sent_encode(tokenizer, text) for text in texts]
     idf = defaultdict(lambda: 1.0)
     embeddings, _, _ = utils.get_bert_embedding(texts, model, tokenizer, idf, device="cpu")
@@ -89,6 +97,7 @@ def _transformers_embeddings(model_dir: Path, texts: list[str], num_layers: int)
 def _ours(model_dir: Path, texts: list[str], num_layers: int) -> tuple[list[list[int]], torch.Tensor]:
     tokenizer = bert_encoder.BertTokenizer(model_dir)
     model = bert_encoder.load_bert(model_dir, num_layers, "cpu")
+    tokenizer.model_max_length = min(tokenizer.model_max_length, model.config.max_position_embeddings)
     ids = [tokenizer.encode(text.strip()) for text in texts]
     width = max(len(i) for i in ids)
     padded = torch.tensor([i + [tokenizer.pad_token_id] * (width - len(i)) for i in ids])
@@ -99,8 +108,9 @@ def _ours(model_dir: Path, texts: list[str], num_layers: int) -> tuple[list[list
 
 @pytest.mark.parametrize(
     "settings",
-    [{}, {"lower": False}, {"strip_accents": True}, {"strip_accents": False}, {"chinese": False}, {"legacy_bin": True}],
-    ids=["uncased", "cased", "strip-accents", "keep-accents", "no-chinese-split", "legacy-bin"],
+    [{}, {"lower": False}, {"strip_accents": True}, {"strip_accents": False}, {"chinese": False}, {"legacy_bin": True},
+     {"legacy_bin": True, "vocab_only": True}],
+    ids=["uncased", "cased", "strip-accents", "keep-accents", "no-chinese-split", "legacy-bin", "pubmedbert-layout"],
 )
 @pytest.mark.parametrize("num_layers", [0, 1, 2])
 def test_tokens_and_embeddings_equal_transformers(tmp_path, settings, num_layers):
