@@ -149,7 +149,7 @@ def _bundled_prices_for(*keys: str) -> dict[str, Any]:
     judge's name ("openai/Qwen/X" on a vLLM server) is then known to be unpriced without parsing
     the whole map during the run's first answers."""
     text = _bundled_price_text()
-    if not any(json.dumps(key) in text for key in keys):
+    if not any(key and json.dumps(key, ensure_ascii=False) in text for key in keys):
         return {}
     return _bundled_price_map()
 
