@@ -1018,11 +1018,12 @@ class _StoreOpening:
         # otherwise compete with the first wave of requests for the interpreter; outcomes wait
         # in memory until it is open.
         after.wait(self.FIRST_REQUEST_WAIT_S)
+        from rubric_judge.store.db import ResultStore, load_driver
+
+        load_driver()  # writes nothing, so it need not wait for the header check below
         checked.wait()  # always set when the header check ends, whichever way
         if not inputs_ok():
             return  # bad input: exit 2 with nothing written
-        from rubric_judge.store.db import ResultStore
-
         store = ResultStore(db)
         try:
             run_id = store.begin_run(info)
