@@ -90,3 +90,37 @@ def test_the_database_opens_once_the_first_answer_is_back(example: Path, tmp_pat
     result = _score(example, tmp_path, judge_server, concurrency=4)
     assert result.status == "finished" and result.calls == 18 and result.failed_calls == 0
     assert 4 <= requests_at_opening[0] <= 5
+
+
+def test_the_database_driver_loads_while_the_header_check_runs(example: Path, tmp_path: Path, judge_server, monkeypatch):
+    """DuckDB's import writes nothing, so it does not wait for the header check (which must end
+    before any file is written): in a fully cached re-run both start at the first cache hit, and
+    the import used to follow the check on the critical path. The file itself is still opened
+    only after the check."""
+    from rubric_judge.store import db as db_module
+
+    _score(example, tmp_path, judge_server, concurrency=4)  # pays for every call: the re-run below is all cache hits
+    events: list[str] = []
+    real_check, real_driver, real_init = run_module.image_header_problems, db_module.load_driver, db_module.ResultStore.__init__
+
+    def slow_check(pairs, *args, **kwargs):
+        events.append("check started")
+        time.sleep(0.5)
+        problems = real_check(pairs, *args, **kwargs)
+        events.append("check ended")
+        return problems
+
+    def driver():
+        events.append("driver loading")
+        real_driver()
+
+    def opening(self, path):
+        events.append("database opened")
+        real_init(self, path)
+
+    monkeypatch.setattr(run_module, "image_header_problems", slow_check)
+    monkeypatch.setattr(db_module, "load_driver", driver)
+    monkeypatch.setattr(db_module.ResultStore, "__init__", opening)
+    again = _score(example, tmp_path, judge_server, concurrency=4)
+    assert again.status == "finished" and again.cache_hits == 18
+    assert events.index("driver loading") < events.index("check ended") < events.index("database opened")
