@@ -7,6 +7,7 @@ everything already) and print which heavy modules it loaded.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -38,7 +39,7 @@ import json, sys
 from rubric_judge.run import score
 result = score(sys.argv[1], data=sys.argv[2], outputs=sys.argv[3], model="m", db=sys.argv[4], cache_dir=sys.argv[5],
                **json.loads(sys.argv[6]))
-heavy = sorted(m for m in ("litellm", "instructor", "openai", "torch", "aiohttp") if m in sys.modules)
+heavy = sorted(m for m in ("litellm", "instructor", "openai", "torch", "aiohttp", "duckdb") if m in sys.modules)
 print(json.dumps({"status": result.status, "calls": result.calls, "hits": result.cache_hits, "judge": result.judge_model, "heavy": heavy}))
 """
 
@@ -110,6 +111,14 @@ def test_the_direct_transport_never_imports_litellm_and_a_cached_rerun_loads_no_
     again = _score_in_fresh_process(EXAMPLE / "tasks", EXAMPLE / "outputs" / "good-model", tmp_path, **options)
     assert again["hits"] == 18 and judge_server.request_count == requests
     assert not {"litellm", "instructor", "openai", "aiohttp", "torch"} & set(again["heavy"]), again["heavy"]
+    if importlib.util.find_spec("_duckdb") is not None:  # DuckDB 2: the engine without the package's relation layer
+        assert "duckdb" not in again["heavy"] and "duckdb" not in first["heavy"]
+    con = duckdb.connect(str(tmp_path / "runs.duckdb"), read_only=True)  # the package reads what the engine wrote
+    try:
+        assert con.execute("SELECT count(*) FROM runs").fetchone()[0] >= 1
+        assert con.execute("SELECT count(*) FROM judge_calls").fetchone()[0] == 18
+    finally:
+        con.close()
 
 
 def test_the_schema_in_the_cache_key_is_the_one_instructor_is_given():

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from rubric_judge.errors import Location, Problem, UserError
 from rubric_judge.redaction import redact, redact_data
+from rubric_judge.store.engine import duckdb_engine
 
 if TYPE_CHECKING:  # at run time only for writing: readers (query, report) stay free of litellm
     from rubric_judge.judge.executor import Outcome
@@ -173,13 +174,13 @@ def _writer() -> list[Any]:
 
 
 def load_driver() -> None:
-    """Import DuckDB (0.15-0.2 s of CPU) without opening or creating any file, so that a caller
-    can do it while it waits to learn whether a file may be written."""
-    import duckdb  # noqa: F401
+    """Import DuckDB without opening or creating any file, so that a caller can do it while it
+    waits to learn whether a file may be written."""
+    duckdb_engine()
 
 
 def _open(path: Path, read_only: bool, external_access: bool):
-    import duckdb
+    duckdb = duckdb_engine()
 
     try:
         return duckdb.connect(str(path), read_only=read_only, config={"enable_external_access": external_access})
@@ -200,7 +201,7 @@ def _sql_digest() -> str:
 
 
 def _stored_digest(con) -> str | None:
-    import duckdb
+    duckdb = duckdb_engine()
 
     try:
         row = con.execute("SELECT digest FROM _store_version").fetchone()
@@ -383,7 +384,7 @@ class ResultStore:
         """Turn a failed write (disk full, read-only file, I/O error) into one StorageError that
         names the file and what to do; nothing is lost that a re-run cannot recover, since every
         paid answer is in the verdict cache before it is written here."""
-        import duckdb
+        duckdb = duckdb_engine()
 
         try:
             yield

@@ -21,6 +21,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from rubric_judge.errors import Location, Problem, UserError
+from rubric_judge.store.engine import duckdb_engine
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 
@@ -53,7 +54,7 @@ def latest_version() -> int:
 def schema_version(con) -> int | None:
     """The migration number a database is at: 0 for an empty file, None for a file that holds
     tables but is not a rubric-judge database."""
-    import duckdb
+    duckdb = duckdb_engine()
 
     try:  # the common case, 1 ms; listing the catalog's tables below takes about 25
         return int(con.execute("SELECT coalesce(max(number), 0) FROM main._migrations").fetchone()[0])
