@@ -10,6 +10,10 @@ hypervisor stole, and how long the server's threads waited for a core.
    executor sends one sample per request), every item new; wall time, items/s, and the share
    of the ideal concurrency / latency reached. `--rounds R` makes each of the N clients send R
    requests one after another (sustained load; the one-burst ramp-up is spread over R rounds).
+   Two figures beside it say where the rest goes: the ceiling, the same judge requests sent
+   straight from this client to the loopback judge with no server between (the judge and the
+   client need CPU too, on the same cores), and the reward service in this process without
+   HTTP (`RewardService.score`, what uvicorn and Starlette add is the difference).
 2. The same N items again on a fresh cache with HTTP 429 on the first attempt of every judge
    request (Retry-After 0.1 s): all answered before the deadline, with the same rewards.
 3. A repeated item (sequential requests): answered from the verdict cache, p50/p90 latency.
@@ -46,7 +50,7 @@ RUBRIC = "builtin:medgen/holistic-with-gt.yaml"  # per_sample: one judge call pe
 JUDGE = "openai/bench-judge"
 
 _SERVER_CODE = r"""
-import sys, threading
+import json, sys, threading
 from rubric_judge.testing.loopback import Fault, LoopbackJudge
 seen, lock = set(), threading.Lock()
 def first_attempt_429(body, index):
@@ -64,6 +68,8 @@ print(server.base_url, flush=True)
 for line in sys.stdin:
     if line.strip() == "count":
         print(server.request_count, flush=True)
+    elif line.strip() == "last":
+        print(json.dumps(server.requests[-1]), flush=True)
     elif line.strip() == "quit":
         break
 server.stop()
@@ -84,6 +90,11 @@ class Judge:
     def requests(self) -> int:
         self.proc.stdin.write("count\n")
         return int(self.proc.stdout.readline())
+
+    def last_request(self) -> dict:
+        """The body of the last chat completion the judge was sent."""
+        self.proc.stdin.write("last\n")
+        return json.loads(self.proc.stdout.readline())
 
     def stop(self) -> None:
         self.proc.stdin.write("quit\n")
@@ -225,7 +236,7 @@ class AiohttpConnection:
 
 
 @contextlib.asynccontextmanager
-async def connections(url: str, kind: str):
+async def connections_to(url: str, kind: str):
     """A factory of connections of the client `kind` (raw | aiohttp) to `url`."""
     if kind == "raw":
         yield lambda: RawConnection(url)
@@ -259,7 +270,7 @@ async def get_rewards(url: str, indices: list[int], tag: str = "", rounds: int =
         finally:
             await connection.close()
 
-    async with connections(url, client) as connect:
+    async with connections_to(url, client) as connect:
         started = time.perf_counter()
         results = [r for rs in await asyncio.gather(*(run_client(connect, i) for i in indices)) for r in rs]
         wall = time.perf_counter() - started
@@ -277,7 +288,7 @@ def settle_seconds() -> float:
 
 async def repeated(url: str, count: int, client: str = "raw") -> list[float]:
     latencies = []
-    async with connections(url, client) as connect:
+    async with connections_to(url, client) as connect:
         connection = connect()
         for _ in range(count):
             started = time.perf_counter()
@@ -288,8 +299,71 @@ async def repeated(url: str, count: int, client: str = "raw") -> list[float]:
     return latencies
 
 
+async def judge_alone(base_url: str, body: dict, requests: int, connections: int, client: str = "raw") -> float:
+    """`requests` copies of one judge request sent straight to the judge over `connections`
+    keep-alive connections at once, each sending its next as soon as its answer comes; the
+    wall time. No server is between: what any server could reach with this judge and client."""
+    pending = iter(range(requests))
+
+    async def run(connection) -> None:
+        try:
+            for _ in pending:  # shared: a connection takes the next request as soon as it is free
+                await connection.post("/v1/chat/completions", body)
+        finally:
+            await connection.close()
+
+    async with connections_to(base_url.removesuffix("/v1"), client) as connect:
+        started = time.perf_counter()
+        await asyncio.gather(*(run(connect()) for _ in range(connections)))
+        return time.perf_counter() - started
+
+
+async def service_in_process(judge: Judge, workdir: Path, clients: int, concurrency: int, deadline: float, rounds: int) -> float:
+    """The same /get_reward items through `RewardService.score` in this process (no HTTP), after
+    the same one-item warm-up as the server's; the wall time."""
+    from rubric_judge.serve.app import openrlhf_item
+    from rubric_judge.serve.service import RewardService
+
+    def item(index: int):
+        request = reward_request(index)
+        return openrlhf_item(request["query"][0], request["prompts"][0], request["labels"][0], 0)
+
+    async with RewardService([RUBRIC], judge=JUDGE, api_base=judge.base_url, transport="direct", concurrency=concurrency, deadline=deadline,
+                             db=workdir / "in-process.duckdb", cache_dir=workdir / "in-process-cache", model="bench") as service:
+        await service.score([item(10_000_000)])
+
+        async def run_client(index: int) -> None:
+            for k in range(rounds):
+                [result] = await service.score([item(index + k * clients)])
+                assert not result.fallback, result
+
+        started = time.perf_counter()
+        await asyncio.gather(*(run_client(i) for i in range(clients)))
+        return time.perf_counter() - started
+
+
+def bounds(clients: int, latency: float, concurrency: int, deadline: float, rounds: int, client: str) -> float:
+    """Print the ceiling (the judge alone) and the service without HTTP, for section 1; the
+    ceiling's wall time."""
+    requests, ideal = clients * rounds, min(clients, concurrency) / latency
+    judge = Judge(latency, "none")
+    try:
+        with tempfile.TemporaryDirectory() as workdir:
+            in_process = asyncio.run(service_in_process(judge, Path(workdir), clients, concurrency, deadline, rounds))
+        body = judge.last_request()
+        alone = asyncio.run(judge_alone(judge.base_url, body, requests, min(clients, concurrency), client))
+    finally:
+        judge.stop()
+    print(f"  ceiling: the loopback judge alone, the same {requests} judge requests straight from this client over {min(clients, concurrency)} "
+          f"connections: wall {alone:.2f} s = {100 * requests / alone / ideal:.0f}% of concurrency/latency")
+    print(f"  the reward service in this process, without HTTP: wall {in_process:.2f} s = {100 * requests / in_process / ideal:.0f}%")
+    return alone
+
+
 def section(clients: int, latency: float, concurrency: int, faults: str, deadline: float,
-            profile: Path | None = None, rounds: int = 1, client: str = "raw") -> tuple[list[float], float, int]:
+            profile: Path | None = None, rounds: int = 1, client: str = "raw", ceiling: float | None = None) -> tuple[list[float], float, int]:
+    """One run of the server against a fresh judge; `ceiling`: the judge-alone wall time of the
+    same requests, to print the share of it reached."""
     judge = Judge(latency, faults)
     with tempfile.TemporaryDirectory() as workdir:
         server = Server(judge, Path(workdir), concurrency, deadline, profile)
@@ -312,7 +386,8 @@ def section(clients: int, latency: float, concurrency: int, faults: str, deadlin
     server_cpu, judge_cpu, client_cpu = (after - before for after, before in zip(cpu_after, cpu_before, strict=True))
     shape = f"{clients} clients x {rounds} rounds" if rounds > 1 else f"{requests} requests"
     print(f"  {shape}, concurrency {concurrency}, judge latency {latency:g} s, faults {faults}: wall {wall:.2f} s, "
-          f"{requests / wall:.1f} items/s = {100 * requests / wall / ideal:.0f}% of concurrency/latency ({ideal:.0f}/s); "
+          f"{requests / wall:.1f} items/s = {100 * requests / wall / ideal:.0f}% of concurrency/latency ({ideal:.0f}/s"
+          f"{f'; {100 * ceiling / wall:.0f}% of the ceiling' if ceiling else ''}); "
           f"judge requests {calls}; item latency p50 {statistics.median(latencies):.2f} s, max {max(latencies):.2f} s (deadline {deadline:g} s)")
     # The three processes share this machine's cores: a client or judge that eats them lowers the server's figure.
     print(f"    CPU during the run, ms per item: server {1000 * server_cpu / requests:.2f} ({1000 * server_settled / requests:.2f} with its "
@@ -345,8 +420,9 @@ def main() -> None:
     if 1 in args.sections:
         print("1. throughput (every item new)")
         for concurrency in args.concurrency:
+            ceiling = bounds(args.requests, args.latency, concurrency, args.deadline, args.rounds, args.client)
             profile = args.profile.with_name(f"{args.profile.name}-{concurrency}.prof") if args.profile else None
-            rewards, _, _ = section(args.requests, args.latency, concurrency, "none", args.deadline, profile, args.rounds, args.client)
+            rewards, _, _ = section(args.requests, args.latency, concurrency, "none", args.deadline, profile, args.rounds, args.client, ceiling)
             plain = plain or rewards[:args.requests]
     if 2 in args.sections:
         print("2. HTTP 429 on the first attempt of every judge request")
