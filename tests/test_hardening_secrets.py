@@ -27,7 +27,17 @@ from rich.console import Console
 
 from rubric_judge.cli.output import RedactingConsole
 from rubric_judge.judge import transport
-from rubric_judge.redaction import REDACTED, redact, redact_logging, register_secret, register_url, reset_secrets, secret_values
+from rubric_judge.redaction import (
+    REDACTED,
+    redact,
+    redact_column,
+    redact_data,
+    redact_logging,
+    register_secret,
+    register_url,
+    reset_secrets,
+    secret_values,
+)
 from rubric_judge.testing.loopback import Fault
 from tests.conftest import RecordingJudge, id_policy
 
@@ -225,6 +235,28 @@ def test_url_credentials_are_secrets_and_userinfo_of_any_url_is_hidden(secrets: 
     assert redact("password pw-HUNTER2-pw, query-secret-1, 2024-06-01") == f"password {REDACTED}, {REDACTED}, 2024-06-01"
     # Not registered, but a URL's userinfo is a credential wherever it turns up.
     assert redact("proxy http://bob:hunter@proxy.example.org:3128 refused") == f"proxy http://{REDACTED}@proxy.example.org:3128 refused"
+
+
+def test_a_column_is_redacted_as_its_cells_are_one_by_one(secrets: None) -> None:
+    import random
+
+    register_secret(JUDGE_KEY)
+    register_url("http://judge-user:pw-HUNTER2-pw@10.0.0.1:8000/v1")
+    pieces = ["a prompt", "", "mail bob@example.org", f"echo {JUDGE_KEY}", "pw-HUNTER2-pw", "see http://u:p@host/x", "http://", "user@",
+              "https://host/a@b", "x" * 300, "\u00e9\u00e8 text", JUDGE_KEY[:10], JUDGE_KEY[10:]]
+    cells = [None, 0, 1.5, True, ["a", JUDGE_KEY], {"reasoning": f"saw {JUDGE_KEY}"}, ("t", "u")]
+    generator = random.Random(7)
+    checked = 0
+    for _ in range(400):
+        column = [generator.choice(pieces) + generator.choice(["", " ", "http://a"]) + generator.choice(pieces) if generator.random() < 0.7
+                  else generator.choice(cells) for _ in range(generator.randint(0, 8))]
+        assert redact_column(column) == [redact_data(cell) for cell in column], column
+        checked += any(isinstance(cell, str) and redact(cell) != cell for cell in column)
+    assert checked > 50  # many columns did hold something to redact
+    clean = ["a prompt", None, 3, "mail bob@example.org"]
+    assert redact_column(clean) == clean
+    # Split across two cells, a key is in neither: nothing is replaced.
+    assert redact_column([JUDGE_KEY[:10], JUDGE_KEY[10:]]) == [JUDGE_KEY[:10], JUDGE_KEY[10:]]
 
 
 def test_an_error_message_is_redacted_before_it_is_cut(secrets: None) -> None:

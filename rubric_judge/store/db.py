@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rubric_judge.errors import Location, Problem, UserError
-from rubric_judge.redaction import redact, redact_data
+from rubric_judge.redaction import redact, redact_column
 from rubric_judge.store.engine import duckdb_engine
 
 if TYPE_CHECKING:  # at run time only for writing: readers (query, report) stay free of litellm
@@ -370,7 +370,7 @@ class ResultStore:
             return
         names = COLUMNS[table]
         # Every text cell, in whichever table: errors, prompts, answers, reasoning, details.
-        columns = [[redact_data(cell) for cell in column] for column in zip(*rows, strict=True)]
+        columns = [redact_column(column) for column in zip(*rows, strict=True)]
         if len(columns) != len(names):
             raise ValueError(f"{table} rows have {len(columns)} values, expected {len(names)}: {', '.join(names)}")
         selected = ", ".join(f"unnest(${i + 1})" for i in range(len(columns)))
