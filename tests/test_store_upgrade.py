@@ -105,3 +105,29 @@ def test_score_never_writes_into_a_duckdb_file_that_is_not_a_results_database(tm
     assert done.returncode == 2, done.stderr
     assert "not a rubric-judge results database" in done.stderr and "Traceback" not in done.stderr
     assert _digest(foreign) == before
+
+
+_ENGINE_CHOICE = r"""
+import sys
+if sys.argv[1] == "package-loaded":
+    import duckdb
+from pathlib import Path
+from rubric_judge.store.db import ResultStore, connect
+from rubric_judge.store.engine import duckdb_engine
+engine = duckdb_engine()
+ResultStore(Path(sys.argv[2])).close()
+con = connect(Path(sys.argv[2]), read_only=True)
+tables = con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'runs'").fetchone()[0]
+print(engine.__name__, "duckdb" in sys.modules, tables)
+"""
+
+
+@pytest.mark.parametrize(("case", "expected"), [
+    ("package-loaded", "duckdb True 1"),  # the package a caller already imported
+    ("plain", "_duckdb False 1" if sys.modules.get("_duckdb") is not None else "duckdb True 1"),  # DuckDB 2: the engine alone
+])
+def test_the_store_connects_through_the_engine_module_or_the_package(tmp_path: Path, case: str, expected: str):
+    done = subprocess.run([sys.executable, "-c", _ENGINE_CHOICE, case, str(tmp_path / f"{case}.duckdb")], capture_output=True, text=True,
+                          timeout=120, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == expected
