@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import sys
 from types import ModuleType
 
@@ -22,13 +21,16 @@ def duckdb_engine() -> ModuleType:
     Returns:
         `_duckdb` or `duckdb`.
     """
-    loaded = sys.modules.get("duckdb")
-    if loaded is not None:
-        return loaded
-    try:
-        import _duckdb
-    except ImportError:
-        import duckdb
+    if sys.modules.get("duckdb") is None:
+        try:
+            import _duckdb
+        except ImportError:
+            pass
+        else:
+            if hasattr(_duckdb, "connect") and hasattr(_duckdb, "CatalogException"):
+                return _duckdb
+    # An import statement, not sys.modules: while another thread is still importing the
+    # package, the statement waits for it to finish instead of returning a half-made module.
+    import duckdb
 
-        return duckdb
-    return _duckdb if hasattr(_duckdb, "connect") and hasattr(_duckdb, "CatalogException") else importlib.import_module("duckdb")
+    return duckdb
