@@ -1018,13 +1018,21 @@ class _StoreOpening:
         # otherwise compete with the first wave of requests for the interpreter; outcomes wait
         # in memory until it is open.
         after.wait(self.FIRST_REQUEST_WAIT_S)
-        from rubric_judge.store.db import ResultStore, load_driver
+        from rubric_judge.store.db import ResultStore, load_driver, open_existing
 
         load_driver()  # writes nothing, so it need not wait for the header check below
+        # Opening an existing file writes nothing either, and it overlaps the header check (on a
+        # cached re-run both stand between the last cache hit and the end of the run).
+        try:
+            opened = open_existing(db)
+        except UserError:
+            opened = None  # reported by the open below, after any problem with the inputs
         checked.wait()  # always set when the header check ends, whichever way
         if not inputs_ok():
+            if opened is not None:
+                opened.close()
             return  # bad input: exit 2 with nothing written
-        store = ResultStore(db)
+        store = ResultStore(db, opened)
         try:
             run_id = store.begin_run(info)
             self.store, self.run_id = store, run_id  # from here on, abandon() records how the run ended

@@ -82,9 +82,9 @@ def test_the_database_opens_once_the_first_answer_is_back(example: Path, tmp_pat
     requests_at_opening: list[int] = []
     real_init = db_module.ResultStore.__init__
 
-    def opening(self, path):
+    def opening(self, path, opened=None):
         requests_at_opening.append(judge_server.request_count)
-        real_init(self, path)
+        real_init(self, path, opened)
 
     monkeypatch.setattr(db_module.ResultStore, "__init__", opening)
     result = _score(example, tmp_path, judge_server, concurrency=4)
@@ -92,16 +92,18 @@ def test_the_database_opens_once_the_first_answer_is_back(example: Path, tmp_pat
     assert 4 <= requests_at_opening[0] <= 5
 
 
-def test_the_database_driver_loads_while_the_header_check_runs(example: Path, tmp_path: Path, judge_server, monkeypatch):
-    """DuckDB's import writes nothing, so it does not wait for the header check (which must end
-    before any file is written): in a fully cached re-run both start at the first cache hit, and
-    the import used to follow the check on the critical path. The file itself is still opened
-    only after the check."""
+def test_the_database_driver_loads_and_an_existing_file_opens_while_the_header_check_runs(example: Path, tmp_path: Path, judge_server,
+                                                                                            monkeypatch):
+    """DuckDB's import and opening an existing file write nothing, so they do not wait for the
+    header check (which must end before anything is written): in a fully cached re-run both
+    start at the first cache hit, and they used to follow the check on the critical path. The
+    file is brought up to date and written only after the check."""
     from rubric_judge.store import db as db_module
 
     _score(example, tmp_path, judge_server, concurrency=4)  # pays for every call: the re-run below is all cache hits
     events: list[str] = []
-    real_check, real_driver, real_init = run_module.image_header_problems, db_module.load_driver, db_module.ResultStore.__init__
+    real_check, real_driver, real_open, real_init = (run_module.image_header_problems, db_module.load_driver, db_module.open_existing,
+                                                     db_module.ResultStore.__init__)
 
     def slow_check(pairs, *args, **kwargs):
         events.append("check started")
@@ -114,13 +116,37 @@ def test_the_database_driver_loads_while_the_header_check_runs(example: Path, tm
         events.append("driver loading")
         real_driver()
 
-    def opening(self, path):
-        events.append("database opened")
-        real_init(self, path)
+    def open_existing(path):
+        connection = real_open(path)
+        events.append("file opened" if connection is not None else "no file")
+        return connection
+
+    def writing(self, path, opened=None):
+        events.append("database written" if opened is not None else "database opened after the check")
+        real_init(self, path, opened)
 
     monkeypatch.setattr(run_module, "image_header_problems", slow_check)
     monkeypatch.setattr(db_module, "load_driver", driver)
-    monkeypatch.setattr(db_module.ResultStore, "__init__", opening)
+    monkeypatch.setattr(db_module, "open_existing", open_existing)
+    monkeypatch.setattr(db_module.ResultStore, "__init__", writing)
     again = _score(example, tmp_path, judge_server, concurrency=4)
     assert again.status == "finished" and again.cache_hits == 18
-    assert events.index("driver loading") < events.index("check ended") < events.index("database opened")
+    assert events.index("driver loading") < events.index("file opened") < events.index("check ended") < events.index("database written")
+
+
+def test_bad_input_leaves_an_existing_database_as_it_was_though_it_was_opened_during_the_check(example: Path, tmp_path: Path,
+                                                                                              judge_server):
+    first = _score(example, tmp_path, judge_server, concurrency=4)
+    database = tmp_path / "runs.duckdb"
+    before = database.read_bytes()
+    (example / "outputs" / "good-model" / "lung-nodule.png").write_bytes(b"this is not an image")
+    with pytest.raises(UserError) as raised:
+        _score(example, tmp_path, judge_server, concurrency=4)
+    assert "not a recognised image" in " ".join(problem.message for problem in raised.value.problems)
+    assert database.read_bytes() == before and not Path(f"{database}.wal").exists()
+    # The connection opened during the check was closed: the file opens again in this process.
+    from rubric_judge.store.db import ResultStore
+
+    store = ResultStore(database)
+    assert store.con.execute("SELECT status FROM runs WHERE run_id = ?", [first.run_id]).fetchone() == ("finished",)
+    store.close()

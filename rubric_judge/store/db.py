@@ -146,6 +146,23 @@ def connect(path: Path, read_only: bool = False, external_access: bool = True):
     return _open(path, read_only, external_access)
 
 
+def open_existing(path: Path):
+    """A read-write connection to an existing results database, opened but neither upgraded nor
+    written: a caller that may write only after a check (its inputs are sound) opens the file
+    while the check runs, then hands the connection to `ResultStore`.
+
+    Args:
+        path: the DuckDB file.
+
+    Returns:
+        The connection, or None when the file does not exist (creating it is a write).
+
+    Raises:
+        UserError: the file cannot be opened (in use by another process, not a DuckDB file).
+    """
+    return _open(path, False, True) if Path(path).is_file() else None
+
+
 def _bring_up_to_date(con, path: Path) -> None:
     from rubric_judge.store.migrate import migrate
 
@@ -234,9 +251,24 @@ class ResultStore:
     """Writes one process's runs into the results database; every write names the file in its
     error when storage fails, and leaves the run marked as not finished."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, opened=None):
+        """Open the results database at `path` for writing, brought up to date.
+
+        Args:
+            path: the DuckDB file; created when absent.
+            opened: a connection `open_existing(path)` made earlier (the file opened while
+                something else ran); None: open it here.
+        """
         self.path = Path(path)
-        self.con = connect(self.path)
+        if opened is None:
+            self.con = connect(self.path)
+        else:
+            try:
+                _bring_up_to_date(opened, self.path)
+            except BaseException:
+                opened.close()
+                raise
+            self.con = opened
 
     def close(self) -> None:
         with self._writing("close"):
