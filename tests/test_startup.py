@@ -121,6 +121,33 @@ def test_the_direct_transport_never_imports_litellm_and_a_cached_rerun_loads_no_
         con.close()
 
 
+_PLUGIN_SCAN = r"""
+import sys
+import pydantic.plugin._loader as loader
+scans = []
+real = loader.entry_points
+loader.entry_points = lambda **kwargs: scans.append(kwargs) or real(**kwargs)
+from rubric_judge.cli.app import main
+sys.argv = ["rubric-judge", "validate", sys.argv[1]]
+try:
+    main()
+except SystemExit as exc:
+    assert exc.code == 0, exc.code
+print("scanned" if scans else "not scanned")
+"""
+
+
+@pytest.mark.parametrize(("setting", "expected"), [(None, "not scanned"), ("", "scanned")])
+def test_the_cli_skips_pydantics_plugin_scan_unless_the_user_set_the_variable(setting: str | None, expected: str):
+    env = {key: value for key, value in os.environ.items() if key != "PYDANTIC_DISABLE_PLUGINS"}
+    if setting is not None:
+        env["PYDANTIC_DISABLE_PLUGINS"] = setting
+    done = subprocess.run([sys.executable, "-c", _PLUGIN_SCAN, str(EXAMPLE / "tasks")], capture_output=True, text=True, timeout=120,
+                          cwd=ROOT, env={**env, "PYTHONPATH": str(ROOT)})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == expected
+
+
 def test_the_schema_in_the_cache_key_is_the_one_instructor_is_given():
     from rubric_judge.planning.response import response_model, response_schema
     from rubric_judge.rubrics.schema import VerdictSpec
