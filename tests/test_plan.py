@@ -187,3 +187,59 @@ def test_a_broken_first_image_is_reported_as_the_samples_problem(tmp_path: Path)
     results = list(plan_samples(pairs, TARGET, workers=2))
     assert isinstance(results[0], Problem) and "image" in results[0].message.lower(), results[0]
     assert all(not isinstance(r, Problem) for r in results[1:])
+
+
+def _copied_example(tmp_path: Path) -> Path:
+    copy = tmp_path / "illugenbench"
+    shutil.copytree(EXAMPLE, copy)
+    return copy
+
+
+def test_a_call_sends_the_image_bytes_it_was_planned_with_without_reading_the_file_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """What is sent is what the cache key hashed: found by its digest, not by the file's current
+    version (a stat per image per call on the event loop). Once the planned bytes have left
+    memory, a file that changed since is refused rather than sent under the old key."""
+    import base64
+
+    from rubric_judge.judge.messages import build_messages
+    from rubric_judge.planning import images as images_module
+    from rubric_judge.planning.compile import ImagePart
+
+    example = _copied_example(tmp_path)
+    images_module._ENCODED.clear()
+    job = load_job(example / "tasks", example / "manifest.jsonl", example / "outputs" / "good-model")
+    call = build_plan(job.rubrics, job.samples[:1], TARGET).calls[0]
+    parts = [part for part in call.parts if isinstance(part, ImagePart)]
+    assert parts
+    for part in parts:  # every image file changes after planning
+        Path(part.path).write_bytes(Path(part.path).read_bytes() + b"\0")
+
+    def no_file_access(self, *args, **kwargs):
+        raise AssertionError(f"{self} was read while sending a planned call")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(Path, "stat", no_file_access)
+        patched.setattr(Path, "read_bytes", no_file_access)
+        messages = build_messages(call)
+    urls = [item["image_url"]["url"] for item in messages[-1]["content"] if item["type"] == "image_url"]
+    sent = [images_module.hashlib.sha256(base64.b64decode(url.split(",", 1)[1])).hexdigest() for url in urls]
+    assert sent == [part.info.sha256 for part in parts]
+
+    images_module._ENCODED.clear()
+    with pytest.raises(RuntimeError, match="changed after the run was planned"):
+        build_messages(call)
+    images_module._ENCODED.clear()
+
+
+def test_the_encoded_image_memory_forgets_an_evicted_images_digest_too():
+    from rubric_judge.planning.images import EncodedImage, _EncodedCache
+
+    cache = _EncodedCache(budget_bytes=10)
+    first, second = EncodedImage(b"123456", "image/png", "a" * 64, 1, 1), EncodedImage(b"abcdef", "image/png", "b" * 64, 1, 1)
+    cache.put(("one.png", 1, 6, None, False, None), first)
+    assert cache.get_content(("a" * 64, None, False, None)) is first
+    assert cache.get_content(("a" * 64, "label", True, None)) is None  # other encoding options: another image
+    cache.put(("two.png", 1, 6, None, False, None), second)  # 12 bytes > 10: the first is evicted
+    assert cache.get_content(("a" * 64, None, False, None)) is None
+    assert cache.get_content(("b" * 64, None, False, None)) is second
+    assert not cache.by_content.keys() - {("b" * 64, None, False, None)}

@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from rubric_judge.planning.compile import ImagePart, JudgeCall, TextPart
-from rubric_judge.planning.images import EncodedImage, encoded_image
+from rubric_judge.planning.images import EncodedImage, planned_image
 
 INSTRUCTOR_MODES = {"tools": "TOOLS", "json": "JSON", "json_schema": "JSON_SCHEMA", "md_json": "MD_JSON"}
 
@@ -40,7 +40,7 @@ def instructor_client(completion: Callable[..., Awaitable[Any]], structured_outp
 
 
 def _encoded(part: ImagePart) -> EncodedImage:
-    encoded = encoded_image(part.path, part.label, part.strip, part.max_side)
+    encoded = planned_image(part.path, part.info.sha256, part.label, part.strip, part.max_side)
     if encoded.sha256 != part.info.sha256:
         raise RuntimeError(f"{part.path} changed after the run was planned; re-run to judge the new file")
     return encoded

@@ -81,12 +81,17 @@ def encode_for_judge(path: Path, label: str | None = None, strip: bool = False, 
 
 class _EncodedCache:
     """Recently encoded images, bounded by total bytes: the planner encodes every image to
-    hash it, and the executor then sends the same bytes without encoding them again."""
+    hash it, and the executor then sends the same bytes without encoding them again.
+
+    Entries are found by file version (path, mtime, size: the planner's question, "what does
+    this file encode to now?") or by content (the digest the planner hashed into a call's cache
+    key: the executor's question, answered without touching the file)."""
 
     def __init__(self, budget_bytes: int):
         self.budget = budget_bytes
         self.used = 0
         self.entries: OrderedDict[tuple, EncodedImage] = OrderedDict()
+        self.by_content: dict[tuple, tuple] = {}  # (sha256, *encoding options) -> key in entries
         self.lock = threading.Lock()
 
     def get(self, key: tuple) -> EncodedImage | None:
@@ -96,9 +101,15 @@ class _EncodedCache:
                 self.entries.move_to_end(key)
             return found
 
+    def get_content(self, content: tuple) -> EncodedImage | None:
+        with self.lock:
+            key = self.by_content.get(content)
+            return None if key is None else self.entries.get(key)
+
     def clear(self) -> None:
         with self.lock:
             self.entries.clear()
+            self.by_content.clear()
             self.used = 0
 
     def put(self, key: tuple, image: EncodedImage) -> None:
@@ -106,10 +117,20 @@ class _EncodedCache:
             if key in self.entries or len(image.data) > self.budget:
                 return
             self.entries[key] = image
+            self.by_content[_content_key(image.sha256, key)] = key
             self.used += len(image.data)
             while self.used > self.budget:
-                _, evicted = self.entries.popitem(last=False)
+                evicted_key, evicted = self.entries.popitem(last=False)
                 self.used -= len(evicted.data)
+                content = _content_key(evicted.sha256, evicted_key)
+                if self.by_content.get(content) == evicted_key:
+                    del self.by_content[content]
+
+
+def _content_key(sha256: str, key: tuple) -> tuple:
+    # key: (path, mtime_ns, size, label, strip, max_side); the same bytes encoded with other
+    # options (a label strip, a smaller side) are another image.
+    return (sha256, *key[3:])
 
 
 _ENCODED = _EncodedCache(256 * 1024 * 1024)
@@ -127,6 +148,23 @@ def encoded_image(path: Path, label: str | None = None, strip: bool = False, max
         found = encode_for_judge(path, label, strip, max_side)
         _ENCODED.put(key, found)
     return found
+
+
+def planned_image(path: Path, sha256: str, label: str | None = None, strip: bool = False, max_side: int | None = None) -> EncodedImage:
+    """The image the planner encoded and hashed as `sha256`: from memory without touching the file
+    while it is there (a stat per image per call, on the event loop, adds up), else encoded
+    from the file again.
+
+    Args:
+        path, label, strip, max_side: as for `encoded_image`.
+        sha256: the digest the planner put into the call's cache key.
+
+    Returns:
+        The encoded image; its digest is `sha256` unless the file changed since it was planned
+        and its encoding left memory (the caller checks).
+    """
+    found = _ENCODED.get_content((sha256, label, strip, max_side))
+    return found if found is not None else encoded_image(path, label, strip, max_side)
 
 
 def image_info(path: Path, label: str | None = None, strip: bool = False, max_side: int | None = None) -> ImageInfo:
