@@ -933,6 +933,8 @@ class _Planner:
         stop = threading.Event()
 
         def produce() -> None:
+            from rubric_judge.planning.estimate import has_price
+
             try:
                 waited = False
                 for result in plan_samples(self.pairs, self.target, None, self.options.replicates):
@@ -940,6 +942,10 @@ class _Planner:
                     if not waited and isinstance(result, SamplePlan) and result.calls:
                         first_request.wait(_StoreOpening.FIRST_REQUEST_WAIT_S)
                         waited = True
+                        # Each answer's cost and the plan's estimate need the judge's price: the
+                        # first lookup reads litellm's 3 MB price map, here rather than on the
+                        # event loop between the first answers.
+                        has_price(self.target.model)
                     if stop.is_set():
                         break
             except BaseException as exc:  # raised in the run's task, below
