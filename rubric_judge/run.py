@@ -49,8 +49,8 @@ if TYPE_CHECKING:
 
 # Outcomes are written to the database once a second (an interrupted run shows what was judged
 # until then), or at FLUSH_EVERY waiting outcomes, which bounds the memory they hold. A write
-# blocks the event loop for 35-45 ms whatever its size (a few rows or a hundred), so writes by
-# count alone, at 25, held the loop 2-3 times a second at 64 calls/s.
+# costs 35-45 ms whatever its size (a few rows or a hundred): on the database's own thread, so
+# the event loop is not held, but still CPU taken from judging at each write.
 FLUSH_EVERY = 1000
 FLUSH_SECONDS = 1.0
 NO_JUDGE = "none"  # judge model and transport of a run of a metrics-only rubric
@@ -1014,9 +1014,11 @@ class _StoreOpening:
 
         self.store = None
         self.run_id: str | None = None
+        # One thread for every write while judging, in order: DuckDB executes without holding
+        # the GIL, so the event loop goes on sending and receiving meanwhile.
         self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="rubric-judge-store")
+        self._writes: list[concurrent.futures.Future] = []
         self.task = asyncio.get_running_loop().run_in_executor(self._pool, self._open, db, info, outline, replicates, after, checked, inputs_ok)
-        self._pool.shutdown(wait=False)
 
     def _open(self, db: Path, info, outline: Callable[[], list], replicates: int, after: threading.Event, checked: threading.Event,
               inputs_ok: Callable[[], bool]) -> None:
@@ -1055,6 +1057,31 @@ class _StoreOpening:
     async def wait(self) -> None:
         await asyncio.shield(self.task)
 
+    def write_outcomes(self, outcomes: list[Outcome]) -> None:
+        """Write judged outcomes on the database's thread (the store must be `ready`), after the
+        writes before them. A write that failed earlier raises its StorageError here, so judging
+        stops at the next outcome, as when writes were made on the event loop."""
+        while self._writes and self._writes[0].done():
+            self._writes.pop(0).result()
+        self._writes.append(self._pool.submit(self.store.write_outcomes, self.run_id, outcomes))
+
+    async def settle(self) -> BaseException | None:
+        """Wait for every write on the database's thread to end, and end the thread; from here on
+        the store is used from the caller's thread only.
+
+        Returns:
+            The first failed write's error (StorageError), or None.
+        """
+        failed = None
+        for write in self._writes:
+            with contextlib.suppress(BaseException):
+                await asyncio.wrap_future(write)
+            if failed is None and write.done() and not write.cancelled() and write.exception() is not None:
+                failed = write.exception()
+        self._writes.clear()
+        self._pool.shutdown(wait=False)
+        return failed
+
     async def abandon(self, status: str, detail: str) -> None:
         """The run stopped: wait for the opening to end, then record the status if the run's row
         was written. When storage itself failed these may fail too: the run then stays `running`,
@@ -1063,6 +1090,7 @@ class _StoreOpening:
 
         with contextlib.suppress(BaseException):
             await asyncio.shield(self.task)
+        await self.settle()  # a write still running would share the connection with the lines below
         if self.store is None:
             return
         with contextlib.suppress(StorageError):
@@ -1076,19 +1104,18 @@ async def _execute(executor: Executor, planner: _Planner, opening: _StoreOpening
     buffer: list[Outcome] = []
     last_flush = [time.monotonic()]
 
-    def flush() -> None:
+    def take_buffer() -> list[Outcome]:
         # Taken out of the buffer before writing: a write that fails (disk full) is reported
         # once, not again by the final flush; its answers stay in the verdict cache.
         batch = buffer[:]
         buffer.clear()
         last_flush[0] = time.monotonic()
-        if batch:
-            opening.store.write_outcomes(opening.run_id, batch)
+        return batch
 
     def on_outcome(outcome: Outcome) -> None:
         buffer.append(outcome)
         if opening.ready and (len(buffer) >= FLUSH_EVERY or time.monotonic() - last_flush[0] >= FLUSH_SECONDS):
-            flush()
+            opening.write_outcomes(take_buffer())
         emit(CallsProgress(progress.done, planner.calls, progress.cache_hits, progress.errors, progress.prompt_tokens + progress.completion_tokens,
                            progress.cost_usd, progress.cost_unknown))
 
@@ -1108,7 +1135,10 @@ async def _execute(executor: Executor, planner: _Planner, opening: _StoreOpening
         raise
     finally:
         planner.release()  # a run without calls: the database opens now
-        if opening.ready:
-            flush()
+        failed_write = await opening.settle()
+        if opening.ready and (batch := take_buffer()):
+            opening.store.write_outcomes(opening.run_id, batch)
+    if failed_write is not None:  # judging ended before it saw the failure
+        raise failed_write
     if metrics is not None:
         opening.store.write_metrics(opening.run_id, await metrics.wait())
