@@ -148,6 +148,31 @@ def test_the_cli_skips_pydantics_plugin_scan_unless_the_user_set_the_variable(se
     assert done.stdout.strip().splitlines()[-1] == expected
 
 
+_SCORE_AND_REPORT_GC_STATE = r"""
+import gc, sys
+from rubric_judge.cli.app import main
+sys.argv = ["rubric-judge", "score", *sys.argv[1:]]
+try:
+    main()
+except SystemExit as exc:
+    assert exc.code == 0, exc.code
+print(gc.isenabled(), gc.get_freeze_count())
+"""
+
+
+def test_score_freezes_what_its_imports_built_and_collects_garbage_as_usual_afterwards(tmp_path: Path, judge_server):
+    # The direct transport: litellm's own import (the offline judge's path) freezes everything too.
+    done = subprocess.run(
+        [sys.executable, "-c", _SCORE_AND_REPORT_GC_STATE, str(EXAMPLE / "tasks"), "--data", str(EXAMPLE / "manifest.jsonl"), "--outputs",
+         str(EXAMPLE / "outputs" / "good-model"), "--model", "m", "--judge", "openai/judge", "--api-base", judge_server.base_url,
+         "--transport", "direct", "--db", str(tmp_path / "runs.duckdb"), "--cache-dir", str(tmp_path / "cache")],
+        capture_output=True, text=True, timeout=300, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT), "LITELLM_LOCAL_MODEL_COST_MAP": "True"})
+    assert done.returncode == 0, done.stderr
+    enabled, frozen = done.stdout.strip().splitlines()[-1].split()
+    assert enabled == "True"
+    assert int(frozen) > 50_000  # the pipeline's modules, classes and schemas: walked by no collection
+
+
 def test_the_schema_in_the_cache_key_is_the_one_instructor_is_given():
     from rubric_judge.planning.response import response_model, response_schema
     from rubric_judge.rubrics.schema import VerdictSpec

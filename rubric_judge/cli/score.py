@@ -46,8 +46,11 @@ def command(
     the leaderboard says so and `compare` refuses it unless --allow-partial; the same command
     without them scores the rest (the calls already judged come from the cache).
     """
-    from rubric_judge.cli.progress import RichProgress
-    from rubric_judge.run import score
+    from rubric_judge.cli.app import imports_frozen
+
+    with imports_frozen():
+        from rubric_judge.cli.progress import RichProgress
+        from rubric_judge.run import score
 
     with RichProgress() as on_progress:
         result = score(
