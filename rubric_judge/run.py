@@ -1072,15 +1072,16 @@ class _StoreOpening:
         Returns:
             The first failed write's error (StorageError), or None.
         """
-        failed = None
-        for write in self._writes:
-            with contextlib.suppress(BaseException):
-                await asyncio.wrap_future(write)
-            if failed is None and write.done() and not write.cancelled() and write.exception() is not None:
-                failed = write.exception()
-        self._writes.clear()
+        import concurrent.futures
+
+        pending, self._writes = self._writes, []
+        if pending:
+            with contextlib.suppress(BaseException):  # cancelled meanwhile (Ctrl-C): waited for below all the same
+                await asyncio.wait([asyncio.wrap_future(write) for write in pending])
+            # A write must never still run beside the caller's use of the connection.
+            concurrent.futures.wait(pending)
         self._pool.shutdown(wait=False)
-        return failed
+        return next((write.exception() for write in pending if not write.cancelled() and write.exception() is not None), None)
 
     async def abandon(self, status: str, detail: str) -> None:
         """The run stopped: wait for the opening to end, then record the status if the run's row

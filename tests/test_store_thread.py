@@ -4,6 +4,7 @@ each, whatever its size). Every answer still lands, and a write that fails stops
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import threading
 from pathlib import Path
@@ -81,3 +82,32 @@ def test_a_write_that_fails_on_the_databases_thread_stops_judging_and_the_run_re
     monkeypatch.undo()
     again = _score(example, tmp_path, judge_server, concurrency=1)
     assert again.status == "finished" and again.cache_hits == paid and judge_server.request_count == 18
+
+
+def test_settling_waits_for_a_write_in_flight_even_when_the_run_is_cancelled_meanwhile():
+    """Ctrl-C cancels the run while a write runs on the database's thread: the run's last lines
+    (its final write, its status, closing) use the same connection, so they wait for it."""
+    import asyncio
+    import concurrent.futures
+    import time
+
+    opening = object.__new__(run_module._StoreOpening)
+    opening._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="rubric-judge-store")
+    finished = threading.Event()
+
+    def slow_write() -> None:
+        time.sleep(0.3)
+        finished.set()
+
+    opening._writes = [opening._pool.submit(slow_write)]
+
+    async def cancelled_while_settling() -> bool:
+        settling = asyncio.ensure_future(opening.settle())
+        await asyncio.sleep(0.05)
+        settling.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await settling
+        return finished.is_set()
+
+    assert asyncio.run(cancelled_while_settling())
+    assert opening._writes == []
