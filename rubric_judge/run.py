@@ -1057,11 +1057,16 @@ class _StoreOpening:
     async def wait(self) -> None:
         await asyncio.shield(self.task)
 
+    # Writes waiting on the database's thread before the next one waits for the oldest: a disk
+    # slower than the judge then holds judging back, as it did when writes ran on the event loop,
+    # instead of answers piling up in memory.
+    MAX_PENDING_WRITES = 4
+
     def write_outcomes(self, outcomes: list[Outcome]) -> None:
         """Write judged outcomes on the database's thread (the store must be `ready`), after the
         writes before them. A write that failed earlier raises its StorageError here, so judging
         stops at the next outcome, as when writes were made on the event loop."""
-        while self._writes and self._writes[0].done():
+        while self._writes and (self._writes[0].done() or len(self._writes) >= self.MAX_PENDING_WRITES):
             self._writes.pop(0).result()
         self._writes.append(self._pool.submit(self.store.write_outcomes, self.run_id, outcomes))
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import shutil
 import threading
+import time
 from pathlib import Path
 
 import duckdb
@@ -111,3 +112,31 @@ def test_settling_waits_for_a_write_in_flight_even_when_the_run_is_cancelled_mea
 
     assert asyncio.run(cancelled_while_settling())
     assert opening._writes == []
+
+
+def test_a_database_slower_than_the_judge_holds_judging_back_instead_of_piling_up_writes(example: Path, tmp_path: Path, judge_server,
+                                                                                          monkeypatch):
+    monkeypatch.setattr(run_module, "FLUSH_SECONDS", 0.0)  # once the database is open, a write after every answer
+    judge_server.latency = 0.05
+    real_write, real_submit = db_module.ResultStore.write_outcomes, run_module._StoreOpening.write_outcomes
+    waiting: list[int] = []
+
+    def slow_write(self, run_id, outcomes):
+        time.sleep(0.25)  # five times slower than the judge answers
+        return real_write(self, run_id, outcomes)
+
+    def counting(self, outcomes):
+        real_submit(self, outcomes)
+        waiting.append(sum(not write.done() for write in self._writes))
+
+    monkeypatch.setattr(db_module.ResultStore, "write_outcomes", slow_write)
+    monkeypatch.setattr(run_module._StoreOpening, "write_outcomes", counting)
+    result = _score(example, tmp_path, judge_server, concurrency=1)
+    assert result.status == "finished" and result.calls == 18
+    assert len(waiting) >= 6, waiting  # enough writes while judging for a backlog to form
+    assert max(waiting) <= run_module._StoreOpening.MAX_PENDING_WRITES, waiting
+    con = duckdb.connect(str(tmp_path / "runs.duckdb"), read_only=True)
+    try:
+        assert con.execute("SELECT count(*) FROM judge_calls").fetchone()[0] == 18
+    finally:
+        con.close()
