@@ -215,3 +215,37 @@ def test_real_socket_with_the_verl_and_trl_clients(socket_server: str):
     assert reward.last_results[1]["status"] == "invalid_item"
     client.close()
     reward.client.close()
+
+
+def test_a_burst_sends_its_first_judge_request_before_planning_every_item(tmp_path: Path, judge_server, monkeypatch: pytest.MonkeyPatch):
+    """Text items are planned one at a time, each sent to the judge before the next is planned,
+    so the judge starts on a burst at once instead of after the whole burst has been planned."""
+    import rubric_judge.serve.service as service_module
+    from rubric_judge.judge.httpclient import ConnectionPool
+
+    planned: list[str] = []
+    planned_at_first_request: list[int] = []
+    compile_sample, post = service_module.compile_sample, ConnectionPool.post
+
+    def counting_compile(rubric, sample, target):
+        planned.append(sample.id)
+        return compile_sample(rubric, sample, target)
+
+    async def noting_post(self, *args, **kwargs):
+        planned_at_first_request.append(len(planned))
+        return await post(self, *args, **kwargs)
+
+    monkeypatch.setattr(service_module, "compile_sample", counting_compile)
+    monkeypatch.setattr(ConnectionPool, "post", noting_post)
+    items = [{"id": f"rollout-{i}", **vqa_label(), "response": f"answer {i}"} for i in range(12)]
+
+    async def burst():
+        async with make_service(tmp_path, judge_server) as service:
+            return await service.score(items)
+
+    results = asyncio.run(burst())
+    assert [r.status for r in results] == ["ok"] * 12 and len(planned) == 12
+    # Item k's request leaves before item k + 2 is planned; planned all at once, every request
+    # would have left after all 12 items were planned.
+    assert len(planned_at_first_request) == 12
+    assert all(count <= sent + 2 for sent, count in enumerate(planned_at_first_request)), planned_at_first_request

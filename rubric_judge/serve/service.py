@@ -189,6 +189,11 @@ class RewardService:
         self._server = None
         self._spool: Path | None = None
         self._background: set[asyncio.Task] = set()
+        # Text items are planned one at a time, each item's judge request sent before the next is
+        # planned. Without it a burst (256 requests at once) had every item planned before the
+        # first request left (0.1 s in), so the judge, which needs CPU per request too, started
+        # late: its median answer came 0.15 s later and the burst took 10% longer.
+        self._turnstile: asyncio.Lock | None = None
 
     async def __aenter__(self) -> RewardService:
         await self.start()
@@ -223,6 +228,7 @@ class RewardService:
         self._cache = VerdictCache(self.cache_dir, self.cache_mode)
         self._loop = JudgeLoop(self._cache, settings)
         self._loop.start()
+        self._turnstile = asyncio.Lock()
         self._spool = Path(tempfile.mkdtemp(prefix="rubric-judge-serve-"))
         if self.db is not None:
             config = {"serve": True, "judge_api_base": redact_url(self.identity_base), "transport": self.transport,
@@ -324,16 +330,20 @@ class RewardService:
                     # the service's own planning threads, so the event loop goes on serving. Not on
                     # asyncio's default executor: the executor's pacer counts its threads' CPU.
                     plan = await asyncio.get_running_loop().run_in_executor(self._planning, compile_sample, rubric, sample, target)
+                    futures = [self._loop.submit(call) for call in plan.calls]  # type: ignore[union-attr]
                 else:
                     # Text only: a fraction of a millisecond of pure Python. Handed to a thread it
                     # would cost more in GIL hand-offs (the loop waits up to a switch interval,
                     # 5 ms, each time) than it takes: at 256 requests at once that was seconds.
-                    plan = compile_sample(rubric, sample, target)
+                    async with self._turnstile:  # type: ignore[union-attr]
+                        plan = compile_sample(rubric, sample, target)
+                        futures = [self._loop.submit(call) for call in plan.calls]  # type: ignore[union-attr]
+                        # Let the judging loop send these calls before the next item is planned.
+                        await asyncio.sleep(0)
             except ImageError as exc:
                 raise ItemError(BAD_IMAGE, str(exc)) from None
             except TemplateRenderError as exc:
                 raise ItemError(INVALID_ITEM, str(exc)) from None
-            futures = [self._loop.submit(call) for call in plan.calls]  # type: ignore[union-attr]
             if futures:
                 _, pending = await asyncio.wait(futures, timeout=max(0.0, self.deadline - (time.monotonic() - started)))
                 if pending:
