@@ -217,14 +217,18 @@ def test_real_socket_with_the_verl_and_trl_clients(socket_server: str):
     reward.client.close()
 
 
-def test_a_burst_sends_its_first_judge_request_before_planning_every_item(tmp_path: Path, judge_server, monkeypatch: pytest.MonkeyPatch):
-    """Text items are planned one at a time, each sent to the judge before the next is planned,
-    so the judge starts on a burst at once instead of after the whole burst has been planned."""
+@pytest.mark.parametrize("slice_s", [0.0, 60.0])
+def test_text_items_are_planned_in_slices_each_sent_before_the_next(tmp_path: Path, judge_server, monkeypatch: pytest.MonkeyPatch, slice_s: float):
+    """Text items are planned in slices of planning time, each slice's judge requests sent before
+    the next slice is planned: with no time per slice, each request leaves a few items after its
+    own was planned (the call passes the judging loop's queues, a loop turn each, while one item
+    a turn is planned); with a slice longer than the burst, all 24 are planned before the first
+    request leaves, as when every item was planned where it arrived."""
     import rubric_judge.serve.service as service_module
     from rubric_judge.judge.httpclient import ConnectionPool
 
     planned: list[str] = []
-    planned_at_first_request: list[int] = []
+    planned_at_request: list[int] = []
     compile_sample, post = service_module.compile_sample, ConnectionPool.post
 
     def counting_compile(rubric, sample, target):
@@ -232,20 +236,21 @@ def test_a_burst_sends_its_first_judge_request_before_planning_every_item(tmp_pa
         return compile_sample(rubric, sample, target)
 
     async def noting_post(self, *args, **kwargs):
-        planned_at_first_request.append(len(planned))
+        planned_at_request.append(len(planned))
         return await post(self, *args, **kwargs)
 
     monkeypatch.setattr(service_module, "compile_sample", counting_compile)
+    monkeypatch.setattr(service_module._TextPlanner, "SLICE_S", slice_s)
     monkeypatch.setattr(ConnectionPool, "post", noting_post)
-    items = [{"id": f"rollout-{i}", **vqa_label(), "response": f"answer {i}"} for i in range(12)]
+    items = [{"id": f"rollout-{i}", **vqa_label(), "response": f"answer {i}"} for i in range(24)]
 
     async def burst():
         async with make_service(tmp_path, judge_server) as service:
             return await service.score(items)
 
     results = asyncio.run(burst())
-    assert [r.status for r in results] == ["ok"] * 12 and len(planned) == 12
-    # Item k's request leaves before item k + 2 is planned; planned all at once, every request
-    # would have left after all 12 items were planned.
-    assert len(planned_at_first_request) == 12
-    assert all(count <= sent + 2 for sent, count in enumerate(planned_at_first_request)), planned_at_first_request
+    assert [r.status for r in results] == ["ok"] * 24 and len(planned) == 24 and len(planned_at_request) == 24
+    if slice_s:
+        assert planned_at_request == [24] * 24
+    else:
+        assert all(count <= sent + 4 for sent, count in enumerate(planned_at_request)), planned_at_request
