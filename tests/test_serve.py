@@ -254,3 +254,45 @@ def test_text_items_are_planned_in_slices_each_sent_before_the_next(tmp_path: Pa
         assert planned_at_request == [24] * 24
     else:
         assert all(count <= sent + 4 for sent, count in enumerate(planned_at_request)), planned_at_request
+
+
+def test_an_item_whose_request_gave_up_before_planning_is_never_judged(monkeypatch: pytest.MonkeyPatch):
+    """A request cancelled (the trainer disconnected) while its item waits to be planned sends
+    no judge call for it; closing the planner cancels the items still waiting."""
+    import rubric_judge.serve.service as service_module
+
+    planned: list[str] = []
+    submitted: list[str] = []
+
+    class Plan:
+        def __init__(self, ident: str):
+            self.calls = [ident]
+
+    class Judging:
+        def submit(self, call):
+            submitted.append(call)
+            return asyncio.get_running_loop().create_future()
+
+    def fake_compile(rubric, sample, target):
+        planned.append(sample)
+        return Plan(sample)
+
+    monkeypatch.setattr(service_module, "compile_sample", fake_compile)
+
+    async def scenario():
+        planner = service_module._TextPlanner(Judging())
+        first, gone, third = (asyncio.ensure_future(planner.plan(None, ident, None)) for ident in ("first", "gone", "third"))
+        await asyncio.sleep(0)  # all three wait in the queue; the planner has not run yet
+        gone.cancel()
+        plan, futures = await first
+        await third
+        assert plan.calls == ["first"] and len(futures) == 1
+        # One more item, queued while the planner is closed: cancelled, never planned.
+        waiting = asyncio.ensure_future(planner.plan(None, "late", None))
+        await asyncio.sleep(0)
+        await planner.close()
+        await asyncio.gather(waiting, return_exceptions=True)
+        assert waiting.cancelled()
+
+    asyncio.run(scenario())
+    assert planned == submitted == ["first", "third"]
