@@ -287,7 +287,7 @@ def test_an_item_whose_request_gave_up_before_planning_is_never_judged(monkeypat
         plan, futures = await first
         await third
         assert plan.calls == ["first"] and len(futures) == 1
-        # One more item, queued while the planner is closed: cancelled, never planned.
+        # One more item, queued and not yet planned when the planner closes: cancelled, never planned.
         waiting = asyncio.ensure_future(planner.plan(None, "late", None))
         await asyncio.sleep(0)
         await planner.close()
