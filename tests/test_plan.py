@@ -243,3 +243,33 @@ def test_the_encoded_image_memory_forgets_an_evicted_images_digest_too():
     assert cache.get_content(("a" * 64, None, False, None)) is None
     assert cache.get_content(("b" * 64, None, False, None)) is second
     assert not cache.by_content.keys() - {("b" * 64, None, False, None)}
+
+
+def test_the_same_image_bytes_under_another_file_are_not_decoded_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """The reward server spools each inline image to a new file, so a reference image sent with
+    every rollout would be decoded (validated) each time: bytes already encoded with the same
+    options are found by their digest instead. Other options are another image."""
+    from rubric_judge.planning import images as images_module
+
+    source = next((EXAMPLE / "references").glob("*.png"))
+    first, again, other = (tmp_path / name for name in ("first.png", "again.png", "other.png"))
+    for path in (first, again):
+        path.write_bytes(source.read_bytes())
+    other.write_bytes(source.read_bytes() + b"\0")  # a PNG with trailing bytes: other content
+    decoded: list[Path] = []
+    decode = images_module.decode_image
+
+    def counting_decode(raw, path):
+        decoded.append(Path(path))
+        return decode(raw, path)
+
+    monkeypatch.setattr(images_module, "decode_image", counting_decode)
+    images_module._ENCODED.clear()
+    try:
+        encoded = images_module.encoded_image(first)
+        assert images_module.encoded_image(again) is encoded and decoded == [first]
+        assert images_module.encoded_image(other).sha256 != encoded.sha256 and decoded == [first, other]
+        resized = images_module.encoded_image(again, max_side=64)  # other options: decoded and resized
+        assert decoded == [first, other, again] and max(resized.width, resized.height) == 64
+    finally:
+        images_module._ENCODED.clear()

@@ -63,11 +63,20 @@ def encode_for_judge(path: Path, label: str | None = None, strip: bool = False, 
     media_type = sniff_media_type(raw[:16])
     if media_type is None:
         raise ImageError(f"{path} is not a recognised image (PNG, JPEG, WebP, GIF, BMP or TIFF)")
+    as_is = media_type in SENT_AS_IS and not strip and len(raw) <= MAX_SENT_BYTES
+    digest = hashlib.sha256(raw).hexdigest() if as_is else ""
+    if as_is:
+        # These bytes, already encoded with these options from another file (the same inline
+        # image sent to the server again, spooled to a new file): the same result, without
+        # decoding them again.
+        known = _ENCODED.get_content((digest, label, strip, max_side))
+        if known is not None and known.data == raw:
+            return known
     image = decode_image(raw, path)
     width, height = image.size
     needs_resize = max_side is not None and max(width, height) > max_side
-    if media_type in SENT_AS_IS and not strip and not needs_resize and len(raw) <= MAX_SENT_BYTES:
-        return EncodedImage(raw, media_type, hashlib.sha256(raw).hexdigest(), width, height)
+    if as_is and not needs_resize:
+        return EncodedImage(raw, media_type, digest, width, height)
     if needs_resize:
         from PIL import Image
 
