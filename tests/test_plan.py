@@ -273,3 +273,32 @@ def test_the_same_image_bytes_under_another_file_are_not_decoded_again(tmp_path:
         assert decoded == [first, other, again] and max(resized.width, resized.height) == 64
     finally:
         images_module._ENCODED.clear()
+
+
+def test_a_data_url_is_built_once_for_the_same_image_and_the_memory_stays_bounded(monkeypatch: pytest.MonkeyPatch):
+    """Every call of a sample sends the same images: their base64 is built once while recent,
+    and the memory of data URLs forgets the oldest beyond its budget."""
+    import base64
+
+    from rubric_judge.planning import images as images_module
+    from rubric_judge.planning.images import EncodedImage, _DataURLs
+
+    encodings: list[int] = []
+    b64encode = base64.b64encode
+
+    def counting_b64encode(data, *args, **kwargs):
+        encodings.append(len(data))
+        return b64encode(data, *args, **kwargs)
+
+    monkeypatch.setattr(base64, "b64encode", counting_b64encode)
+    monkeypatch.setattr(images_module, "_DATA_URLS", _DataURLs(budget_chars=60))
+    first = EncodedImage(b"first image bytes", "image/png", "a" * 64, 1, 1)
+    same = EncodedImage(b"first image bytes", "image/png", "a" * 64, 1, 1)  # another object, the same content
+    other = EncodedImage(b"other image bytes", "image/jpeg", "b" * 64, 1, 1)
+    url = first.data_url()
+    assert url == "data:image/png;base64," + b64encode(b"first image bytes").decode() and same.data_url() is url
+    assert encodings == [17]
+    assert other.data_url().startswith("data:image/jpeg;base64,") and encodings == [17, 17]
+    assert images_module._DATA_URLS.used <= 60  # two URLs of 46 characters: the first was forgotten
+    first.data_url()
+    assert encodings == [17, 17, 17]
