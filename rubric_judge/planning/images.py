@@ -165,11 +165,6 @@ class _DataURLs:
                     self.used -= len(self.urls.popitem(last=False)[1])
         return url
 
-    def clear(self) -> None:
-        with self.lock:
-            self.urls.clear()
-            self.used = 0
-
 
 _DATA_URLS = _DataURLs(64 * 1024 * 1024)
 
