@@ -13,6 +13,7 @@ running the same call again: cached calls cost nothing and the run's rows are re
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures  # asyncio imports it anyway
 import contextlib
 import os
 import threading
@@ -325,8 +326,6 @@ def score(
     except RuntimeError:
         return asyncio.run(run_score(options, on_progress))
     # Inside a running event loop (a notebook cell): asyncio.run would refuse, so run on a thread.
-    import concurrent.futures
-
     with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="rubric-judge-score") as pool:
         return pool.submit(asyncio.run, run_score(options, on_progress)).result()
 
@@ -1010,8 +1009,6 @@ class _StoreOpening:
         """Start opening `db` once the first outcome has arrived (`after`, at most
         FIRST_REQUEST_WAIT_S: the first wave of requests has left by then) and the inputs are checked (`checked`); inputs with problems
         (`inputs_ok()` false) leave the database untouched."""
-        import concurrent.futures
-
         self.store = None
         self.run_id: str | None = None
         # One thread for every write while judging, in order: DuckDB executes without holding
@@ -1077,8 +1074,6 @@ class _StoreOpening:
         Returns:
             The first failed write's error (StorageError), or None.
         """
-        import concurrent.futures
-
         pending, self._writes = self._writes, []
         if pending:
             with contextlib.suppress(BaseException):  # cancelled meanwhile (Ctrl-C): waited for below all the same
