@@ -24,6 +24,7 @@ Figures are printed, never asserted; they depend on the machine (cores and load)
     .venv/bin/python bench/serve_rewards.py --requests 256 --latency 1.0 --repeats 200
     .venv/bin/python bench/serve_rewards.py --sections 1 --concurrency 256 --rounds 8
     .venv/bin/python bench/serve_rewards.py --sections 1 --profile /tmp/serve   # server under cProfile
+    .venv/bin/python bench/serve_rewards.py --sections 1 --concurrency 256 --servers 2   # scale-out: 2 servers, 128 clients each
 """
 
 from __future__ import annotations
@@ -252,10 +253,13 @@ def reward_request(index: int, tag: str = "") -> dict:
     return {"query": [prompt + f" Answer {index}{tag}: a left pleural effusion."], "prompts": [prompt], "labels": [label(index)]}
 
 
-async def get_rewards(url: str, indices: list[int], tag: str = "", rounds: int = 1, client: str = "raw") -> tuple[list[float], list[float], float]:
+async def get_rewards(url: str | list[str], indices: list[int], tag: str = "", rounds: int = 1, client: str = "raw") -> tuple[list[float], list[float], float]:
     """Single-item /get_reward requests, one client per index, all at once; with `rounds` > 1
     each client sends its next request as soon as its answer comes (a closed loop, as a trainer's
-    rollout workers do), item `index + k * len(indices)` in round k. (rewards, latencies, wall)."""
+    rollout workers do), item `index + k * len(indices)` in round k. Given several server URLs,
+    the clients are split into as many contiguous shares, one per server, as OpenRLHF splits a
+    batch over its comma-separated `--remote_rm_url`. (rewards, latencies, wall)."""
+    urls = [url] if isinstance(url, str) else url
 
     async def one(connection, index: int) -> tuple[float, float]:
         started = time.perf_counter()
@@ -270,9 +274,11 @@ async def get_rewards(url: str, indices: list[int], tag: str = "", rounds: int =
         finally:
             await connection.close()
 
-    async with connections_to(url, client) as connect:
+    async with contextlib.AsyncExitStack() as stack:
+        connects = [await stack.enter_async_context(connections_to(u, client)) for u in urls]
+        share = -(-len(indices) // len(urls))  # clients per server, rounded up
         started = time.perf_counter()
-        results = [r for rs in await asyncio.gather(*(run_client(connect, i) for i in indices)) for r in rs]
+        results = [r for rs in await asyncio.gather(*(run_client(connects[n // share], i) for n, i in enumerate(indices))) for r in rs]
         wall = time.perf_counter() - started
     return [r for r, _ in results], [t for _, t in results], wall
 
@@ -361,41 +367,52 @@ def bounds(clients: int, latency: float, concurrency: int, deadline: float, roun
 
 
 def section(clients: int, latency: float, concurrency: int, faults: str, deadline: float,
-            profile: Path | None = None, rounds: int = 1, client: str = "raw", ceiling: float | None = None) -> tuple[list[float], float, int]:
-    """One run of the server against a fresh judge; `ceiling`: the judge-alone wall time of the
+            profile: Path | None = None, rounds: int = 1, client: str = "raw", ceiling: float | None = None,
+            servers: int = 1) -> tuple[list[float], float, int]:
+    """One run of the server (or of `servers` servers, each given its share of the clients and a
+    `concurrency` of its own) against a fresh judge; `ceiling`: the judge-alone wall time of the
     same requests, to print the share of it reached."""
     judge = Judge(latency, faults)
+    running: list[Server] = []
     with tempfile.TemporaryDirectory() as workdir:
-        server = Server(judge, Path(workdir), concurrency, deadline, profile)
         try:
-            asyncio.run(get_rewards(server.url, [10_000_000], client=client))  # warm-up: first-call imports, the database opening
+            for number in range(servers):
+                (Path(workdir) / str(number)).mkdir()
+                running.append(Server(judge, Path(workdir) / str(number), concurrency, deadline, profile if number == 0 else None))
+            urls = [server.url for server in running]
+            for url in urls:  # warm-up: first-call imports, the database opening
+                asyncio.run(get_rewards(url, [10_000_000], client=client))
+            pids = [server.proc.pid for server in running]
             before = judge.requests()
-            cpu_before = cpu_seconds(server.proc.pid), cpu_seconds(judge.proc.pid), own_cpu_seconds()
-            ticks_before, waited_before = machine_ticks(), waiting_seconds(server.proc.pid)
-            rewards, latencies, wall = asyncio.run(get_rewards(server.url, list(range(clients)), rounds=rounds, client=client))
-            cpu_after = cpu_seconds(server.proc.pid), cpu_seconds(judge.proc.pid), own_cpu_seconds()
-            ticks_after, server_waited = machine_ticks(), waiting_seconds(server.proc.pid) - waited_before
+            cpu_before = sum(map(cpu_seconds, pids)), cpu_seconds(judge.proc.pid), own_cpu_seconds()
+            ticks_before, waited_before = machine_ticks(), sum(map(waiting_seconds, pids))
+            rewards, latencies, wall = asyncio.run(get_rewards(urls, list(range(clients)), rounds=rounds, client=client))
+            cpu_after = sum(map(cpu_seconds, pids)), cpu_seconds(judge.proc.pid), own_cpu_seconds()
+            ticks_after, server_waited = machine_ticks(), sum(map(waiting_seconds, pids)) - waited_before
             calls = judge.requests() - before
             time.sleep(settle_seconds())  # the server's database writes of the last items come after their answers
-            server_settled = cpu_seconds(server.proc.pid) - cpu_before[0]
+            server_settled = sum(map(cpu_seconds, pids)) - cpu_before[0]
         finally:
-            server.stop()
+            for server in running:
+                server.stop()
             judge.stop()
     requests = clients * rounds
-    ideal = min(clients, concurrency) / latency
     server_cpu, judge_cpu, client_cpu = (after - before for after, before in zip(cpu_after, cpu_before, strict=True))
     shape = f"{clients} clients x {rounds} rounds" if rounds > 1 else f"{requests} requests"
-    print(f"  {shape}, concurrency {concurrency}, judge latency {latency:g} s, faults {faults}: wall {wall:.2f} s, "
+    shape += f" over {servers} servers" if servers > 1 else ""
+    ideal = min(clients, concurrency * servers) / latency
+    print(f"  {shape}, concurrency {concurrency}{' each' if servers > 1 else ''}, judge latency {latency:g} s, faults {faults}: wall {wall:.2f} s, "
           f"{requests / wall:.1f} items/s = {100 * requests / wall / ideal:.0f}% of concurrency/latency ({ideal:.0f}/s"
           f"{f'; {100 * ceiling / wall:.0f}% of the ceiling' if ceiling else ''}); "
           f"judge requests {calls}; item latency p50 {statistics.median(latencies):.2f} s, max {max(latencies):.2f} s (deadline {deadline:g} s)")
     # The three processes share this machine's cores: a client or judge that eats them lowers the server's figure.
-    print(f"    CPU during the run, ms per item: server {1000 * server_cpu / requests:.2f} ({1000 * server_settled / requests:.2f} with its "
+    print(f"    CPU during the run, ms per item: server{'s' if servers > 1 else ''} {1000 * server_cpu / requests:.2f} ({1000 * server_settled / requests:.2f} with {'their' if servers > 1 else 'its'} "
           f"database writes {settle_seconds():g} s after), loopback judge {1000 * judge_cpu / requests:.2f}, "
           f"bench client {1000 * client_cpu / requests:.2f} (total {server_cpu + judge_cpu + client_cpu:.2f} s of "
           f"{wall * (os.cpu_count() or 1):.2f} core-seconds in the wall time; "
           f"stolen by the hypervisor: {100 * (ticks_after[1] - ticks_before[1]) / max(1, ticks_after[0] - ticks_before[0]):.0f}%)")
-    print(f"    the server's threads waited {server_waited:.2f} s in all for a core (run-queue delay: behind other programs, the judge, "
+    owner = "servers'" if servers > 1 else "server's"
+    print(f"    the {owner} threads waited {server_waited:.2f} s in all for a core (run-queue delay: behind other programs, the judge, "
           f"the client or each other; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")
     return rewards, wall, calls
 
@@ -413,6 +430,9 @@ def main() -> None:
     parser.add_argument("--client", choices=("raw", "aiohttp"), default="raw",
                         help="the bench's HTTP client: raw asyncio streams (lean) or aiohttp's client")
     parser.add_argument("--sections", type=int, nargs="+", choices=(1, 2, 3), default=[1, 2, 3], help="which sections to run")
+    parser.add_argument("--servers", type=int, default=1,
+                        help="section 1 only: run this many servers and split the clients among them, as OpenRLHF splits a batch "
+                             "over comma-separated reward URLs (scale-out on one machine)")
     parser.add_argument("--profile", type=Path, help="run section 1's server under cProfile, writing FILE-<concurrency>.prof")
     args = parser.parse_args()
     print(f"cores: {os.cpu_count()}, load average: {', '.join(f'{x:.1f}' for x in os.getloadavg())}; server: {http_stack()}; client: {args.client}")
@@ -420,9 +440,11 @@ def main() -> None:
     if 1 in args.sections:
         print("1. throughput (every item new)")
         for concurrency in args.concurrency:
-            ceiling = bounds(args.requests, args.latency, concurrency, args.deadline, args.rounds, args.client)
+            # With several servers, the ceiling and the in-process service get all their concurrency.
+            ceiling = bounds(args.requests, args.latency, concurrency * args.servers, args.deadline, args.rounds, args.client)
             profile = args.profile.with_name(f"{args.profile.name}-{concurrency}.prof") if args.profile else None
-            rewards, _, _ = section(args.requests, args.latency, concurrency, "none", args.deadline, profile, args.rounds, args.client, ceiling)
+            rewards, _, _ = section(args.requests, args.latency, concurrency, "none", args.deadline, profile, args.rounds, args.client, ceiling,
+                                    args.servers)
             plain = plain or rewards[:args.requests]
     if 2 in args.sections:
         print("2. HTTP 429 on the first attempt of every judge request")
