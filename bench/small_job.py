@@ -9,7 +9,10 @@ when each request arrives):
    process that imports requests (httpx or urllib if it is missing), reads the tasks, and posts
    one chat completion per task and dimension from a 32-thread pool, both images base64-encoded
    into the messages, then parses the JSON answers. Same concurrency (32) and latency (0.3 s).
-   Wall time is measured around each subprocess, so interpreter start and imports count.
+   Wall time is measured around each subprocess, so interpreter start and imports count. Where
+   the difference goes is printed under the table: for each side, the time from its start to
+   its first judge request, and from the last request's answer (its arrival at the judge plus
+   the latency) to the process's end.
 2. A fully cached re-run of the same job (every call from the verdict cache: no judge request).
 3. `rubric-judge --help`.
 4. The time from the start of `rubric-judge score` to the first judge request of a 96-sample
@@ -57,6 +60,8 @@ for line in sys.stdin:
         print(len(arrivals), flush=True)
     elif cmd == "first":
         print(arrivals[0] if arrivals else "none", flush=True)
+    elif cmd == "last":
+        print(arrivals[-1] if arrivals else "none", flush=True)
     elif cmd == "clear":
         arrivals.clear(); print("ok", flush=True)
     elif cmd == "quit":
@@ -166,6 +171,19 @@ def score_argv(tasks_dir: Path, manifest: Path, outputs: Path, base_url: str, co
             "--db", str(db), "--cache-dir", str(cache_dir)]
 
 
+def _timed_job(argv: list[str], server: Server, latency: float) -> dict[str, float]:
+    """A judge job's wall time, the time from its start to its first judge request, and the time
+    from its last request's answer (arrival + latency) to its end, as the judge saw them."""
+    server.ask("clear")
+    started = time.time()
+    wall, _ = _timed(argv)
+    first, last = server.ask("first"), server.ask("last")
+    if first == "none":
+        return {"wall": wall, "requests": 0, "first": float("nan"), "tail": float("nan")}
+    return {"wall": wall, "requests": int(server.ask("count")), "first": float(first) - started,
+            "tail": started + wall - (float(last) + latency)}
+
+
 def bench_small_job(args, tmp: Path, server: Server) -> list[dict]:
     from judge_throughput import write_job
 
@@ -174,18 +192,15 @@ def bench_small_job(args, tmp: Path, server: Server) -> list[dict]:
     job_file = official_job_file(root, tasks_dir, manifest)
     rows = []
     for repeat in range(args.repeats):
-        server.ask("clear")
-        official, _ = _timed([sys.executable, "-c", _OFFICIAL_CLIENT, server.base_url, str(job_file), str(args.concurrency)])
-        official_requests = int(server.ask("count"))
+        official = _timed_job([sys.executable, "-c", _OFFICIAL_CLIENT, server.base_url, str(job_file), str(args.concurrency)], server, args.latency)
         cache_dir, db = tmp / f"cache-{repeat}", tmp / f"runs-{repeat}.duckdb"
-        server.ask("clear")
-        ours, _ = _timed(score_argv(tasks_dir, manifest, outputs, server.base_url, args.concurrency, db, cache_dir))
-        our_requests = int(server.ask("count"))
+        ours = _timed_job(score_argv(tasks_dir, manifest, outputs, server.base_url, args.concurrency, db, cache_dir), server, args.latency)
         server.ask("clear")
         cached, _ = _timed(score_argv(tasks_dir, manifest, outputs, server.base_url, args.concurrency, db, cache_dir))
         cached_requests = int(server.ask("count"))
-        rows.append({"official": official, "ours": ours, "cached": cached, "official_requests": official_requests,
-                     "our_requests": our_requests, "cached_requests": cached_requests})
+        rows.append({"official": official["wall"], "ours": ours["wall"], "cached": cached, "official_requests": official["requests"],
+                     "our_requests": ours["requests"], "cached_requests": cached_requests, "official_first": official["first"],
+                     "our_first": ours["first"], "official_tail": official["tail"], "our_tail": ours["tail"]})
     return rows
 
 
@@ -236,6 +251,9 @@ def main() -> None:
               f"{row['cached_requests']:>15}")
     median = {k: statistics.median(r[k] for r in rows) for k in ("official", "ours", "cached")}
     print(f"  med  {median['official']:>14.2f}  {median['ours']:>12.2f}  {median['ours'] / median['official']:>5.2f}x  {median['cached']:>13.2f}")
+    parts = {k: statistics.median(r[k] for r in rows) for k in ("official_first", "our_first", "official_tail", "our_tail")}
+    print(f"  medians, official-style / rubric-judge: start to first judge request {parts['official_first']:.2f} / {parts['our_first']:.2f} s; "
+          f"last answer to exit {parts['official_tail']:.2f} / {parts['our_tail']:.2f} s")
     print(f"\nrubric-judge --help: {', '.join(f'{h:.2f}' for h in helps)} s")
     if medgen:
         print(f"\n{args.medgen_samples}-sample MedGEN job ({args.medgen_size} px, judge only): start to first judge request, s")
