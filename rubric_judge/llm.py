@@ -11,6 +11,7 @@ from __future__ import annotations
 import atexit
 import gc
 import os
+import warnings
 from functools import lru_cache
 from types import ModuleType
 
@@ -25,6 +26,12 @@ def litellm_module() -> ModuleType:
     litellm.suppress_debug_info = True
     litellm.drop_params = True  # local servers reject parameters they do not know
     _memoise_instructor_model_checks()
+    # litellm's acompletion runs its synchronous completion() on a thread, which returns the
+    # provider's request coroutine for acompletion to await. A call cancelled meanwhile (a run
+    # stopped by a full disk or Ctrl-C) drops that coroutine unawaited, and Python printed a
+    # RuntimeWarning with a tracemalloc hint above the run's own error message. Nothing is lost:
+    # the request was never sent.
+    warnings.filterwarnings("ignore", message=r"coroutine '\w+\.acompletion' was never awaited", category=RuntimeWarning)
     _skip_success_logging_without_callbacks(litellm)
     # litellm and its dependencies leave ~300k long-lived objects; a full collection over them
     # takes ~0.2 s and stalls every request in flight. Move them out of the collector's view.
