@@ -253,6 +253,24 @@ def test_the_executable_exits_the_ordinary_way_while_another_thread_still_works(
     assert (run.returncode, run.stdout) == (4, "the thread finished\n")
 
 
+def test_a_daemon_thread_still_alive_does_not_send_the_executable_through_the_teardown():
+    # rich's progress refresher is such a thread: `stop()` signals it and returns. The teardown
+    # would finalize the module's object (its __del__ prints); the quick end does not.
+    program = textwrap.dedent("""
+        import atexit, threading
+        from rubric_judge.cli.app import end_process
+        class Finalized:
+            def __del__(self):
+                print("torn down", flush=True)
+        kept = Finalized()
+        atexit.register(lambda: print("handler ran", flush=True))
+        threading.Thread(target=threading.Event().wait, daemon=True).start()
+        end_process(5)
+    """)
+    run = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=60)
+    assert (run.returncode, run.stdout) == (5, "handler ran\n")
+
+
 def test_a_profiled_executable_exits_the_ordinary_way_so_the_profile_is_written(tmp_path: Path):
     profile = tmp_path / "help.prof"
     script = Path(sys.executable).with_name("rubric-judge")

@@ -220,16 +220,20 @@ def end_process(code: object) -> NoReturn:
     The teardown frees every object of every module one by one (pydantic's schemas, DuckDB,
     Jinja, the rubrics): 0.1-0.25 s, a sixth of a cached re-run, with nothing left to write.
     Here the exit handlers run (logging's flush, any `atexit` function), the standard streams
-    are flushed, and the process ends. When another thread is still alive, or a profiler or
-    debugger is attached (`python -m cProfile` writes its file after the program returns), the
-    exit is the ordinary one.
+    are flushed, and the process ends. When a thread the interpreter would wait for is still
+    alive (not a daemon), or a profiler or debugger is attached (`python -m cProfile` writes its
+    file after the program returns), the exit is the ordinary one. Daemon threads do not count:
+    the ordinary exit does not wait for them either, and one is often still winding down (rich's
+    progress refresher ends after `stop()` returns), which sent a third of cached re-runs
+    through the whole teardown.
 
     Args:
         code: None or an int (the exit status), or anything else (printed to stderr, status 1).
     """
     import threading
 
-    if threading.active_count() > 1 or sys.getprofile() is not None or sys.gettrace() is not None:
+    waited_for = [thread for thread in threading.enumerate() if thread is not threading.main_thread() and not thread.daemon]
+    if waited_for or sys.getprofile() is not None or sys.gettrace() is not None:
         sys.exit(code)  # a thread to wait for, or a profiler or debugger that reports on the way out
     import atexit
     import contextlib
