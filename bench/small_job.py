@@ -10,9 +10,9 @@ when each request arrives):
    one chat completion per task and dimension from a 32-thread pool, both images base64-encoded
    into the messages, then parses the JSON answers. Same concurrency (32) and latency (0.3 s).
    Wall time is measured around each subprocess, so interpreter start and imports count. Where
-   the difference goes is printed under the table: for each side, the time from its start to
-   its first judge request, and from the last request's answer (its arrival at the judge plus
-   the latency) to the process's end.
+   the difference goes is printed in the table (per repeat) and under it (medians): for each
+   side, the time from its start to its first judge request, and from the last request's answer
+   (its arrival at the judge plus the latency) to the process's end.
 2. A fully cached re-run of the same job (every call from the verdict cache: no judge request).
 3. `rubric-judge --help`.
 4. The time from the start of `rubric-judge score` to the first judge request of a 96-sample
@@ -245,10 +245,12 @@ def main() -> None:
         finally:
             server.close()
     print(f"\n{args.tasks}-task IlluGenBench job, {rows[0]['official_requests']} calls, cold processes (wall time, s)")
-    print(f"  {'run':>3}  {'official-style':>14}  {'rubric-judge':>12}  {'ratio':>6}  {'cached re-run':>13}  {'re-run requests':>15}")
+    # Per repeat, where each side's time went: start to first request / last answer to exit.
+    print(f"  {'run':>3}  {'official-style':>14}  {'rubric-judge':>12}  {'ratio':>6}  {'cached re-run':>13}  {'re-run requests':>15}"
+          f"  {'first request':>13}  {'after last answer':>17}")
     for i, row in enumerate(rows, 1):
         print(f"  {i:>3}  {row['official']:>14.2f}  {row['ours']:>12.2f}  {row['ours'] / row['official']:>5.2f}x  {row['cached']:>13.2f}  "
-              f"{row['cached_requests']:>15}")
+              f"{row['cached_requests']:>15}  {row['official_first']:>5.2f} / {row['our_first']:<5.2f}  {row['official_tail']:>7.2f} / {row['our_tail']:<5.2f}")
     median = {k: statistics.median(r[k] for r in rows) for k in ("official", "ours", "cached")}
     print(f"  med  {median['official']:>14.2f}  {median['ours']:>12.2f}  {median['ours'] / median['official']:>5.2f}x  {median['cached']:>13.2f}")
     parts = {k: statistics.median(r[k] for r in rows) for k in ("official_first", "our_first", "official_tail", "our_tail")}
