@@ -102,7 +102,8 @@ class Plan:
         missing_outputs: ids of samples with no model output (no call; scored by the policy).
         missing_output_policy: the rubric's `scoring.missing_output` (fail | skip); None for a
             metrics-only rubric.
-        warnings: problems that would stop `score` (an undecodable image, a template error).
+        warnings: problems that would stop `score` (an undecodable dataset image, a template
+            error), and the model's output images that cannot be read (scored as missing).
         judged: whether a judge scores the rubric (False: metrics only, no calls in any mode).
         metrics: the metric work, one entry per metric of the rubric.
         batch_price_assumed: the batch prices are half the live ones (litellm's map has no
@@ -189,7 +190,8 @@ def plan(
                                   batch_price(model, to_pay.prompt_tokens, to_pay.completion_tokens)))
     return Plan(job.rubric_id, job.rubric_version, model if base.judged else "none", len(job.samples), tuple(modes),
                 tuple(sp.sample.id for sp in compiled.samples if sp.unjudged), base.scoring.missing_output.value if base.scoring else None,
-                tuple(compiled.problems), base.judged, metric_work(base, job.samples), batch_rates(model)[1])
+                (*compiled.problems, *(p for sp in compiled.samples for p in sp.unreadable_outputs)), base.judged,
+                metric_work(base, job.samples), batch_rates(model)[1])
 
 
 def metric_work(rubric: Rubric, samples: Sequence[Sample]) -> tuple[MetricWork, ...]:

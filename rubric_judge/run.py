@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rubric_judge.cache.verdicts import CacheMode, VerdictCache
-from rubric_judge.errors import Location, Problem, UserError
+from rubric_judge.errors import Location, Problem, UserError, warn
 from rubric_judge.judge.batch_records import BatchUpdate  # a progress event of `score --batch`
 from rubric_judge.judge.executor import Executor, ExecutorSettings, Outcome, Progress, backoff_base_s
 from rubric_judge.judge.transport import NO_KEY, provider_api_key, resolve_transport
@@ -644,6 +644,10 @@ async def _run_judge(options: ScoreOptions, job: Job, emit: ProgressCallback, li
         try:
             await _execute(Executor(cache, settings, batches.decided if batches else None), planner, opening, metrics, emit, progress)
             store, run_id = opening.store, opening.run_id
+            # The outline written at the start did not know which output images are unreadable:
+            # those samples' rows again, now with the output absent (and its criteria unjudged).
+            if unreadable := [sample_plan for sample_plan in planner.samples if sample_plan.unreadable_outputs]:
+                store.write_samples(run_id, unreadable, options.replicates)
             if batches is not None:  # their answers are in the run's rows now: later runs need not poll them
                 batches.ledger_for(store).mark_collected([r.batch_id for r in batches.result.batches if r.terminal])
         except BaseException as exc:
@@ -873,6 +877,8 @@ class _Planner:
             plan = probed_plan(plan)
         if plan.problems:
             raise UserError([*plan.problems, Problem(Location(None), "fix the problems above before scoring (nothing was judged or written)")])
+        for sample_plan in plan.samples:
+            _report_unreadable_outputs(sample_plan)
         uncached = [c for c in plan.calls if self.cache.get(c.cache_key) is None]
         estimate = self._estimate(uncached)
         if estimate is not None and estimate.cost_usd is None and self.options.max_cost is not None:
@@ -966,6 +972,7 @@ class _Planner:
                     continue
                 if self.link.probe is not None:
                     result = _probed_sample(result)
+                _report_unreadable_outputs(result)
                 self.samples.append(result)
                 for call in result.calls:
                     if self.calls == gate and not await self.inputs_ok():
@@ -985,6 +992,12 @@ class _Planner:
         uncached = [call for call in planned if call.cache_key not in self._hit_keys]
         estimate = self._estimate(uncached) if uncached else None
         self.emit(self._planned_event(True, estimate.cost_usd if estimate else None))
+
+
+def _report_unreadable_outputs(sample_plan: SamplePlan) -> None:
+    """Warn of each output image that could not be read (the sample is scored without it)."""
+    for problem in sample_plan.unreadable_outputs:
+        warn(problem)
 
 
 def _probed_sample(sample_plan: SamplePlan) -> SamplePlan:

@@ -4,6 +4,7 @@ input still ends with exit 2 and nothing written to the results database."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -55,7 +56,7 @@ def test_the_first_request_leaves_before_the_header_check_ends(example: Path, tm
 
 def test_bad_input_found_by_the_header_check_stops_after_one_wave_with_nothing_written(example: Path, tmp_path: Path, judge_server, monkeypatch):
     judge_server.latency = 0.2
-    bad = example / "outputs" / "good-model" / "lung-nodule.png"
+    bad = example / "references" / "lung-nodule.png"  # the dataset's image (the judge is sent it too)
     original = bad.read_bytes()
     bad.write_bytes(b"this is not an image")
     monkeypatch.setattr(run_module, "image_header_problems", _waiting_for_requests(judge_server, 2, run_module.image_header_problems))
@@ -141,7 +142,7 @@ def test_bad_input_leaves_an_existing_database_as_it_was_though_it_was_opened_du
     first = _score(example, tmp_path, judge_server, concurrency=4)
     database = tmp_path / "runs.duckdb"
     before = database.read_bytes()
-    (example / "outputs" / "good-model" / "lung-nodule.png").write_bytes(b"this is not an image")
+    (example / "references" / "lung-nodule.png").write_bytes(b"this is not an image")
     with pytest.raises(UserError) as raised:
         _score(example, tmp_path, judge_server, concurrency=4)
     assert "not a recognised image" in " ".join(problem.message for problem in raised.value.problems)
@@ -153,3 +154,32 @@ def test_bad_input_leaves_an_existing_database_as_it_was_though_it_was_opened_du
     done = subprocess.run([sys.executable, "-c", code, str(database), first.run_id], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "finished"
+
+
+@pytest.mark.parametrize("content", [b"this is not an image", b"\x89PNG\r\n\x1a\n truncated", b""])
+def test_an_unreadable_output_image_is_a_missing_output_not_a_stopped_run(example: Path, tmp_path: Path, judge_server, caplog,
+                                                                          content: bytes):
+    """The model's broken image is reported, its sample scored by the missing-output policy (here
+    `fail`: 0), and the other samples judged; the official MedGEN-Bench code likewise leaves such
+    a pair out instead of stopping."""
+    import duckdb
+
+    bad = example / "outputs" / "good-model" / "lung-nodule.png"
+    bad.write_bytes(content)
+    with caplog.at_level("WARNING", logger="rubric_judge"):
+        result = _score(example, tmp_path, judge_server, concurrency=4)
+    assert result.status == "finished" and result.exit_code == 0 and result.failed_calls == 0
+    assert result.calls == 15 and judge_server.request_count == 15  # 18 calls, less lung-nodule's three
+    warned = [record.getMessage() for record in caplog.records if "lung-nodule.png" in record.getMessage()]
+    assert len(warned) == 1 and "output image cannot be read, scored as a missing output" in warned[0]
+    with duckdb.connect(str(tmp_path / "runs.duckdb"), read_only=True) as con:
+        missing, fields = con.execute("SELECT missing_outputs, fields FROM samples WHERE run_id = ? AND sample_id = 'lung-nodule'",
+                                      [result.run_id]).fetchone()
+        statuses = con.execute("SELECT DISTINCT status FROM verdicts WHERE run_id = ? AND sample_id = 'lung-nodule'", [result.run_id]).fetchall()
+        score, excluded = con.execute("SELECT score, missing_output FROM task_scores WHERE run_id = ? AND sample_id = 'lung-nodule'",
+                                      [result.run_id]).fetchone()
+    assert missing == ["generated_image"] and json.loads(fields)["generated_image"] is None
+    assert statuses == [("missing_output",)]
+    assert (score, excluded) == (0.0, True)
+    overall = next(row for row in result.scores if row["dimension"] == "overall")
+    assert overall["missing_outputs"] == 1 and overall["samples_scored"] == 6

@@ -181,9 +181,9 @@ def release(tmp_path_factory: pytest.TempPathFactory) -> dict:
             record["response"] = response
         records.append(record)
         index += 1
-    # Unreadable outputs (garbage, 0 bytes) are refused by `score`'s planning before any metric
-    # runs (the judge would be sent them); test_unreadable_outputs_are_left_out covers them.
-    image_kinds = ["copy", "light", "noise", "resized", "gray", "empty-name", "missing-file", "copy", "noise", "absent"]
+    # Unreadable outputs (garbage, 0 bytes) are absent outputs to `score` (no judge call with them)
+    # and `error` values to the metrics, which no rate counts, as the official lists never hold them.
+    image_kinds = ["copy", "light", "noise", "resized", "gray", "empty-name", "missing-file", "copy", "noise", "absent", "garbage", "zero"]
     for n, kind in enumerate(image_kinds):  # ImageEdit
         record = base(index, "ImageEdit", ["artifact-removal", "style-transfer", "resolution-editing"][n % 3])
         record["answer"] = ""

@@ -183,10 +183,41 @@ def test_a_broken_first_image_is_reported_as_the_samples_problem(tmp_path: Path)
     job = load_job(medgen / "rubric.yaml", medgen / "manifest.jsonl", medgen / "outputs" / "demo-model" / "outputs.jsonl")
     pairs, _ = match_rubrics(job.rubrics, job.samples)
     pairs = [pair for pair in pairs if len(_images_of(*pair, TARGET)) >= 2]
-    Path(_images_of(*pairs[0], TARGET)[1][0]).write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
+    ground_truth = Path(_images_of(*pairs[0], TARGET)[0][0])  # a dataset image, not the model's
+    assert ground_truth == pairs[0][1].fields["ground_truth_image"]
+    ground_truth.write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
     results = list(plan_samples(pairs, TARGET, workers=2))
     assert isinstance(results[0], Problem) and "image" in results[0].message.lower(), results[0]
     assert all(not isinstance(r, Problem) for r in results[1:])
+
+
+@pytest.mark.parametrize("content", [b"\x89PNG\r\n\x1a\n not really a png", b"not an image at all", b""])
+def test_an_output_image_that_cannot_be_read_is_planned_as_an_absent_output(tmp_path: Path, content: bytes):
+    """The model's broken image is its failure, not the dataset's: the sample is planned as if
+    that output were absent (here the medgen sample keeps its text answer, so it is judged on
+    that alone; a sample left with no output has its criteria unjudged), and the plan says which
+    image and why, for the run to report."""
+    from rubric_judge.errors import Problem
+    from rubric_judge.planning.compile import match_rubrics, plan_samples
+
+    medgen = tmp_path / "medgen"
+    shutil.copytree(EXAMPLE.parent / "medgen", medgen)
+    job = load_job(medgen / "rubric.yaml", medgen / "manifest.jsonl", medgen / "outputs" / "demo-model" / "outputs.jsonl")
+    pairs, _ = match_rubrics(job.rubrics, job.samples)
+    with_text = next(pair for pair in pairs if pair[1].fields.get("output_image") and pair[1].fields.get("response"))
+    image_only = next(pair for pair in pairs if pair[1].fields.get("output_image") and not pair[1].fields.get("response"))
+    for _, sample in (with_text, image_only):
+        Path(sample.fields["output_image"]).write_bytes(content)
+    text_plan, image_plan = list(plan_samples([with_text, image_only], TARGET, workers=2))
+    for plan, (_, sample) in ((text_plan, with_text), (image_plan, image_only)):
+        assert not isinstance(plan, Problem), plan
+        assert plan.sample.fields["output_image"] is None and sample.fields["output_image"] is not None
+        (problem,) = plan.unreadable_outputs
+        assert problem.field == "output_image" and str(sample.fields["output_image"]) in problem.message
+        assert "scored as a missing output" in problem.message
+    assert text_plan.calls and not text_plan.unjudged and text_plan.sample.missing_outputs == ()
+    assert all(part.field != "output_image" for call in text_plan.calls for part in call.images)
+    assert not image_plan.calls and image_plan.unjudged and image_plan.sample.missing_outputs == ("response", "output_image")
 
 
 def _copied_example(tmp_path: Path) -> Path:

@@ -12,15 +12,15 @@ import contextlib
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from rubric_judge.cache.key import cache_key
 from rubric_judge.errors import Location, Problem
-from rubric_judge.imageio import ImageError, open_image, sniff_media_type
+from rubric_judge.imageio import ImageError, ImageTooLarge, open_image, sniff_media_type
 from rubric_judge.planning.images import ImageInfo, encoded_image, image_info
 from rubric_judge.planning.response import response_model, response_schema
-from rubric_judge.planning.samples import Sample
+from rubric_judge.planning.samples import Sample, missing_outputs
 from rubric_judge.rubrics import templates
 from rubric_judge.rubrics.context import criterion_context, template_context
 from rubric_judge.rubrics.schema import Batching, Criterion, Dimension, Rubric, VerdictSpec
@@ -28,6 +28,19 @@ from rubric_judge.rubrics.schema import Batching, Criterion, Dimension, Rubric, 
 
 class TemplateRenderError(Exception):
     """A rubric template that validated but cannot render for a particular sample or mode."""
+
+
+class UnreadableOutput(ImageError):
+    """An image the model produced that cannot be read or decoded (`field` names its output).
+
+    The model's failure, not the dataset's: `plan_samples` scores the sample as if that output
+    were absent (the rubric's missing-output policy), and the run goes on. An output over the
+    pixel limit is not one: that limit is the user's to raise.
+    """
+
+    def __init__(self, output_field: str, message: str):
+        super().__init__(message)
+        self.field = output_field
 
 
 @dataclass(frozen=True)
@@ -93,6 +106,8 @@ class SamplePlan:
     unjudged: tuple[Criterion, ...] = ()
     # The criteria that apply to the sample, for an outline (`outline_sample`) that has no calls yet.
     criteria: tuple[Criterion, ...] = ()
+    # Output images that could not be read, scored as absent (`plan_samples`): one problem each.
+    unreadable_outputs: tuple[Problem, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -207,7 +222,14 @@ def _image_parts(rubric: Rubric, sample: Sample, target: JudgeTarget) -> list[Im
         path = sample.fields.get(slot.field)
         if path is None:
             continue
-        info = image_info(path, slot.label, slot.strip, target.max_image_side)
+        try:
+            info = image_info(path, slot.label, slot.strip, target.max_image_side)
+        except ImageTooLarge:
+            raise
+        except ImageError as exc:
+            if slot.field in rubric.outputs:
+                raise UnreadableOutput(slot.field, str(exc)) from None
+            raise
         parts.append(ImagePart(slot.field, slot.label, slot.strip, target.max_image_side, Path(path), info))
     return parts
 
@@ -300,6 +322,32 @@ def match_rubrics(rubrics: Sequence[Rubric], samples: Iterable[Sample]) -> tuple
     return pairs, problems
 
 
+def compile_without_unreadable_outputs(rubric: Rubric, sample: Sample, target: JudgeTarget, mode: Batching | None = None,
+                                        replicates: int = 1) -> SamplePlan:
+    """`compile_sample`, with every output image that cannot be read treated as absent.
+
+    An unreadable image from the model is a missing output, scored by the rubric's
+    missing-output policy like a file that was never written: the official MedGEN-Bench code
+    leaves such a pair out, and one broken file must not stop a 6,000-sample run. The plan
+    carries one problem per such image (`unreadable_outputs`), for the run to report.
+
+    Raises:
+        ImageError: a dataset image (not an output) cannot be read, or an image is over the pixel limit.
+        TemplateRenderError: as `compile_sample`.
+    """
+    unreadable: list[Problem] = []
+    while True:
+        try:
+            plan = compile_sample(rubric, sample, target, mode, replicates)
+        except UnreadableOutput as exc:
+            unreadable.append(Problem(sample.source, f"output image cannot be read, scored as a missing output: {exc}", field=exc.field,
+                                      fix="regenerate or remove the image"))
+            fields = {**sample.fields, exc.field: None}
+            sample = replace(sample, fields=fields, missing_outputs=missing_outputs(fields, rubric.inputs, rubric.outputs))
+            continue
+        return replace(plan, unreadable_outputs=tuple(unreadable)) if unreadable else plan
+
+
 def planning_workers() -> int:
     """Threads that prepare images: one per core (decoding, drawing and PNG encoding run in
     Pillow's C code, which releases the GIL, so threads use every core)."""
@@ -320,14 +368,15 @@ def plan_samples(
         workers: threads (default: `planning_workers()`).
 
     Yields:
-        A `SamplePlan`, or a `Problem` naming the sample's file for an image that cannot be
-        encoded or a template that cannot render for it.
+        A `SamplePlan` (one whose output images cannot be read plans the sample without them and
+        lists them in `unreadable_outputs`), or a `Problem` naming the sample's file for a
+        dataset image that cannot be encoded or a template that cannot render for it.
     """
 
     def one(pair: tuple[Rubric, Sample]) -> SamplePlan | Problem:
         rubric, sample = pair
         try:
-            return compile_sample(rubric, sample, target, mode, replicates)
+            return compile_without_unreadable_outputs(rubric, sample, target, mode, replicates)
         except ImageError as exc:
             return Problem(sample.source, str(exc), fix="replace or remove the image")
         except TemplateRenderError as exc:
@@ -360,19 +409,22 @@ def plan_samples(
 def image_header_problems(pairs: Sequence[tuple[Rubric, Sample]], workers: int | None = None) -> list[Problem]:
     """The cheap checks of every image a judge call will carry, before anything is judged: the
     file can be read, is an image format, and declares no more pixels than the limit (only the
-    header is read). A file that passes and still fails to decode shows up while planning.
+    header is read). A file that passes and still fails to decode shows up while planning. An
+    output image (the model's) is held only to the pixel limit here: one that cannot be read is
+    a missing output (`compile_without_unreadable_outputs`), not a reason to stop the run.
 
     Returns:
         One problem per unusable image, naming the sample's file and the image.
     """
-    checks: list[tuple[Sample, Path]] = []
+    checks: list[tuple[Sample, Path, bool]] = []
     for rubric, sample in pairs:
         if sample.missing_outputs or not rubric.judged:
             continue
-        checks.extend((sample, Path(path)) for slot in rubric.images if (path := sample.fields.get(slot.field)) is not None)
+        checks.extend((sample, Path(path), slot.field in rubric.outputs)
+                      for slot in rubric.images if (path := sample.fields.get(slot.field)) is not None)
 
-    def check(item: tuple[Sample, Path]) -> Problem | None:
-        sample, path = item
+    def check(item: tuple[Sample, Path, bool]) -> Problem | None:
+        sample, path, is_output = item
         try:
             with open(path, "rb") as handle:
                 head = handle.read(16)
@@ -380,10 +432,13 @@ def image_header_problems(pairs: Sequence[tuple[Rubric, Sample]], workers: int |
                 raise ImageError(f"{path} is not a recognised image (PNG, JPEG, WebP, GIF, BMP or TIFF)")
             with open_image(path):
                 pass
-        except OSError as exc:
-            return Problem(sample.source, f"cannot read image {path}: {exc.strerror}", fix="replace or remove the image")
-        except ImageError as exc:
+        except ImageTooLarge as exc:
             return Problem(sample.source, str(exc), fix="replace or remove the image")
+        except (OSError, ImageError) as exc:
+            if is_output:  # the model's broken image: a missing output, found and reported while planning
+                return None
+            detail = f"cannot read image {path}: {exc.strerror}" if isinstance(exc, OSError) else str(exc)
+            return Problem(sample.source, detail, fix="replace or remove the image")
         return None
 
     with ThreadPoolExecutor(workers or planning_workers(), thread_name_prefix="rubric-judge-check") as pool:

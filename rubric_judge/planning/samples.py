@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -102,14 +102,24 @@ def load_samples(manifest: Path, outputs: Path | None, inputs: Mapping[str, Inpu
             else:
                 values[name] = value
         values.update(produced.get(record["id"], {}))
-        samples.append(Sample(record["id"], values, _missing_outputs(values, inputs, output_fields), where))
+        samples.append(Sample(record["id"], values, missing_outputs(values, inputs, output_fields), where))
     if problems:
         raise UserError(problems)
     return samples
 
 
-def _missing_outputs(values: Mapping[str, Any], inputs: Mapping[str, InputSpec], output_fields: tuple[str, ...]) -> tuple[str, ...]:
-    """Required outputs that are absent; if every output is optional, absent means all absent."""
+def missing_outputs(values: Mapping[str, Any], inputs: Mapping[str, InputSpec], output_fields: Sequence[str]) -> tuple[str, ...]:
+    """The outputs a sample lacks, in the sense its rubric's missing-output policy scores.
+
+    Args:
+        values: the sample's fields (an absent output is None or "").
+        inputs: the rubric's field declarations (which outputs are optional).
+        output_fields: the rubric's outputs.
+
+    Returns:
+        The required outputs that are absent; when every output is optional, all of them if all
+        are absent (else none).
+    """
     absent = [f for f in output_fields if values.get(f) in (None, "")]
     required_absent = tuple(f for f in absent if not inputs[f].optional)
     if required_absent:
