@@ -17,6 +17,7 @@ import warnings
 from collections import defaultdict
 from pathlib import Path
 
+import duckdb
 import numpy as np
 import pytest
 from PIL import Image
@@ -97,6 +98,25 @@ def _official_values(records: list[dict], data_path: Path, task: str, lpips_mode
             scores[i] = value
         all_metrics["BERT_Score"].extend(scores)
     return all_metrics
+
+
+def _official_judged(records: list[dict], data_path: Path) -> set[str]:
+    """The samples eval.py basic_eval asks the judge about, with ground truth: a VQA sample with
+    an input image (its answer empty or not), any other with a ground-truth and an output image
+    named. A request whose image cannot be opened raises in the official client and the sample
+    gets no judge value (the official run then also drops the rest of its batch: not mirrored)."""
+    judged = set()
+    for item in records:
+        if item["category"] == "VQA" and item.get("input_image"):
+            judged.add(item["id"])
+        elif item.get("ground_truth_image") and item.get("output_image"):
+            try:
+                for field in ("ground_truth_image", "output_image"):
+                    Image.open(data_path / item[field]).convert("RGB")
+            except OSError:
+                continue
+            judged.add(item["id"])
+    return judged
 
 
 def _official_rates(values: dict[str, list[float]]) -> dict[str, float]:
@@ -250,7 +270,7 @@ def scored(release: dict, tmp_path_factory: pytest.TempPathFactory) -> dict:
         official_lpips.net.load_state_dict(trunk_state)
         official = {task: _official_values([r for r in release["records"] if r["category"] == category], release["images"], task, official_lpips)
                     for task, category in TASKS.items()}
-        yield {"db": db, "official": official}
+        yield {"db": db, "official": official, "records": release["records"], "images": release["images"]}
     finally:
         patch.undo()
 
@@ -293,6 +313,17 @@ def test_reference_rates_equal_the_official_rates_per_format_and_pooled(scored: 
     overall = rows[("medgen@reference", "overall", "all")]
     for metric, rate in _official_rates(pooled).items():
         assert overall[OURS[metric]] == rate, (metric, overall[OURS[metric]], rate)
+    # The judge's rate counts the samples the official code asks the judge about, no more, no less.
+    with duckdb.connect(str(scored["db"]), read_only=True) as con:
+        verdicts = dict(con.execute(
+            "SELECT t.sample_id, t.passed FROM task_scores t JOIN runs r USING (run_id) "
+            "WHERE r.rubric_id = 'medgen@reference' AND NOT t.excluded AND t.passed IS NOT NULL").fetchall())
+    records = scored["records"]
+    assert set(verdicts) == _official_judged(records, scored["images"])
+    for category in [*TASKS.values(), None]:
+        judged = [verdicts[r["id"]] for r in records if r["id"] in verdicts and category in (None, r["category"])]
+        row = rows[("medgen@reference", "category", category)] if category else overall
+        assert row["judge"] == sum(judged) / len(judged) and row["judge_samples"] == len(judged), category
     # The data exercises every rule: the default run counts differently.
     default = rows[("medgen/holistic-with-gt", "overall", "all")]
     assert default["ssim_samples"] > overall["ssim_samples"]  # missing outputs counted as failed
@@ -345,3 +376,52 @@ def test_empty_text_options_are_validated(tmp_path: Path) -> None:
     output = " ".join(result.output.split())
     assert "`empty_text` applies to text metrics, not to ssim" in output
     assert "`when` names 'categroy', which is not a declared input" in output and "did you mean 'category'?" in output
+
+
+def test_required_outputs_are_validated_at_their_line(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text("rubric: x@y\nextends: builtin:medgen/reference.yaml\nrequired_outputs:\n"
+                    "  - {when: {categry: VQA}, outputs: [respons]}\n")
+    result = CliRunner().invoke(app, ["validate", str(path)], env={"COLUMNS": "250"})
+    assert result.exit_code == 2
+    output = " ".join(result.output.split())
+    assert f"{path}:4:13: required_outputs[0].when.categry: `when` names 'categry', which is not a declared input" in output
+    assert f"{path}:4:38: required_outputs[0].outputs[0]: 'respons' is not one of the rubric's outputs" in output
+    assert "did you mean 'response'?" in output
+
+
+def test_required_outputs_decide_which_samples_are_missing_outputs() -> None:
+    """The first entry that applies decides; `outputs: []` judges a sample with no output at
+    all; a sample no entry applies to follows the rule from `inputs` (all optional here: missing
+    only when every output is absent)."""
+    from rubric_judge.planning.samples import missing_outputs
+    from rubric_judge.rubrics.loader import load_rubric
+
+    reference, default = load_rubric("builtin:medgen/reference.yaml"), load_rubric("builtin:medgen/holistic-with-gt.yaml")
+
+    def missing(rubric, **fields):
+        return missing_outputs(fields, rubric.inputs, rubric.outputs, rubric.required_outputs)
+
+    assert missing(reference, category="VQA", response="") == ()
+    assert missing(default, category="VQA", response="") == ("response", "output_image")
+    assert missing(reference, category="MMGeneration", response="An answer.") == ("output_image",)
+    assert missing(default, category="MMGeneration", response="An answer.") == ()
+    assert missing(reference, category="ImageEdit", output_image="out.png") == ()
+    assert missing(reference, category="Other") == ("response", "output_image")
+    # An empty completion is an answer to `serve`, never absent.
+    assert missing_outputs({"category": "MMGeneration", "response": "", "output_image": None}, default.inputs, default.outputs,
+                           empty_is_absent=False) == ()
+
+
+def test_task_rubrics_that_disagree_on_required_outputs_are_refused(tmp_path: Path) -> None:
+    from rubric_judge.errors import UserError
+    from rubric_judge.planning.job import load_job
+
+    (tmp_path / "rubrics").mkdir()
+    (tmp_path / "rubrics" / "base.yaml").write_text("abstract: true\nextends: builtin:medgen/reference.yaml\nrubric: x@y\n")
+    (tmp_path / "rubrics" / "a.yaml").write_text("extends: base.yaml\ntask: a\n")
+    (tmp_path / "rubrics" / "b.yaml").write_text("extends: base.yaml\ntask: b\nrequired_outputs: []\n")
+    (tmp_path / "manifest.jsonl").write_text('{"id": "a", "category": "VQA", "instruction": "Q?"}\n{"id": "b", "category": "VQA", "instruction": "Q?"}\n')
+    with pytest.raises(UserError) as raised:
+        load_job(tmp_path / "rubrics", tmp_path / "manifest.jsonl", None)
+    assert "the rubric files give different `required_outputs`" in str(raised.value)

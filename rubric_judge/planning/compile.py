@@ -343,7 +343,7 @@ def compile_without_unreadable_outputs(rubric: Rubric, sample: Sample, target: J
             unreadable.append(Problem(sample.source, f"output image cannot be read, scored as a missing output: {exc}", field=exc.field,
                                       fix="regenerate or remove the image"))
             fields = {**sample.fields, exc.field: None}
-            sample = replace(sample, fields=fields, missing_outputs=missing_outputs(fields, rubric.inputs, rubric.outputs))
+            sample = replace(sample, fields=fields, missing_outputs=missing_outputs(fields, rubric.inputs, rubric.outputs, rubric.required_outputs))
             continue
         return replace(plan, unreadable_outputs=tuple(unreadable)) if unreadable else plan
 

@@ -36,6 +36,11 @@ def load_job(rubric_path: Path, data: Path, outputs: Path | None) -> Job:
     for rubric in rubrics:
         inputs.update(rubric.inputs)
         output_fields.extend(f for f in rubric.outputs if f not in output_fields)
-    samples = load_samples(data, outputs, inputs, output_fields)
+    # Which samples are missing outputs is decided once, for the whole manifest.
+    required = rubrics[0].required_outputs
+    if any(rubric.required_outputs != required for rubric in rubrics):
+        raise UserError(Problem(Location(rubric_path), "the rubric files give different `required_outputs`", field="required_outputs",
+                                fix="set `required_outputs` in the base rubric only, so that every task rubric inherits it"))
+    samples = load_samples(data, outputs, inputs, output_fields, required)
     return Job(tuple(rubrics), tuple(samples))
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from rubric_judge.errors import Location, Problem, UserError, read_user_text
 from rubric_judge.imageio import IMAGE_SUFFIXES
-from rubric_judge.rubrics.schema import InputKind, InputSpec
+from rubric_judge.rubrics.schema import InputKind, InputSpec, RequiredOutputs
 
 TEXT_SUFFIXES = (".txt",)
 
@@ -75,8 +75,10 @@ def read_jsonl(path: Path) -> list[tuple[int, dict[str, Any]]]:
     return records
 
 
-def load_samples(manifest: Path, outputs: Path | None, inputs: Mapping[str, InputSpec], output_fields: Iterable[str]) -> list[Sample]:
-    """Read the manifest and the model's outputs, resolving image paths safely."""
+def load_samples(manifest: Path, outputs: Path | None, inputs: Mapping[str, InputSpec], output_fields: Iterable[str],
+                 required_outputs: Sequence[RequiredOutputs] = ()) -> list[Sample]:
+    """Read the manifest and the model's outputs, resolving image paths safely; each sample's
+    `missing_outputs` as `missing_outputs` decides them (with the rubric's `required_outputs`)."""
     manifest = Path(manifest)
     paths = _PathsUnder(manifest.parent)
     output_fields = tuple(output_fields)
@@ -102,25 +104,34 @@ def load_samples(manifest: Path, outputs: Path | None, inputs: Mapping[str, Inpu
             else:
                 values[name] = value
         values.update(produced.get(record["id"], {}))
-        samples.append(Sample(record["id"], values, missing_outputs(values, inputs, output_fields), where))
+        samples.append(Sample(record["id"], values, missing_outputs(values, inputs, output_fields, required_outputs), where))
     if problems:
         raise UserError(problems)
     return samples
 
 
-def missing_outputs(values: Mapping[str, Any], inputs: Mapping[str, InputSpec], output_fields: Sequence[str]) -> tuple[str, ...]:
+def missing_outputs(values: Mapping[str, Any], inputs: Mapping[str, InputSpec], output_fields: Sequence[str],
+                    required: Sequence[RequiredOutputs] = (), empty_is_absent: bool = True) -> tuple[str, ...]:
     """The outputs a sample lacks, in the sense its rubric's missing-output policy scores.
 
     Args:
         values: the sample's fields (an absent output is None or "").
         inputs: the rubric's field declarations (which outputs are optional).
         output_fields: the rubric's outputs.
+        required: the rubric's `required_outputs`: the first entry that applies to the sample
+            names the outputs it must have (none: it is judged whatever it lacks).
+        empty_is_absent: whether "" is an absent output (a dataset's empty field), or an answer
+            to judge (`serve`: a trainer's empty completion).
 
     Returns:
-        The required outputs that are absent; when every output is optional, all of them if all
-        are absent (else none).
+        Without an entry that applies: the required outputs that are absent, or, when every
+        output is optional, all of them if all are absent (else none). With one: those of its
+        outputs that are absent.
     """
-    absent = [f for f in output_fields if values.get(f) in (None, "")]
+    absent = [f for f in output_fields if values.get(f) is None or (empty_is_absent and values.get(f) == "")]
+    rule = next((rule for rule in required if rule.applies_to(values)), None)
+    if rule is not None:
+        return tuple(f for f in rule.outputs if f in absent)
     required_absent = tuple(f for f in absent if not inputs[f].optional)
     if required_absent:
         return required_absent

@@ -340,6 +340,19 @@ def _version(value: Any) -> Any:
     return value
 
 
+class RequiredOutputs(StrictModel):
+    """Which outputs a sample must have to be judged, for the samples whose fields match `when`
+    (all samples without it). `outputs: []` judges a matching sample even with no output at all:
+    MedGEN's official evaluation asks the judge about every VQA sample, empty answers included."""
+
+    when: When = None
+    outputs: list[str]
+
+    def applies_to(self, fields: Mapping[str, Any]) -> bool:
+        """Whether a sample with these fields is one this entry decides for."""
+        return not self.when or all(str(fields.get(key)) in values for key, values in self.when.items())
+
+
 class CacheConfig(StrictModel):
     namespace: str | None = None
 
@@ -354,6 +367,9 @@ class Rubric(StrictModel):
     judge: JudgeConfig = JudgeConfig()
     inputs: dict[str, Annotated[InputSpec, BeforeValidator(_parse_input)]]
     outputs: list[str] = Field(default_factory=list)
+    # When a sample counts as a missing output, by its fields: the first entry that applies
+    # decides; none (or no entries): a required output absent, or every output absent.
+    required_outputs: list[RequiredOutputs] = Field(default_factory=list)
     images: list[ImageSlot] = Field(default_factory=list)
     verdict: Annotated[VerdictSpec, BeforeValidator(_parse_verdict)] = VerdictSpec(kind="binary")
     # The judge part: dimensions, prompt and scoring, all or none. A rubric without them is

@@ -150,6 +150,29 @@ def cross_field_problems(rubric: Rubric, unusable: frozenset[str] = frozenset(),
                     )
                 )
 
+    if has_inputs and "required_outputs" not in unusable and "outputs" not in unusable:
+        for i, rule in enumerate(rubric.required_outputs):
+            if rule is None:
+                continue
+            for j, name in enumerate(rule.outputs):
+                if name not in rubric.outputs:
+                    out.append(
+                        (
+                            ("required_outputs", i, "outputs", j),
+                            f"{name!r} is not one of the rubric's outputs",
+                            _did_you_mean(name, list(rubric.outputs), "outputs", "or list it under `outputs:`"),
+                        )
+                    )
+            for key in rule.when or {}:
+                if key not in inputs:
+                    out.append(
+                        (
+                            ("required_outputs", i, "when", key),
+                            f"`when` names {key!r}, which is not a declared input",
+                            _did_you_mean(key, list(inputs), "inputs", "or declare it under `inputs:`"),
+                        )
+                    )
+
     if has_inputs and "images" not in unusable:
         for i, slot in enumerate(rubric.images):
             if slot is None:

@@ -22,7 +22,7 @@ from typing import Any
 
 from rubric_judge.errors import Location
 from rubric_judge.imageio import ImageError, open_image, sniff_media_type
-from rubric_judge.planning.samples import Sample
+from rubric_judge.planning.samples import Sample, missing_outputs
 from rubric_judge.rubrics.schema import InputKind, Rubric
 
 # Item statuses (the `status` of a result); `ok` and `partial` carry a judged reward.
@@ -178,12 +178,8 @@ def item_sample(rubric: Rubric, sample_id: str, inputs: Mapping[str, Any], outpu
 
 
 def _missing_outputs(values: Mapping[str, Any], rubric: Rubric) -> tuple[str, ...]:
-    """As planning/samples.py decides it: required outputs absent, or every output absent."""
-    absent = [f for f in rubric.outputs if values.get(f) is None]
-    required_absent = tuple(f for f in absent if not rubric.inputs[f].optional)
-    if required_absent:
-        return required_absent
-    return tuple(absent) if rubric.outputs and len(absent) == len(rubric.outputs) else ()
+    """As `score` decides it, except that an empty completion is an answer to judge, not absent."""
+    return missing_outputs(values, rubric.inputs, rubric.outputs, rubric.required_outputs, empty_is_absent=False)
 
 
 def response_field(rubric: Rubric) -> str | None:

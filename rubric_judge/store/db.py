@@ -104,8 +104,21 @@ def rubric_digest(rubrics: Iterable[Rubric]) -> str:
     Returns:
         64 hex digits; equal for equal content, whatever the files' layout or comments.
     """
-    parts = sorted(json.dumps(r.model_dump(mode="json"), sort_keys=True, default=str) for r in rubrics)
+    parts = sorted(json.dumps(_content(r), sort_keys=True, default=str) for r in rubrics)
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()
+
+
+# Rubric settings added after digests were first stored, left out of the digest while unused,
+# so that an upgrade does not make every stored run look changed (and superseded on re-run).
+_LATER_SETTINGS = ("required_outputs",)
+
+
+def _content(rubric: Rubric) -> dict[str, Any]:
+    data = rubric.model_dump(mode="json")
+    for name in _LATER_SETTINGS:
+        if not data.get(name):
+            data.pop(name, None)
+    return data
 
 
 def connect(path: Path, read_only: bool = False, external_access: bool = True):
