@@ -208,3 +208,20 @@ def test_imported_release_scores_and_reads_back_as_table3(release: dict[str, Pat
         con.execute("UPDATE runs SET superseded_by = 'a-newer-run' WHERE run_id = ?", [run.run_id])
     assert table3(db) == []
     assert table3(db, run_id=run.run_id) == rows
+
+
+def test_structured_answers_are_written_out_and_choices_travel_along(tmp_path: Path) -> None:
+    """As the official evaluation reads them: a dict answer as `KEY: text` lines in report order
+    (it was dropped, leaving an empty reference), and a multiple-choice task's options kept for
+    the reference rubric's `text_form: medgen_eval`."""
+    images = tmp_path / "images"
+    _image(images / "a.png", 1)
+    report = {"impression": "No acute disease.", "FINDINGS": {"lungs": "Clear."}}
+    choices = ["A. Effusion", "B. Pneumothorax"]
+    lines = [{**_record("VQA", input_image="a.png", answer=report, paper_task="report-generation"), "id": "r"},
+             {**_record("VQA", input_image="a.png", answer="B", paper_task="multiple-choice", choice=choices, instruction="Which?"), "id": "m"}]
+    records = tmp_path / "records.json"
+    records.write_text(json.dumps(lines))
+    manifest = _jsonl(import_medgen(records, images, tmp_path / "out").manifest)
+    assert manifest["r"]["answer"] == "FINDINGS:\n  lungs: Clear.\nimpression: No acute disease."
+    assert manifest["m"]["choice"] == choices and manifest["m"]["answer"] == "B"

@@ -35,6 +35,25 @@ THRESHOLDS = {  # eval.py METRIC_THRESHOLDS, current version
     "LPIPS": (True, 0.6), "PSNR": (False, 28.0), "SSIM": (False, 0.7), "BERT_Score": (False, 0.9),
 }
 OURS = {"LPIPS": "lpips", "PSNR": "psnr", "SSIM": "ssim", "BERT_Score": "bertscore"}
+CHOICES = ["A. Pleural effusion", "B) Pneumothorax", "C: Cardiomegaly", "D - Normal study"]
+REPORT = {"impression": "No acute disease.", "FINDINGS": {"lungs": "Clear.", "Heart": "Normal size."}, "technique": ["PA", " lateral "],
+          "extra": "  x  y ", "empty": []}
+# What the official functions (clinical_text_metrics.py normalize_closed_form_answer and
+# serialize_clinical_reference at MedGEN-Bench-eval 3450b8e) return for these inputs.
+OFFICIAL_CLOSED_FORM = [
+    ("B", CHOICES, "b. pneumothorax"), ("b.", CHOICES, "b. pneumothorax"), ("Pneumothorax", CHOICES, "b. pneumothorax"),
+    ("  pneumothorax  ", CHOICES, "b. pneumothorax"), ("B) Pneumothorax", CHOICES, "b. pneumothorax"), ("E", CHOICES, "e"),
+    ("The answer is B", CHOICES, "the answer is b"), ("", CHOICES, ""), ("   ", CHOICES, ""), ("c", [], "c"),
+    ("C. Cardiomegaly", [], "c. cardiomegaly"), ("Left  Lower   Lobe", [], "left lower lobe"), ("D - normal STUDY", CHOICES, "d - normal study"),
+]
+OFFICIAL_REPORT = "technique: PA; lateral\nFINDINGS:\n  Heart: Normal size.\n  lungs: Clear.\nimpression: No acute disease.\nextra: x y"
+# Sample id -> (response, answer) as the official evaluation hands them to BERTScore.
+OFFICIAL_CANONICAL = {
+    "s100": ("b. pneumothorax", "b. pneumothorax"),
+    "s101": ("a. pleural effusion", "b. pneumothorax"),
+    "s102": ("left lower lobe", "left lower lobe"),
+    "s103": ("FINDINGS: Heart normal size, lungs clear. impression: no acute disease.", OFFICIAL_REPORT),
+}
 TASKS = {"vqa": "VQA", "image_edit": "ImageEdit", "multimodal_generation": "MMGeneration"}
 
 
@@ -76,8 +95,12 @@ def _official_values(records: list[dict], data_path: Path, task: str, lpips_mode
             except (FileNotFoundError, OSError):
                 pass
         if task in ("multimodal_generation", "vqa"):
-            eval_texts.append(" ".join(str(item.get("response", "") or "").strip().split()))
-            ref_texts.append(" ".join(str(item.get("answer", "") or "").strip().split()))
+            # canonical_response_text / canonical_answer_text: closed-form tasks and structured
+            # answers in the forms the official functions gave (OFFICIAL_CANONICAL), any other
+            # text with its whitespace collapsed.
+            response, answer = OFFICIAL_CANONICAL.get(item["id"], (None, None))
+            eval_texts.append(response if response is not None else " ".join(str(item.get("response", "") or "").strip().split()))
+            ref_texts.append(answer if answer is not None else " ".join(str(item.get("answer", "") or "").strip().split()))
     if len(eval_images) != len(ref_images):  # batch_async_FR_IQA: the official run aborts
         raise ValueError("eval_images and ref_images must have equal length")
     for ev, ref in zip(eval_images, ref_images, strict=True):
@@ -201,6 +224,13 @@ def release(tmp_path_factory: pytest.TempPathFactory) -> dict:
             record["response"] = response
         records.append(record)
         index += 1
+    # Closed-form tasks and a structured answer, compared in the official forms (OFFICIAL_CANONICAL).
+    for number, (task, answer, response) in enumerate([("multiple-choice", "B", "Pneumothorax"), ("Multiple_Choice", "B", " a "),
+                                                       ("blank-filling", "Left Lower Lobe", "left  lower lobe"),
+                                                       ("report-generation", REPORT, "FINDINGS: Heart normal size, lungs clear. impression: no acute disease.")]):
+        record = base(100 + number, "VQA", task)
+        record.update(answer=answer, response=response, **({"choice": CHOICES} if "hoice" in task else {}))
+        records.append(record)
     # Unreadable outputs (garbage, 0 bytes) are absent outputs to `score` (no judge call with them)
     # and `error` values to the metrics, which no rate counts, as the official lists never hold them.
     image_kinds = ["copy", "light", "noise", "resized", "gray", "empty-name", "missing-file", "copy", "noise", "absent", "garbage", "zero"]
@@ -425,3 +455,21 @@ def test_task_rubrics_that_disagree_on_required_outputs_are_refused(tmp_path: Pa
     with pytest.raises(UserError) as raised:
         load_job(tmp_path / "rubrics", tmp_path / "manifest.jsonl", None)
     assert "the rubric files give different `required_outputs`" in str(raised.value)
+
+
+@pytest.mark.parametrize(("text", "choices", "official"), OFFICIAL_CLOSED_FORM)
+def test_closed_form_texts_take_the_official_form(text: str, choices: list[str], official: str) -> None:
+    from rubric_judge.metrics.medgen_text import closed_form, medgen_eval_text
+
+    assert closed_form(text, choices) == official
+    for task in ("multiple-choice", "Blank_Filling"):
+        assert medgen_eval_text(text, {"paper_task": task, "choice": choices}) == official
+    assert medgen_eval_text(text, {"sub_category": "multiple-choice", "choice": choices}) == official
+
+
+def test_structured_answers_take_the_official_form() -> None:
+    from rubric_judge.metrics.medgen_text import medgen_eval_text, serialize_clinical_reference
+
+    assert serialize_clinical_reference(REPORT) == OFFICIAL_REPORT
+    assert medgen_eval_text(REPORT, {"paper_task": "report-generation"}, answer=True) == OFFICIAL_REPORT
+    assert medgen_eval_text("  A  report\n text ", {"paper_task": "report-generation"}) == "A report text"

@@ -39,6 +39,7 @@ from typing import Any
 
 from rubric_judge.errors import Location, Problem, UserError, problem_lines, read_user_text
 from rubric_judge.files import place_file, write_atomic
+from rubric_judge.metrics.medgen_text import serialize_clinical_reference
 from rubric_judge.store.medgen_tables import CATEGORIES
 
 TEXT_FIELDS = ("category", "sub_category", "paper_task", "modality", "instruction", "answer")
@@ -188,7 +189,10 @@ def import_medgen(records: Path, images: Path, out: Path, responses: Path | None
         if canonical is None:
             reasons.append(("category", f"unknown category {category!r}" if category else "no category"))
         for name in TEXT_FIELDS:
-            text = canonical if name == "category" else _text(record.get(name))
+            value = record.get(name)
+            if name == "answer" and isinstance(value, dict):  # a structured report: as the official evaluation writes it out
+                value = serialize_clinical_reference(value)
+            text = canonical if name == "category" else _text(value)
             if text is not None:
                 row[name] = text
         if "instruction" not in row:
@@ -228,6 +232,8 @@ def import_medgen(records: Path, images: Path, out: Path, responses: Path | None
                 continue
             if isinstance(extra, (str, int, float, bool)) and _text(extra) is not None:
                 row[key] = extra
+            elif isinstance(extra, list) and extra and all(isinstance(item, (str, int, float)) for item in extra):
+                row[key] = extra  # e.g. a multiple-choice task's `choice` options
         manifest_rows.append(row)
         kept_ids.add(ident)
 

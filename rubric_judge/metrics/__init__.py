@@ -104,7 +104,7 @@ def compute_run_metrics(
     pending: list[_GroupWork] = []
     for group in metric_groups(specs):
         first = group[0]
-        pairs = [(s.id, s.fields.get(first.output), s.fields.get(first.reference)) for s in samples if first.applies_to(s.fields)]
+        pairs = [_texts(first, s) for s in samples if first.applies_to(s.fields)]
         # `empty_text: score_zero` scores a missing text as bert_score scores an empty one (0).
         scores_missing = first.empty_text == "score_zero" and first.metric not in IMAGE_METRICS
         names = [name for spec in group for name in _metric_names(spec)]
@@ -179,7 +179,8 @@ def metric_groups(specs: Sequence[MetricSpec]) -> list[list[MetricSpec]]:
         if spec.metric in IMAGE_METRICS:
             key: tuple = ("image", spec.output, spec.reference, spec.preset or "medgen", _when_key(spec))
         else:
-            key = ("text", spec.output, spec.reference, spec.model, spec.num_layers, spec.metric.value, _when_key(spec), spec.empty_text)
+            key = ("text", spec.output, spec.reference, spec.model, spec.num_layers, spec.metric.value, _when_key(spec), spec.empty_text,
+                   spec.text_form)
         groups.setdefault(key, []).append(spec)
     return list(groups.values())
 
@@ -209,6 +210,20 @@ def _compute(group: list[MetricSpec], pairs: list[tuple[str, Any, Any]], device:
 
     options = BertScoreOptions(**({"model": first.model} if first.model else {}), num_layers=first.num_layers)
     return compute_bertscore(pairs, options, device, empty_text=first.empty_text)
+
+
+def _texts(spec: MetricSpec, sample: Sample) -> tuple[str, Any, Any]:
+    """(sample id, output, reference) as the metric compares them: a text metric with
+    `text_form: medgen_eval` gets both texts in the official MedGEN-Bench evaluation's form (a
+    missing output stays missing, unless `empty_text: score_zero` scores it as "")."""
+    output, reference = sample.fields.get(spec.output), sample.fields.get(spec.reference)
+    if spec.text_form == "medgen_eval" and spec.metric not in IMAGE_METRICS:
+        from rubric_judge.metrics.medgen_text import medgen_eval_text
+
+        if output not in (None, "") or spec.empty_text == "score_zero":
+            output = medgen_eval_text(output, sample.fields)
+        reference = medgen_eval_text(reference, sample.fields, answer=True)
+    return sample.id, output, reference
 
 
 def _key(group: list[MetricSpec], output: Any, reference: Any) -> str | None:

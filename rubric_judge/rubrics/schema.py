@@ -309,6 +309,11 @@ class MetricSpec(StrictModel):
     # has no value (status missing_output or error). `score_zero`: it is scored 0 and counted,
     # as bert_score itself scores an empty candidate or reference (reference-compatible).
     empty_text: Literal["error", "score_zero"] = "error"
+    # Text metrics only. `as_is` (default): the texts as they are. `medgen_eval`: both texts as
+    # MedGEN-Bench's official evaluation compares them (`metrics/medgen_text.py`: a
+    # multiple-choice or blank-filling answer mapped to its option, by the sample's `paper_task`
+    # and `choice`; whitespace collapsed).
+    text_form: Literal["as_is", "medgen_eval"] = "as_is"
 
     def applies_to(self, fields: Mapping[str, Any]) -> bool:
         """Whether a sample with these fields is inside the metric (see `when`)."""

@@ -284,6 +284,14 @@ def cross_field_problems(rubric: Rubric, unusable: frozenset[str] = frozenset(),
                     "remove `empty_text` here (a missing image follows `scoring.missing_output`; an unreadable one is never counted)",
                 )
             )
+        if metric.text_form != "as_is" and wanted is InputKind.image:
+            out.append(
+                (
+                    ("metrics", i, "text_form"),
+                    f"`text_form` applies to text metrics, not to {metric.metric.value}",
+                    "remove `text_form` here",
+                )
+            )
         for key in metric.when or {}:
             if key not in inputs:
                 out.append(

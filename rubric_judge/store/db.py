@@ -108,16 +108,19 @@ def rubric_digest(rubrics: Iterable[Rubric]) -> str:
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()
 
 
-# Rubric settings added after digests were first stored, left out of the digest while unused,
-# so that an upgrade does not make every stored run look changed (and superseded on re-run).
-_LATER_SETTINGS = ("required_outputs",)
+# Rubric settings added after digests were first stored, and their unused values: left out of
+# the digest while unused, so that an upgrade does not make every stored run look changed (and
+# superseded on re-run). Top-level settings, then each metric's.
+_LATER_SETTINGS = {"required_outputs": []}
+_LATER_METRIC_SETTINGS = {"text_form": "as_is"}
 
 
 def _content(rubric: Rubric) -> dict[str, Any]:
     data = rubric.model_dump(mode="json")
-    for name in _LATER_SETTINGS:
-        if not data.get(name):
-            data.pop(name, None)
+    for section, later in ((data, _LATER_SETTINGS), *((metric, _LATER_METRIC_SETTINGS) for metric in data.get("metrics", []))):
+        for name, unused in later.items():
+            if section.get(name) == unused:
+                section.pop(name, None)
     return data
 
 
