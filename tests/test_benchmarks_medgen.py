@@ -53,7 +53,7 @@ def release(tmp_path: Path) -> dict[str, Path]:
                 answer="Dense lymphocytic infiltrate.", paper_task="Report with annotation"),
         _record("ImageEdit", modality="X-Ray", input_image="xr/d.png", ground_truth_image="xr/d_gt.png", paper_task="Lesion removal",
                 output_image="model/d_out.png"),  # no id: derived as 00003-d; its output is in the record
-        _record("VQA", id="vqa-2", input_image="ct/missing.png", answer="x"),  # missing image file
+        _record("VQA", id="vqa-2", input_image="ct/missing.png", answer="x"),  # missing image file: imported without it
         _record("VQA", id="vqa-1", input_image="ct/a.png", answer="another"),  # duplicate id
         _record("MMGeneration", id="gen-1-copy", modality="Pathology", input_image="path/c.png", ground_truth_image="path/c_gt.png",
                 answer="Dense lymphocytic infiltrate.", paper_task="Report with annotation"),  # duplicate content
@@ -71,7 +71,7 @@ def release(tmp_path: Path) -> dict[str, Path]:
         {"id": "vqa-1", "response": "There is a left-sided pleural effusion."},
         {"id": "edit-1", "output_image": "imgs/edit-1.png"},
         {"id": "gen-1", "response": "Lymphocytes infiltrate the tissue.", "output_image": "imgs/gen-1.png"},
-        {"id": "vqa-2", "response": "skipped record"},
+        {"id": "vqa-2", "response": "an answer without its image"},
         {"id": "ghost", "response": "no such record"},
     ]
     responses_path = model / "responses.jsonl"
@@ -86,23 +86,24 @@ def _jsonl(path: Path) -> dict[str, dict]:
 def test_release_imports_into_a_loadable_manifest(release: dict[str, Path]) -> None:
     result = import_medgen(release["records"], release["images"], release["out"], release["responses"])
     out = release["out"]
-    assert (result.records, result.imported, result.invalid, result.duplicates) == (10, 4, 4, 2)
-    assert result.by_category == {"VQA": 1, "ImageEdit": 2, "MMGeneration": 1}
-    assert result.by_modality == {"CT": 1, "MRI": 1, "Pathology": 1, "X-Ray": 1}
+    assert (result.records, result.imported, result.invalid, result.duplicates) == (10, 5, 3, 2)
+    assert result.by_category == {"VQA": 2, "ImageEdit": 2, "MMGeneration": 1}
+    assert result.by_modality == {"CT": 2, "MRI": 1, "Pathology": 1, "X-Ray": 1}
     assert result.manifest == out / "manifest.jsonl" and result.outputs == out / "outputs.jsonl"
     assert result.written == (result.manifest, result.outputs)
-    assert result.with_outputs == 4 and result.images == 10 and result.linked == 10  # 7 inputs/references + 3 output images
+    assert result.with_outputs == 5 and result.images == 10 and result.linked == 10  # 7 inputs/references + 3 output images
     messages = "\n".join(str(p) for p in result.problems)
-    for expected in ("'vqa-2': image file not found: ct/missing.png", "'vqa-1': duplicate id", "'gen-1-copy': same content as 'gen-1'",
-                     "unknown category 'Segmentation'", "'vqa-3': no instruction", "'vqa-4': image path leaves the images directory",
-                     "response for 'vqa-2' not imported: its record was skipped", "response for 'ghost' not imported: no record has this id"):
+    for expected in ("'vqa-2': image file not found: ct/missing.png; imported without it", "'vqa-1': duplicate id",
+                     "'gen-1-copy': same content as 'gen-1'", "unknown category 'Segmentation'", "'vqa-3': no instruction",
+                     "'vqa-4': image path leaves the images directory", "response for 'ghost' not imported: no record has this id"):
         assert expected in messages
-    assert len(result.problems) == 8
+    assert len(result.problems) == 7
     summary = result.summary()
-    assert "4 of 10 records imported (4 invalid, 2 duplicates skipped)" in summary and "ImageEdit 2" in summary and "X-Ray 1" in summary
+    assert "5 of 10 records imported (3 invalid, 2 duplicates skipped)" in summary and "ImageEdit 2" in summary and "X-Ray 1" in summary
 
     manifest = _jsonl(out / "manifest.jsonl")
-    assert list(manifest) == ["vqa-1", "edit-1", "gen-1", "00003-d"]
+    assert list(manifest) == ["vqa-1", "edit-1", "gen-1", "00003-d", "vqa-2"]
+    assert "input_image" not in manifest["vqa-2"] and manifest["vqa-2"]["answer"] == "x"
     assert manifest["vqa-1"] == {"id": "vqa-1", "category": "VQA", "sub_category": "VQA sub", "paper_task": "Diagnostic VQA", "modality": "CT",
                                  "instruction": "Do the VQA thing.", "answer": "A left pleural effusion.", "input_image": "images/ct/a.png"}
     assert "answer" not in manifest["edit-1"] and manifest["edit-1"]["ground_truth_image"] == "images/mri/b_gt.png"
@@ -165,7 +166,7 @@ def test_imported_release_scores_and_reads_back_as_table3(release: dict[str, Pat
         metrics = {(s, m): (v, p, st) for s, m, v, p, st in con.execute("SELECT sample_id, metric, value, passed, status FROM metric_values").fetchall()}
         judged = dict(con.execute("SELECT sample_id, passed FROM task_scores").fetchall())
         verdicts = con.execute("SELECT count(*) FROM verdicts WHERE status = 'ok' AND criterion_id = 'overall'").fetchone()[0]
-    assert verdicts == 4 and set(judged) == {"vqa-1", "edit-1", "gen-1", "00003-d"}
+    assert verdicts == 5 and set(judged) == {"vqa-1", "edit-1", "gen-1", "00003-d", "vqa-2"}
     with_gt = {"edit-1", "gen-1", "00003-d"}
     assert {s for (s, m), v in metrics.items() if m == "ssim" and v[2] == "ok"} == with_gt
     assert {s for (s, m), v in metrics.items() if m == "psnr" and v[2] == "ok"} == with_gt
@@ -177,12 +178,13 @@ def test_imported_release_scores_and_reads_back_as_table3(release: dict[str, Pat
     by = {(r["by"], r["group"]): r for r in rows}
     assert set(by) == {("overall", "all"), ("category", "VQA"), ("category", "ImageEdit"), ("category", "MMGeneration"),
                        ("modality", "CT"), ("modality", "MRI"), ("modality", "Pathology"), ("modality", "X-Ray"),
-                       ("paper_task", "Diagnostic VQA"), ("paper_task", "Lesion removal"), ("paper_task", "Report with annotation")}
+                       ("paper_task", "Diagnostic VQA"), ("paper_task", "Lesion removal"), ("paper_task", "Report with annotation"),
+                       ("paper_task", "VQA task")}
     assert [r["group"] for r in rows if r["by"] == "category"] == ["VQA", "ImageEdit", "MMGeneration"]
     assert all(r["model_name"] == "m" and r["rubric_id"] == "medgen/holistic-with-gt" for r in rows)
     assert {k for k in rows[0] if k in ("ssim", "psnr", "lpips", "bertscore", "bertscore_precision")} == {"ssim", "psnr", "lpips", "bertscore"}
 
-    category = {"vqa-1": "VQA", "edit-1": "ImageEdit", "gen-1": "MMGeneration", "00003-d": "ImageEdit"}
+    category = {"vqa-1": "VQA", "edit-1": "ImageEdit", "gen-1": "MMGeneration", "00003-d": "ImageEdit", "vqa-2": "VQA"}
     for group in ("VQA", "ImageEdit", "MMGeneration"):
         ids = [s for s, c in category.items() if c == group]
         row = by[("category", group)]
@@ -192,7 +194,7 @@ def test_imported_release_scores_and_reads_back_as_table3(release: dict[str, Pat
     assert by[("category", "VQA")]["ssim"] is None and by[("category", "VQA")]["ssim_samples"] == 0  # no reference image
     assert by[("category", "ImageEdit")]["ssim"] == pytest.approx(0.5) and by[("category", "ImageEdit")]["ssim_samples"] == 2
     assert by[("category", "MMGeneration")]["psnr"] == pytest.approx(1.0)
-    assert by[("overall", "all")]["ssim"] == pytest.approx(2 / 3) and by[("overall", "all")]["samples"] == 4
+    assert by[("overall", "all")]["ssim"] == pytest.approx(2 / 3) and by[("overall", "all")]["samples"] == 5
     assert by[("paper_task", "Lesion removal")]["psnr"] == pytest.approx(0.5)
     assert by[("modality", "X-Ray")]["ssim"] == 0.0 and by[("modality", "MRI")]["ssim"] == 1.0
 

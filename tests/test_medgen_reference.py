@@ -249,6 +249,12 @@ def release(tmp_path_factory: pytest.TempPathFactory) -> dict:
             record["response"] = response
         records.append(record)
         index += 1
+    # A ground-truth file that does not exist, with no output image: imported without it, its
+    # texts scored (the official code keeps the record), no image metric and no judge request.
+    record = base(index, "MMGeneration", "disease-prediction")
+    record.update(ground_truth_image="gt/absent.png", output_image="", answer=answers[0], response=answers[0])
+    records.append(record)
+    index += 1
     # A ground truth that cannot be opened, with no output: left out on both sides. (The official
     # run aborts when the output opens and the ground truth does not; rubric-judge leaves it out.)
     record = base(index, "ImageEdit", "artifact-removal")
