@@ -250,7 +250,7 @@ def main() -> None:
           f"  {'first request':>13}  {'after last answer':>17}")
     for i, row in enumerate(rows, 1):
         print(f"  {i:>3}  {row['official']:>14.2f}  {row['ours']:>12.2f}  {row['ours'] / row['official']:>5.2f}x  {row['cached']:>13.2f}  "
-              f"{row['cached_requests']:>15}  {row['official_first']:>5.2f} / {row['our_first']:<5.2f}  {row['official_tail']:>7.2f} / {row['our_tail']:<5.2f}")
+              f"{row['cached_requests']:>15}  {row['official_first']:>5.2f} / {row['our_first']:<5.2f}  {row['official_tail']:>9.2f} / {row['our_tail']:<5.2f}")
     median = {k: statistics.median(r[k] for r in rows) for k in ("official", "ours", "cached")}
     print(f"  med  {median['official']:>14.2f}  {median['ours']:>12.2f}  {median['ours'] / median['official']:>5.2f}x  {median['cached']:>13.2f}")
     parts = {k: statistics.median(r[k] for r in rows) for k in ("official_first", "our_first", "official_tail", "our_tail")}

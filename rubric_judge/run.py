@@ -645,7 +645,8 @@ async def _run_judge(options: ScoreOptions, job: Job, emit: ProgressCallback, li
             await _execute(Executor(cache, settings, batches.decided if batches else None), planner, opening, metrics, emit, progress)
             store, run_id = opening.store, opening.run_id
             # The outline written at the start did not know which output images are unreadable:
-            # those samples' rows again, now with the output absent (and its criteria unjudged).
+            # those samples' rows again, now with the output absent (and, when that leaves the
+            # sample a missing output, its criteria unjudged).
             if unreadable := [sample_plan for sample_plan in planner.samples if sample_plan.unreadable_outputs]:
                 store.write_samples(run_id, unreadable, options.replicates)
             if batches is not None:  # their answers are in the run's rows now: later runs need not poll them
@@ -796,6 +797,7 @@ class _Planner:
         self.input_problems: list[Problem] = []
         self.input_error: BaseException | None = None
         self._inputs_future: asyncio.Future | None = None
+        self.unreadable_outputs = 0  # output images that could not be read (see `_report_unreadable`)
 
     def record(self, outcome: Outcome) -> None:
         """A progress listener: the executor looks every call up in the cache, so the plan's
@@ -878,7 +880,8 @@ class _Planner:
         if plan.problems:
             raise UserError([*plan.problems, Problem(Location(None), "fix the problems above before scoring (nothing was judged or written)")])
         for sample_plan in plan.samples:
-            _report_unreadable_outputs(sample_plan)
+            self._report_unreadable(sample_plan)
+        self._report_unreadable_total()
         uncached = [c for c in plan.calls if self.cache.get(c.cache_key) is None]
         estimate = self._estimate(uncached)
         if estimate is not None and estimate.cost_usd is None and self.options.max_cost is not None:
@@ -972,7 +975,7 @@ class _Planner:
                     continue
                 if self.link.probe is not None:
                     result = _probed_sample(result)
-                _report_unreadable_outputs(result)
+                self._report_unreadable(result)
                 self.samples.append(result)
                 for call in result.calls:
                     if self.calls == gate and not await self.inputs_ok():
@@ -988,16 +991,27 @@ class _Planner:
         finally:
             stop.set()
             self.release()  # nothing more to wait for: no call (or none left) to send
+        self._report_unreadable_total()
         # The executor has looked up every call yielded (it does before asking for the next one).
         uncached = [call for call in planned if call.cache_key not in self._hit_keys]
         estimate = self._estimate(uncached) if uncached else None
         self.emit(self._planned_event(True, estimate.cost_usd if estimate else None))
 
+    # Unreadable output images named one by one, then counted: a model that wrote thousands of
+    # broken files should not bury the run's progress under as many lines.
+    UNREADABLE_NAMED = 10
 
-def _report_unreadable_outputs(sample_plan: SamplePlan) -> None:
-    """Warn of each output image that could not be read (the sample is scored without it)."""
-    for problem in sample_plan.unreadable_outputs:
-        warn(problem)
+    def _report_unreadable(self, sample_plan: SamplePlan) -> None:
+        """Warn of the first output images that could not be read (each treated as absent)."""
+        for problem in sample_plan.unreadable_outputs:
+            self.unreadable_outputs += 1
+            if self.unreadable_outputs <= self.UNREADABLE_NAMED:
+                warn(problem)
+
+    def _report_unreadable_total(self) -> None:
+        if (unnamed := self.unreadable_outputs - self.UNREADABLE_NAMED) > 0:
+            warn(Problem(Location(None), f"{unnamed} more output image(s) cannot be read and were treated as absent",
+                         fix='the samples table has every missing output: rubric-judge query "SELECT sample_id, missing_outputs FROM samples WHERE len(missing_outputs) > 0"'))
 
 
 def _probed_sample(sample_plan: SamplePlan) -> SamplePlan:

@@ -171,7 +171,7 @@ def test_an_unreadable_output_image_is_a_missing_output_not_a_stopped_run(exampl
     assert result.status == "finished" and result.exit_code == 0 and result.failed_calls == 0
     assert result.calls == 15 and judge_server.request_count == 15  # 18 calls, less lung-nodule's three
     warned = [record.getMessage() for record in caplog.records if "lung-nodule.png" in record.getMessage()]
-    assert len(warned) == 1 and "output image cannot be read, scored as a missing output" in warned[0]
+    assert len(warned) == 1 and "output image cannot be read, treated as absent" in warned[0]
     with duckdb.connect(str(tmp_path / "runs.duckdb"), read_only=True) as con:
         missing, fields = con.execute("SELECT missing_outputs, fields FROM samples WHERE run_id = ? AND sample_id = 'lung-nodule'",
                                       [result.run_id]).fetchone()
@@ -183,3 +183,15 @@ def test_an_unreadable_output_image_is_a_missing_output_not_a_stopped_run(exampl
     assert (score, excluded) == (0.0, True)
     overall = next(row for row in result.scores if row["dimension"] == "overall")
     assert overall["missing_outputs"] == 1 and overall["samples_scored"] == 6
+
+
+def test_unreadable_output_images_are_named_up_to_a_limit_then_counted(example: Path, tmp_path: Path, judge_server, caplog, monkeypatch):
+    monkeypatch.setattr(run_module._Planner, "UNREADABLE_NAMED", 1)
+    for name in ("lung-nodule.png", "heart-chambers.png", "cell-organelles.png"):
+        (example / "outputs" / "good-model" / name).write_bytes(b"not an image")
+    with caplog.at_level("WARNING", logger="rubric_judge"):
+        result = _score(example, tmp_path, judge_server, concurrency=4)
+    assert result.status == "finished" and result.calls == 9
+    messages = [record.getMessage() for record in caplog.records]
+    assert sum("output image cannot be read, treated as absent" in m for m in messages) == 1
+    assert sum("2 more output image(s) cannot be read and were treated as absent" in m for m in messages) == 1

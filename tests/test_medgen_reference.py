@@ -379,8 +379,9 @@ def test_rates_prints_reference_and_default_side_by_side(scored: dict) -> None:
 
 
 def test_unreadable_outputs_are_left_out_as_the_official_code_leaves_them(tmp_path: Path) -> None:
-    """A garbage or 0-byte output image, or an unreadable ground truth, gets status `error` (no
-    value), which no rate counts -- as the official code, whose Image.open fails, never lists it."""
+    """A garbage or 0-byte output image is a missing output (no value), which the reference
+    rubric's `skip` leaves out of every rate, and an unreadable ground truth gets status `error`,
+    which no rate counts -- as the official code, whose Image.open fails, never lists either."""
     from rubric_judge.metrics import compute_run_metrics
     from rubric_judge.planning.samples import Sample
     from rubric_judge.rubrics.loader import load_rubric
@@ -396,7 +397,7 @@ def test_unreadable_outputs_are_left_out_as_the_official_code_leaves_them(tmp_pa
                Sample("bad-gt", {"category": "ImageEdit", "output_image": gt, "ground_truth_image": tmp_path / "broken-gt.png"})]
     rows = compute_run_metrics(specs, samples, device="cpu")
     assert {(r.sample_id, r.status, r.value, r.passed) for r in rows} == {
-        (s, "error", None, None) for s in ("garbage", "zero", "bad-gt") for _ in range(2)}
+        *((s, "missing_output", None, None) for s in ("garbage", "zero")), ("bad-gt", "error", None, None)}
     for image in ("garbage.png", "zero.png", "broken-gt.png"):
         with pytest.raises(OSError):  # what the official try/except catches
             Image.open(tmp_path / image).convert("RGB")

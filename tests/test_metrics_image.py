@@ -372,7 +372,10 @@ def test_bad_inputs_get_statuses(images: dict[str, Path], tmp_path: Path) -> Non
         assert results[("none", metric)].status == "missing_output"
         assert results[("absent", metric)].status == "missing_output"
         assert "absent.png" in results[("absent", metric)].detail
-        for sample_id in ("corrupt", "empty", "text", "no_reference", "bad_reference"):
+        for sample_id in ("corrupt", "empty", "text"):  # the model's broken image: a missing output, as an absent one
+            value = results[(sample_id, metric)]
+            assert value.status == "missing_output" and value.value is None, (sample_id, value)
+        for sample_id in ("no_reference", "bad_reference"):
             value = results[(sample_id, metric)]
             assert value.status == "error" and value.value is None, (sample_id, value)
         assert "empty file" in results[("empty", metric)].detail

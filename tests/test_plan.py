@@ -214,7 +214,7 @@ def test_an_output_image_that_cannot_be_read_is_planned_as_an_absent_output(tmp_
         assert plan.sample.fields["output_image"] is None and sample.fields["output_image"] is not None
         (problem,) = plan.unreadable_outputs
         assert problem.field == "output_image" and str(sample.fields["output_image"]) in problem.message
-        assert "scored as a missing output" in problem.message
+        assert "output image cannot be read, treated as absent" in problem.message
     assert text_plan.calls and not text_plan.unjudged and text_plan.sample.missing_outputs == ()
     assert all(part.field != "output_image" for call in text_plan.calls for part in call.images)
     assert not image_plan.calls and image_plan.unjudged and image_plan.sample.missing_outputs == ("response", "output_image")

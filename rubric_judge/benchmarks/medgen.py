@@ -39,7 +39,6 @@ from typing import Any
 
 from rubric_judge.errors import Location, Problem, UserError, problem_lines, read_user_text
 from rubric_judge.files import place_file, write_atomic
-from rubric_judge.metrics.medgen_text import serialize_clinical_reference
 from rubric_judge.store.medgen_tables import CATEGORIES
 
 TEXT_FIELDS = ("category", "sub_category", "paper_task", "modality", "instruction", "answer")
@@ -192,6 +191,8 @@ def import_medgen(records: Path, images: Path, out: Path, responses: Path | None
         for name in TEXT_FIELDS:
             value = record.get(name)
             if name == "answer" and isinstance(value, dict):  # a structured report: as the official evaluation writes it out
+                from rubric_judge.metrics.medgen_text import serialize_clinical_reference
+
                 value = serialize_clinical_reference(value)
             text = canonical if name == "category" else _text(value)
             if text is not None:
@@ -230,7 +231,7 @@ def import_medgen(records: Path, images: Path, out: Path, responses: Path | None
         seen_content[content] = ident
         seen_ids[ident] = str(where) if where.line else f"record {index}"
         for name, rel in lacking:
-            problems.append(Problem(where, f"{label} {ident!r}: {IMAGE_NOT_FOUND}: {rel}; imported without it (no image metric for it)",
+            problems.append(Problem(where, f"{label} {ident!r}: {IMAGE_NOT_FOUND}: {rel}; imported without it",
                                     field=name, fix=_FIXES[name]))
         for name in IMAGE_FIELDS:
             if name in sources:

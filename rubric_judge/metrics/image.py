@@ -23,9 +23,10 @@ Two presets:
 The numbers are the reference's, computed faster: SSIM from exact integer box sums (uniform
 window) or separable float64 filtering (Gaussian window) batched over pairs of equal size, PSNR
 from exact integer squared errors, each image decoded once, the LPIPS model loaded once per
-process. Per-sample statuses instead of silent numbers: a missing output is "missing_output", an
-unreadable image, one over the pixel limit (``rubric_judge.imageio.max_image_pixels``) or a size
-mismatch (``resize_output=False``) is "error", and LPIPS is
+process. Per-sample statuses instead of silent numbers: a missing or unreadable output is
+"missing_output", an unreadable reference, an image over the pixel limit
+(``rubric_judge.imageio.max_image_pixels``) or a size mismatch (``resize_output=False``) is
+"error", and LPIPS is
 "unavailable" for every sample when its trunk weights are not on disk (no download is attempted).
 The reference scored a failed metric as 0; this module never does.
 

@@ -34,7 +34,7 @@ _HIGH_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
 
 
 class PairError(Exception):
-    """Why a pair has no values: status "missing_output" (no output image) or "error"."""
+    """Why a pair has no values: status "missing_output" (no usable output image) or "error"."""
 
     def __init__(self, status: Literal["error", "missing_output"], detail: str) -> None:
         super().__init__(detail)
@@ -44,22 +44,25 @@ class PairError(Exception):
 
 def decode_rgb(path: Path | None, role: str, high_bit_depth: str, notes: list[str]) -> Image.Image:
     """The image at `path` as 8-bit RGB, converted like the reference (PIL convert("RGB"))."""
+    # A model's image that is absent or cannot be read is a missing output (its rubric's policy
+    # counts it: a model gains nothing by writing a broken file instead of none); a reference
+    # image that cannot be used is an error (no value, counted nowhere).
+    unusable: Literal["error", "missing_output"] = "missing_output" if role == "output" else "error"
     if path is None or not os.path.exists(path):
-        status: Literal["error", "missing_output"] = "missing_output" if role == "output" else "error"
-        raise PairError(status, f"{role} image missing: {path}" if path is not None else f"no {role} image given")
+        raise PairError(unusable, f"{role} image missing: {path}" if path is not None else f"no {role} image given")
     path = Path(path)
     try:
         if path.is_dir():
-            raise PairError("error", f"{role} image path is a directory: {path}")
+            raise PairError(unusable, f"{role} image path is a directory: {path}")
         if path.stat().st_size == 0:
-            raise PairError("error", f"{role} image is an empty file (0 bytes): {path}")
+            raise PairError(unusable, f"{role} image is an empty file (0 bytes): {path}")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # palette-transparency notices
             with open_image(path) as opened:  # refuses images over the pixel limit before decoding
                 opened.load()
                 image = opened
                 if image.width == 0 or image.height == 0:
-                    raise PairError("error", f"{role} image has zero size ({image.width}x{image.height}): {path}")
+                    raise PairError(unusable, f"{role} image has zero size ({image.width}x{image.height}): {path}")
                 if image.mode in _HIGH_BIT_MODES:
                     return _high_bit_to_rgb(image, role, high_bit_depth, notes)
                 return image.convert("RGB")
@@ -69,7 +72,7 @@ def decode_rgb(path: Path | None, role: str, high_bit_depth: str, notes: list[st
         raise PairError("error", f"{role} image: {exc}") from exc
     except Exception as exc:  # PIL raises UnidentifiedImageError, OSError, SyntaxError, ValueError...
         cause = exc.__cause__ if isinstance(exc, ImageError) and exc.__cause__ is not None else exc  # PIL's own error
-        raise PairError("error", f"cannot decode {role} image {path}: {type(cause).__name__}: {cause}") from exc
+        raise PairError(unusable, f"cannot decode {role} image {path}: {type(cause).__name__}: {cause}") from exc
 
 
 def _high_bit_to_rgb(image: Image.Image, role: str, high_bit_depth: str, notes: list[str]) -> Image.Image:

@@ -8,7 +8,9 @@ lower-cased, spaces collapsed), a structured answer (a dict of report sections) 
 section by section in report order, and any other text has its spaces collapsed.
 
 `text_form: medgen_eval` on a text metric applies `medgen_eval_text` to both of its texts; the
-MedGEN importer writes structured answers with `serialize_clinical_reference`.
+MedGEN importer writes structured answers with `serialize_clinical_reference`. Such an answer
+then reaches `medgen_eval_text` as text, and its line breaks read as spaces: the same tokens for
+WordPiece models (PubMedBERT, the MiniLM), not necessarily for byte-level BPE ones.
 """
 
 from __future__ import annotations

@@ -340,7 +340,7 @@ def compile_without_unreadable_outputs(rubric: Rubric, sample: Sample, target: J
         try:
             plan = compile_sample(rubric, sample, target, mode, replicates)
         except UnreadableOutput as exc:
-            unreadable.append(Problem(sample.source, f"output image cannot be read, scored as a missing output: {exc}", field=exc.field,
+            unreadable.append(Problem(sample.source, f"output image cannot be read, treated as absent: {exc}", field=exc.field,
                                       fix="regenerate or remove the image"))
             fields = {**sample.fields, exc.field: None}
             sample = replace(sample, fields=fields, missing_outputs=missing_outputs(fields, rubric.inputs, rubric.outputs, rubric.required_outputs))

@@ -50,6 +50,11 @@ def _listify_when(value: Any) -> Any:
 When = Annotated[dict[str, list[str]] | None, BeforeValidator(_listify_when)]
 
 
+def fields_match(when: Mapping[str, list[str]], fields: Mapping[str, Any]) -> bool:
+    """Whether a sample's `fields` meet a `when` condition (a field the sample lacks reads "None")."""
+    return all(str(fields.get(key)) in values for key, values in when.items())
+
+
 class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -154,9 +159,7 @@ class Dimension(StrictModel):
         return self.name or self.id.replace("_", " ").title()
 
     def applies_to(self, fields: dict[str, Any]) -> bool:
-        if not self.when:
-            return True
-        return all(str(fields.get(key)) in values for key, values in self.when.items())
+        return not self.when or fields_match(self.when, fields)
 
 
 def _parse_dimension(value: Any) -> Any:
@@ -318,7 +321,7 @@ class MetricSpec(StrictModel):
     def applies_to(self, fields: Mapping[str, Any]) -> bool:
         """Whether a sample with these fields is inside the metric (see `when`)."""
         if self.when is not None:
-            return all(str(fields.get(key)) in values for key, values in self.when.items())
+            return fields_match(self.when, fields)
         return fields.get(self.reference) not in (None, "")
 
     @field_validator("pass_condition", mode="before")
@@ -355,7 +358,7 @@ class RequiredOutputs(StrictModel):
 
     def applies_to(self, fields: Mapping[str, Any]) -> bool:
         """Whether a sample with these fields is one this entry decides for."""
-        return not self.when or all(str(fields.get(key)) in values for key, values in self.when.items())
+        return not self.when or fields_match(self.when, fields)
 
 
 class CacheConfig(StrictModel):

@@ -163,15 +163,7 @@ def cross_field_problems(rubric: Rubric, unusable: frozenset[str] = frozenset(),
                             _did_you_mean(name, list(rubric.outputs), "outputs", "or list it under `outputs:`"),
                         )
                     )
-            for key in rule.when or {}:
-                if key not in inputs:
-                    out.append(
-                        (
-                            ("required_outputs", i, "when", key),
-                            f"`when` names {key!r}, which is not a declared input",
-                            _did_you_mean(key, list(inputs), "inputs", "or declare it under `inputs:`"),
-                        )
-                    )
+            out += _when_problems(("required_outputs", i), rule.when, inputs)
 
     if has_inputs and "images" not in unusable:
         for i, slot in enumerate(rubric.images):
@@ -292,15 +284,7 @@ def cross_field_problems(rubric: Rubric, unusable: frozenset[str] = frozenset(),
                     "remove `text_form` here",
                 )
             )
-        for key in metric.when or {}:
-            if key not in inputs:
-                out.append(
-                    (
-                        ("metrics", i, "when", key),
-                        f"`when` names {key!r}, which is not a declared input",
-                        _did_you_mean(key, list(inputs), "inputs", "or declare it under `inputs:`"),
-                    )
-                )
+        out += _when_problems(("metrics", i), metric.when, inputs)
         for role in ("output", "reference"):
             field = getattr(metric, role)
             if field not in inputs:
@@ -320,6 +304,12 @@ def cross_field_problems(rubric: Rubric, unusable: frozenset[str] = frozenset(),
                     )
                 )
     return out
+
+
+def _when_problems(at: tuple, when: dict[str, list[str]] | None, inputs: dict[str, InputSpec | None]) -> Problems:
+    """A `when` (of a metric or a `required_outputs` entry) that names an undeclared field."""
+    return [((*at, "when", key), f"`when` names {key!r}, which is not a declared input",
+             _did_you_mean(key, list(inputs), "inputs", "or declare it under `inputs:`")) for key in when or {} if key not in inputs]
 
 
 def _method_for(rubric: Rubric, dim: Dimension) -> str:

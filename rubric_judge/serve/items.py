@@ -178,7 +178,8 @@ def item_sample(rubric: Rubric, sample_id: str, inputs: Mapping[str, Any], outpu
 
 
 def _missing_outputs(values: Mapping[str, Any], rubric: Rubric) -> tuple[str, ...]:
-    """As `score` decides it, except that an empty completion is an answer to judge, not absent."""
+    """As `score` decides it (`required_outputs` included), except that an empty completion is an
+    answer to judge, not absent; an output image that cannot be read is refused (BAD_IMAGE)."""
     return missing_outputs(values, rubric.inputs, rubric.outputs, rubric.required_outputs, empty_is_absent=False)
 
 
