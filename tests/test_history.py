@@ -202,3 +202,37 @@ def test_previous_without_an_earlier_version_says_what_to_do(judge, tmp_path: Pa
     run_score(judge, tmp_path, tasks)
     done = cli("compare", "good-model", "--previous", "--db", str(tmp_path / "r.duckdb"))
     assert done.returncode == 2 and "has no earlier version" in done.stderr and "edit the rubric and score again" in done.stderr
+
+
+_DIGEST_RUBRIC = """rubric: lab/digest
+inputs:
+  category: text
+  answer: text
+  response: text?
+outputs: [response]
+dimensions:
+  - {id: accuracy}
+criteria:
+  - {id: accuracy-1, dimension: accuracy, text: "The answer is correct."}
+prompt: "{{ response }}"
+scoring: {method: weighted_points}
+metrics:
+  - {metric: bertscore, output: response, reference: answer, pass: ">= 0.9"}
+"""
+
+
+def test_settings_added_later_leave_the_content_digest_of_rubrics_without_them_as_it_was(tmp_path: Path) -> None:
+    """A rubric that uses neither `required_outputs` nor `text_form` keeps the digest the code
+    before them stored (computed at 3c1f20a), so an upgrade does not supersede every stored run;
+    using either is a content change."""
+    from rubric_judge.rubrics.loader import load_rubric_file
+    from rubric_judge.store.db import rubric_digest
+
+    def digest(text: str) -> str:
+        path = tmp_path / "r.yaml"
+        path.write_text(text)
+        return rubric_digest([load_rubric_file(path)])
+
+    assert digest(_DIGEST_RUBRIC) == "2a19ba889fb3094f3de6c6b44f0c625f66d16548a0d617d6b6015c13aa86a667"
+    assert digest(_DIGEST_RUBRIC + "required_outputs:\n  - {outputs: []}\n") != digest(_DIGEST_RUBRIC)
+    assert digest(_DIGEST_RUBRIC.replace('pass: ">= 0.9"}', 'pass: ">= 0.9", text_form: medgen_eval}')) != digest(_DIGEST_RUBRIC)
